@@ -1,0 +1,27 @@
+"""Where shipml runs: GitHub Actions, act, Jenkins or a laptop.
+
+Every stage talks to its CI platform through :func:`detect` and the :class:`Platform` it returns;
+no other module writes workflow commands, step outputs or summaries itself.
+"""
+
+from __future__ import annotations
+
+from shipml.ci._platform import (
+    ActPlatform,
+    GitHubPlatform,
+    JenkinsPlatform,
+    LocalPlatform,
+    Platform,
+    PullRequest,
+    detect,
+)
+
+__all__ = [
+    "ActPlatform",
+    "GitHubPlatform",
+    "JenkinsPlatform",
+    "LocalPlatform",
+    "Platform",
+    "PullRequest",
+    "detect",
+]

@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from shipml.errors import ConfigError
+
+AnnotationLevel = Literal["error", "warning", "notice"]
+
+_PR_URL = re.compile(r"https?://(?P<host>[^/]+)/(?P<repo>[^/]+/[^/]+)/pull/(?P<number>\d+)")
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """The pull request a run belongs to: where to comment and what it compares."""
+
+    repository: str
+    number: int
+    head_sha: str = ""
+    base_ref: str = ""
+
+
+class Platform:
+    """A CI platform; this base class is the plain local terminal."""
+
+    name = "local"
+    #: whether reports may be posted to a remote service from here (act never posts)
+    can_publish = True
+
+    def __init__(self, environ: Mapping[str, str] | None = None, stream: TextIO | None = None):
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        """Return where workflow commands and annotations are written (stdout by default)."""
+        return self._stream if self._stream is not None else sys.stdout
+
+    def set_output(self, name: str, value: str) -> bool:
+        """Publish a step output; return False where the platform has no step outputs."""
+        return False
+
+    def add_summary(self, markdown: str) -> bool:
+        """Append markdown to the job summary; return False where there is none."""
+        return False
+
+    def annotate(
+        self,
+        level: AnnotationLevel,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Show a message attached to a file and line where the platform can."""
+        where = file or ""
+        if where and line:
+            where = f"{where}:{line}"
+        prefix = f"{level}: {where + ': ' if where else ''}{title + ': ' if title else ''}"
+        print(prefix + message, file=sys.stderr)
+
+    def mask(self, secret: str) -> None:
+        """Hide ``secret`` from every later log line where the platform can."""
+
+    def pull_request(self) -> PullRequest | None:
+        """Return the pull request this run is for, or None outside one."""
+        return None
+
+    def repository(self) -> str | None:
+        """Return ``owner/name`` of the repository, when known."""
+        return self.environ.get("GITHUB_REPOSITORY") or None
+
+    def commit_sha(self) -> str | None:
+        """Return the commit under test, when known."""
+        return self.environ.get("GITHUB_SHA") or self.environ.get("GIT_COMMIT") or None
+
+    def run_url(self) -> str | None:
+        """Return a link to this run's page, when there is one."""
+        return None
+
+    def api_url(self) -> str:
+        """Return the GitHub REST API root (``GITHUB_API_URL`` for GitHub Enterprise)."""
+        return self.environ.get("GITHUB_API_URL") or "https://api.github.com"
+
+
+class LocalPlatform(Platform):
+    """A developer's terminal."""
+
+
+class GitHubPlatform(Platform):
+    """GitHub Actions: step outputs, job summary and workflow commands."""
+
+    name = "github"
+
+    def set_output(self, name: str, value: str) -> bool:
+        return _append_heredoc(self.environ.get("GITHUB_OUTPUT"), name, value)
+
+    def add_summary(self, markdown: str) -> bool:
+        path = self.environ.get("GITHUB_STEP_SUMMARY")
+        if not path:
+            return False
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+        return True
+
+    def annotate(
+        self,
+        level: AnnotationLevel,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        title: str | None = None,
+    ) -> None:
+        properties = []
+        if file:
+            properties.append(f"file={_escape_property(file)}")
+        if line:
+            properties.append(f"line={int(line)}")
+        if title:
+            properties.append(f"title={_escape_property(title)}")
+        head = f"::{level} {','.join(properties)}" if properties else f"::{level}"
+        print(f"{head}::{_escape_data(message)}", file=self.stream, flush=True)
+
+    def mask(self, secret: str) -> None:
+        for part in secret.splitlines():
+            if part.strip():
+                print(f"::add-mask::{_escape_data(part)}", file=self.stream, flush=True)
+
+    def pull_request(self) -> PullRequest | None:
+        event = _read_event(self.environ.get("GITHUB_EVENT_PATH"))
+        pull = event.get("pull_request") or {}
+        number = pull.get("number") or event.get("number")
+        if not number and isinstance(event.get("issue"), dict) and event["issue"].get("pull_request"):
+            number = event["issue"].get("number")
+        if not number:
+            return None
+        repository = (
+            (event.get("repository") or {}).get("full_name")
+            or self.environ.get("GITHUB_REPOSITORY")
+            or ""
+        )
+        return PullRequest(
+            repository=str(repository),
+            number=int(number),
+            head_sha=str((pull.get("head") or {}).get("sha") or self.environ.get("GITHUB_SHA", "")),
+            base_ref=str(
+                (pull.get("base") or {}).get("ref") or self.environ.get("GITHUB_BASE_REF", "")
+            ),
+        )
+
+    def run_url(self) -> str | None:
+        server = self.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        repository = self.environ.get("GITHUB_REPOSITORY")
+        run_id = self.environ.get("GITHUB_RUN_ID")
+        if not (repository and run_id):
+            return None
+        return f"{server}/{repository}/actions/runs/{run_id}"
+
+
+class ActPlatform(GitHubPlatform):
+    """``act`` runs the workflow locally as a dry run: everything GitHub does, never posting."""
+
+    name = "act"
+    can_publish = False
+
+
+class JenkinsPlatform(Platform):
+    """Jenkins (multibranch pipelines set ``CHANGE_*`` for pull requests)."""
+
+    name = "jenkins"
+
+    def pull_request(self) -> PullRequest | None:
+        change_id = self.environ.get("CHANGE_ID", "")
+        if not change_id.isdigit():
+            return None
+        repository = self.environ.get("SHIPML_GITHUB_REPOSITORY") or self.repository() or ""
+        return PullRequest(
+            repository=repository,
+            number=int(change_id),
+            head_sha=self.environ.get("GIT_COMMIT", ""),
+            base_ref=self.environ.get("CHANGE_TARGET", ""),
+        )
+
+    def repository(self) -> str | None:
+        explicit = self.environ.get("SHIPML_GITHUB_REPOSITORY") or self.environ.get(
+            "GITHUB_REPOSITORY"
+        )
+        if explicit:
+            return explicit
+        match = _PR_URL.match(self.environ.get("CHANGE_URL", ""))
+        return match.group("repo") if match else None
+
+    def run_url(self) -> str | None:
+        return self.environ.get("BUILD_URL") or None
+
+
+def detect(environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> Platform:
+    """Return the platform this process runs on, judged from the environment.
+
+    ``SHIPML_CI`` (github, act, jenkins, local) overrides detection; an unknown value raises
+    ConfigError.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    forced = env.get("SHIPML_CI", "").strip().lower()
+    kinds: dict[str, type[Platform]] = {
+        "github": GitHubPlatform,
+        "act": ActPlatform,
+        "jenkins": JenkinsPlatform,
+        "local": LocalPlatform,
+    }
+    if forced:
+        if forced not in kinds:
+            raise ConfigError(
+                f"environment SHIPML_CI={forced!r} is not a platform; valid: {', '.join(kinds)}"
+            )
+        return kinds[forced](env, stream)
+    if env.get("ACT", "").lower() == "true":
+        return ActPlatform(env, stream)
+    if env.get("GITHUB_ACTIONS", "").lower() == "true":
+        return GitHubPlatform(env, stream)
+    if env.get("JENKINS_URL") or env.get("JENKINS_HOME"):
+        return JenkinsPlatform(env, stream)
+    return LocalPlatform(env, stream)
+
+
+def _append_heredoc(path: str | None, name: str, value: str) -> bool:
+    if not path:
+        return False
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+        raise ValueError(f"invalid step output name {name!r}")
+    # A random delimiter cannot be forged by a value that contains a line with a known one.
+    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+    while delimiter in value:
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    return True
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _read_event(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return event if isinstance(event, dict) else {}

@@ -1,0 +1,43 @@
+"""The one exception root of shipml and the exit codes it maps to.
+
+Exit codes, everywhere: 0 all gates passed, 1 a gate failed, 2 bad input or configuration,
+3 infrastructure error. ``shipml.cli.main`` catches only :class:`ShipmlError` subclasses.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_INFRA = 3
+
+
+class ShipmlError(Exception):
+    """Root of every error shipml raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = EXIT_INFRA
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ShipmlError):
+    """Bad input or configuration: the user must change something (exit 2)."""
+
+    exit_code = EXIT_CONFIG
+
+
+class GateFailed(ShipmlError):
+    """A gate judged the model not good enough (exit 1)."""
+
+    exit_code = EXIT_GATE_FAILED
+
+
+class InfrastructureError(ShipmlError):
+    """A service shipml depends on could not be reached or misbehaved (exit 3)."""
+
+    exit_code = EXIT_INFRA
