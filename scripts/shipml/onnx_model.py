@@ -129,7 +129,7 @@ class OnnxModel:
         for spec in self.outputs:
             if spec.type.startswith("seq(map("):
                 proba = spec.name
-            elif "prob" in spec.name.lower() and spec.type.startswith("tensor(float"):
+            elif "prob" in spec.name.lower() and spec.type in ("tensor(float)", "tensor(double)"):
                 proba = spec.name
         if proba is not None:
             label = next((spec.name for spec in self.outputs if spec.name != proba), None)

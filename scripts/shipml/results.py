@@ -187,15 +187,14 @@ def read_all(output_dir: Path) -> list[StageResult]:
 def stage_status(checks: Sequence[Check], fail_on: FailOn = "fail") -> StageStatus:
     """Decide a stage's status from its check records.
 
-    ``error`` wins when any check errored, then ``fail`` when any check failed (or warned, with
-    ``fail_on="warn"``); ``fail_on="never"`` reports failures but never fails the stage.
+    A check that could not be judged (``error``) fails the gate like a failed one: an unverified
+    model does not ship. ``fail_on="warn"`` fails on warnings too; ``fail_on="never"`` reports but
+    never fails. Stage status ``error`` is kept for a stage that could not run at all.
     """
     statuses = {check.status for check in checks}
-    if "error" in statuses:
-        return "error" if fail_on != "never" else "pass"
     if fail_on == "never":
         return "pass"
-    if "fail" in statuses or (fail_on == "warn" and "warn" in statuses):
+    if statuses & {"fail", "error"} or (fail_on == "warn" and "warn" in statuses):
         return "fail"
     return "pass"
 

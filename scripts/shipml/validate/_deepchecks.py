@@ -1,0 +1,321 @@
+"""The bridge to deepchecks: suites and checks from YAML, one run with precomputed predictions,
+and deepchecks' condition results turned into shipml check records.
+
+This is the only module that imports deepchecks (the ``shipml[validate]`` extra).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.config import Config
+from shipml.errors import ConfigError
+from shipml.results import Check, CheckStatus
+from shipml.validate._inputs import ModelInputs
+
+log = logging.getLogger("shipml.validate")
+
+INSTALL_HINT = (
+    "deepchecks is not installed in this environment; install the validate extra:\n"
+    "  pip install 'shipml[validate]'\n"
+    "(the validate action does this in its own environment)"
+)
+SUITE_NAMES = ("data_integrity", "train_test_validation", "model_evaluation", "full_suite")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?%?")
+
+
+@dataclass
+class Outcome:
+    """What deepchecks concluded: one record per condition, and what did not run."""
+
+    checks: list[Check]
+    not_run: dict[str, str] = field(default_factory=dict)
+    display_only: list[str] = field(default_factory=list)
+    suite_result: Any = None
+
+
+@dataclass
+class _Plan:
+    suite: Any
+    severities: dict[int, list[str]]
+    config_lines: dict[str, int]
+
+
+def import_deepchecks() -> Any:
+    """Return the ``deepchecks.tabular`` module, or raise ConfigError with the install command."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import deepchecks.tabular as tabular
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    return tabular
+
+
+def check_names() -> list[str]:
+    """Return every deepchecks tabular check class name."""
+    tabular = import_deepchecks()
+    from deepchecks.tabular import checks
+
+    del tabular
+    return sorted(name for name in dir(checks) if name[:1].isupper())
+
+
+def build_plan(config: Config) -> _Plan:
+    """Assemble one deepchecks Suite from the configured suites and explicit checks.
+
+    Raises ConfigError naming the key for an unknown suite, check or condition, and for
+    parameters the check or condition does not take.
+    """
+    import_deepchecks()
+    from deepchecks.tabular import Suite, checks, suites
+
+    section = config.section("validate")
+    valid_checks = check_names()
+    for key in ("exclude_checks", "warn_only"):
+        for index, name in enumerate(section[key]):
+            if name not in valid_checks:
+                raise ConfigError(_unknown(config.where("validate", key, index), "check", name,
+                                           valid_checks))
+    excluded = set(section["exclude_checks"])
+    # With predictions handed over, deepchecks would time a lookup table, not the model;
+    # `shipml latency` measures the real thing. Named under `checks:` it still runs.
+    excluded.add("ModelInferenceTime")
+    warn_only = set(section["warn_only"])
+
+    selected: list[Any] = []
+    for index, suite_name in enumerate(section["suites"]):
+        factory = getattr(suites, suite_name, None)
+        if factory is None:  # the schema already limits names; guard against a new deepchecks
+            raise ConfigError(_unknown(config.where("validate", "suites", index), "suite",
+                                       suite_name, list(SUITE_NAMES)))
+        for check in factory().checks.values():
+            if type(check).__name__ in excluded:
+                continue
+            if any(type(existing) is type(check) for existing in selected):
+                continue  # full_suite and the named suites share checks; run each once
+            selected.append(check)
+
+    severities: dict[int, list[str]] = {}
+    config_lines: dict[str, int] = {}
+    for index, spec in enumerate(section["checks"]):
+        where = config.where("validate", "checks", index, "check")
+        name = spec["check"]
+        check_class = getattr(checks, name, None) if name in valid_checks else None
+        if check_class is None:
+            raise ConfigError(_unknown(where, "check", name, valid_checks))
+        try:
+            check = check_class(**spec.get("params", {}))
+        except TypeError as exc:
+            raise ConfigError(
+                f"{config.where('validate', 'checks', index, 'params')}: {name} does not accept "
+                f"these parameters: {_first_line(exc)}"
+            ) from None
+        except Exception as exc:  # deepchecks validates parameters with its own errors
+            raise ConfigError(
+                f"{config.where('validate', 'checks', index, 'params')}: {name}: {_first_line(exc)}"
+            ) from None
+        levels: list[str] = []
+        for c_index, condition in enumerate(spec.get("conditions", [])):
+            c_where = config.where("validate", "checks", index, "conditions", c_index, "condition")
+            method_name = "add_condition_" + condition["condition"].removeprefix("add_condition_")
+            method = getattr(check, method_name, None)
+            if method is None:
+                valid = sorted(m.removeprefix("add_condition_") for m in dir(check)
+                               if m.startswith("add_condition_"))
+                raise ConfigError(_unknown(c_where, f"condition of {name}",
+                                           condition["condition"], valid))
+            try:
+                method(**condition.get("params", {}))
+            except TypeError as exc:
+                raise ConfigError(
+                    f"{config.where('validate', 'checks', index, 'conditions', c_index, 'params')}"
+                    f": condition {condition['condition']} of {name} does not accept these "
+                    f"parameters: {_first_line(exc)}"
+                ) from None
+            levels.append(condition.get("severity", "fail"))
+        severities[id(check)] = levels
+        line = config.lines.get(("validate", "checks", index))
+        if line:
+            config_lines.setdefault(name, line)
+        selected.append(check)
+
+    if not selected:
+        raise ConfigError(
+            f"{config.where('validate', 'suites')}: nothing to run: no suites and no checks "
+            f"(after exclude_checks); name a suite ({', '.join(SUITE_NAMES)}) or add checks"
+        )
+    for check in selected:
+        if type(check).__name__ in warn_only:
+            count = len(getattr(check, "_conditions", {}))
+            severities[id(check)] = ["warn"] * count
+    return _Plan(suite=Suite("shipml validate", *selected), severities=severities,
+                 config_lines=config_lines)
+
+
+def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series | None,
+             with_display: bool) -> Outcome:
+    """Run the suite once over precomputed predictions and return the condition records."""
+    from deepchecks.tabular import Dataset
+
+    label_type = inputs.task
+    train = Dataset(inputs.train.frame, label=inputs.label, features=inputs.features,
+                    cat_features=inputs.categorical, label_type=label_type,
+                    dataset_name="train")
+    test = Dataset(inputs.test.frame, label=inputs.label, features=inputs.features,
+                   cat_features=inputs.categorical, label_type=label_type, dataset_name="test")
+    kwargs: dict[str, Any] = {
+        "train_dataset": train,
+        "test_dataset": test,
+        "y_pred_train": inputs.train_predictions.labels,
+        "y_pred_test": inputs.test_predictions.labels,
+        "with_display": with_display,
+    }
+    if inputs.train_predictions.probabilities is not None:
+        kwargs["y_proba_train"] = inputs.train_predictions.probabilities
+        kwargs["y_proba_test"] = inputs.test_predictions.probabilities
+    if inputs.classes is not None:
+        kwargs["model_classes"] = inputs.classes
+    if feature_importance is not None:
+        kwargs["feature_importance"] = feature_importance
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("deepchecks").setLevel(logging.ERROR)
+        suite_result = plan.suite.run(**kwargs)
+    return _outcome(plan, suite_result)
+
+
+def save_html(outcome: Outcome, path: Path) -> None:
+    """Write deepchecks' own HTML report (self-contained) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outcome.suite_result.save_as_html(str(path), as_widget=False, connected=False)
+
+
+def permutation_importance(inputs: ModelInputs, rows: int, seed: int) -> pd.Series:
+    """Return each feature's share of the score lost when it is shuffled (sums to 1).
+
+    Predictions are batched through onnxruntime: one call per feature and repeat on a sample.
+    """
+    frame = inputs.test.frame
+    if len(frame) > rows:
+        frame = frame.sample(n=rows, random_state=seed)
+    features = frame[inputs.features].reset_index(drop=True)
+    truth = frame[inputs.label].to_numpy()
+    rng = np.random.default_rng(seed)
+    base = _score(inputs, features, truth)
+    drops = {}
+    for name in inputs.features:
+        losses = []
+        for _ in range(2):
+            shuffled = features.copy()
+            shuffled[name] = rng.permutation(shuffled[name].to_numpy())
+            losses.append(base - _score(inputs, shuffled, truth))
+        drops[name] = max(float(np.mean(losses)), 0.0)
+    importance = pd.Series(drops, dtype=float)
+    total = importance.sum()
+    if total <= 0:
+        return pd.Series(1.0 / len(importance), index=importance.index)
+    return importance / total
+
+
+def _score(inputs: ModelInputs, features: pd.DataFrame, truth: np.ndarray) -> float:
+    predicted, _ = inputs.model.run(features)
+    mask = ~pd.isna(truth)
+    if inputs.task == "regression":
+        error = np.abs(predicted[mask].astype(float) - truth[mask].astype(float))
+        return -float(np.mean(error))
+    return float(np.mean(predicted[mask] == truth[mask]))
+
+
+def _outcome(plan: _Plan, suite_result: Any) -> Outcome:
+    from deepchecks.core.check_result import CheckFailure, CheckResult
+    from deepchecks.core.condition import ConditionCategory
+    from deepchecks.core.errors import DeepchecksBaseError
+
+    category_status: dict[Any, CheckStatus] = {
+        ConditionCategory.PASS: "pass",
+        ConditionCategory.WARN: "warn",
+        ConditionCategory.FAIL: "fail",
+        ConditionCategory.ERROR: "error",
+    }
+    outcome = Outcome(checks=[], suite_result=suite_result)
+    for result in suite_result.results:
+        check = result.check
+        check_name = type(check).__name__
+        if isinstance(result, CheckFailure):
+            reason = _first_line(result.exception)
+            if isinstance(result.exception, DeepchecksBaseError):
+                # deepchecks' own refusal: the check does not apply to this data or task.
+                outcome.not_run[result.get_header()] = reason
+            else:
+                outcome.checks.append(Check(name=f"{result.get_header()} ran without error",
+                                            status="error", observed=reason,
+                                            threshold="no exception", detail=reason,
+                                            group=check_name))
+            continue
+        if not isinstance(result, CheckResult):
+            continue
+        if not result.conditions_results:
+            outcome.display_only.append(result.get_header())
+            continue
+        conditions = list(getattr(check, "_conditions", {}).values())
+        levels = plan.severities.get(id(check), [])
+        for index, condition_result in enumerate(result.conditions_results):
+            status = category_status.get(condition_result.category, "error")
+            if status == "fail" and index < len(levels) and levels[index] == "warn":
+                status = "warn"
+            params = conditions[index].params if index < len(conditions) else {}
+            outcome.checks.append(Check(
+                name=f"{result.get_header()}: {condition_result.name}",
+                status=status,
+                observed=_short(condition_result.details),
+                threshold=_threshold(params, condition_result.name),
+                detail=condition_result.details,
+                group=check_name,
+            ))
+    return outcome
+
+
+def _threshold(params: dict[str, Any], sentence: str) -> Any:
+    numeric = {k: v for k, v in params.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if len(numeric) == 1:
+        return next(iter(numeric.values()))
+    shown = {k: v for k, v in params.items() if v is not None}
+    if not shown:
+        # deepchecks' default conditions carry the threshold in their sentence only.
+        numbers = _NUMBER.findall(sentence)
+        if not numbers:
+            return None
+        value = numbers[-1]
+        if value.endswith("%"):
+            return value
+        return float(value) if "." in value else int(value)
+    return ", ".join(f"{key}={value}" for key, value in shown.items())
+
+
+def _short(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _unknown(where: str, kind: str, name: str, valid: list[str]) -> str:
+    nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+    return f"{where}: unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
