@@ -132,6 +132,7 @@ def build_plan(config: Config) -> _Plan:
             if method is None:
                 valid = sorted(m.removeprefix("add_condition_") for m in dir(check)
                                if m.startswith("add_condition_"))
+                valid = valid or ["(none: this check only displays)"]
                 raise ConfigError(_unknown(c_where, f"condition of {name}",
                                            condition["condition"], valid))
             try:
@@ -150,10 +151,13 @@ def build_plan(config: Config) -> _Plan:
         selected.append(check)
 
     if not selected:
-        raise ConfigError(
-            f"{config.where('validate', 'suites')}: nothing to run: no suites and no checks "
-            f"(after exclude_checks); name a suite ({', '.join(SUITE_NAMES)}) or add checks"
-        )
+        if not section["pytest"]:
+            raise ConfigError(
+                f"{config.where('validate', 'suites')}: nothing to run: no suites, no checks "
+                f"(after exclude_checks) and no pytest model tests; name a suite "
+                f"({', '.join(SUITE_NAMES)}), add checks or set validate.pytest"
+            )
+        return _Plan(suite=None, severities={}, config_lines={})
     for check in selected:
         if type(check).__name__ in warn_only:
             count = len(getattr(check, "_conditions", {}))
@@ -167,6 +171,8 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
     """Run the suite once over precomputed predictions and return the condition records."""
     from deepchecks.tabular import Dataset
 
+    if plan.suite is None:
+        return Outcome(checks=[])
     label_type = inputs.task
     train = Dataset(inputs.train.frame, label=inputs.label, features=inputs.features,
                     cat_features=inputs.categorical, label_type=label_type,
@@ -194,12 +200,15 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
     return _outcome(plan, suite_result)
 
 
-def save_html(outcome: Outcome, path: Path) -> None:
-    """Write deepchecks' own HTML report (self-contained) to ``path``."""
+def save_html(outcome: Outcome, path: Path) -> bool:
+    """Write deepchecks' own HTML report (self-contained) to ``path``; False when nothing ran."""
+    if outcome.suite_result is None:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         outcome.suite_result.save_as_html(str(path), as_widget=False, connected=False)
+    return True
 
 
 def permutation_importance(inputs: ModelInputs, rows: int, seed: int) -> pd.Series:

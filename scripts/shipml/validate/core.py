@@ -57,7 +57,7 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
 
     importance = None
     importance_seconds = 0.0
-    if section["feature_importance"] == "permutation":
+    if section["feature_importance"] == "permutation" and plan.suite is not None:
         started = time.perf_counter()
         importance = _deepchecks.permutation_importance(
             inputs, rows=section["feature_importance_rows"], seed=section["random_state"])
@@ -70,9 +70,8 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
 
     html_path: Path | None = None
     artifacts = []
-    if section["html"]:
+    if section["html"] and _deepchecks.save_html(outcome, artifacts_dir / "validate.html"):
         html_path = artifacts_dir / "validate.html"
-        _deepchecks.save_html(outcome, html_path)
         artifacts.append(Artifact(name="validate.html", path=str(html_path)))
 
     pytest_checks: list[Check] = []
