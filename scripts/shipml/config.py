@@ -241,8 +241,9 @@ def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
 
 def _describe(error: jsonschema.ValidationError, config: Config) -> str:
     path = tuple(error.absolute_path)
+    node: Any = error.schema
     if error.validator == "additionalProperties":
-        allowed = sorted((error.schema.get("properties") or {}).keys())
+        allowed = sorted((node.get("properties") or {}).keys())
         instance = error.instance if isinstance(error.instance, dict) else {}
         unknown = [key for key in instance if key not in allowed]
         key = str(unknown[0]) if unknown else "?"
@@ -255,11 +256,12 @@ def _describe(error: jsonschema.ValidationError, config: Config) -> str:
         )
     where = config.where(*path) if path else (str(config.file) if config.file else "config")
     if error.validator == "enum":
-        valid = ", ".join(str(choice) for choice in error.validator_value)
+        choices: Any = error.validator_value
+        valid = ", ".join(str(choice) for choice in choices)
         return f"{where}: {error.instance!r} is not valid; valid: {valid}"
     if error.validator == "required":
         return f"{where}: {error.message}"
-    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    description = node.get("description") if isinstance(node, dict) else None
     hint = f" ({description})" if description else ""
     return f"{where}: {error.message}{hint}"
 

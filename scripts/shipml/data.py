@@ -50,6 +50,11 @@ def load_table(path: Path, key: str) -> Table:
                 f"{key}: {path} has an unknown type {suffix or '(no suffix)'!r}; "
                 f"valid: {', '.join(TABLE_SUFFIXES)}"
             )
+    except ImportError:
+        raise ConfigError(
+            f"{key}: reading Parquet ({path}) needs pyarrow; pip install 'shipml[validate]' "
+            "or pip install pyarrow"
+        ) from None
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{key}: data file {path} is empty (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:

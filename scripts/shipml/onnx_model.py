@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from shipml.errors import ConfigError
 
@@ -97,7 +98,7 @@ class OnnxModel:
         self.batch_size = batch_size
         self.layout: Layout = self._layout()
         self.features: list[str] | None = list(features) if features else None
-        self.classes_: np.ndarray | None = None
+        self.classes_: NDArray[Any] | None = None
         self._label_output, self._proba_output = self._classifier_outputs()
 
     # -- description -------------------------------------------------------------------------
@@ -167,7 +168,7 @@ class OnnxModel:
             )
         return chosen
 
-    def feeds(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    def feeds(self, frame: pd.DataFrame) -> dict[str, NDArray[Any]]:
         """Return the onnxruntime input dictionary for the rows of ``frame``."""
         if self.layout == "tensor":
             spec = self.inputs[0]
@@ -182,14 +183,14 @@ class OnnxModel:
 
     # -- predicting ------------------------------------------------------------------------------
 
-    def run(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, frame: pd.DataFrame) -> tuple[NDArray[Any], NDArray[Any] | None]:
         """Return ``(predictions, probabilities or None)`` for every row, in batches."""
-        predictions: list[np.ndarray] = []
-        probabilities: list[np.ndarray] = []
+        predictions: list[NDArray[Any]] = []
+        probabilities: list[NDArray[Any]] = []
         for start in range(0, len(frame), self.batch_size):
             batch = frame.iloc[start : start + self.batch_size]
             outputs = self.session.run(None, self.feeds(batch))
-            named = dict(zip((spec.name for spec in self.outputs), outputs))
+            named = dict(zip((spec.name for spec in self.outputs), outputs, strict=True))
             if self._proba_output is None:
                 predictions.append(np.asarray(outputs[0]).reshape(len(batch), -1)[:, 0])
                 continue
@@ -206,7 +207,7 @@ class OnnxModel:
         proba_all = np.concatenate(probabilities) if probabilities else None
         return pred, proba_all
 
-    def _proba_matrix(self, raw: Any) -> np.ndarray:
+    def _proba_matrix(self, raw: Any) -> NDArray[Any]:
         if isinstance(raw, list):  # ZipMap: one {class: probability} dict per row
             keys = sorted(raw[0].keys()) if raw else []
             if self.classes_ is None:
@@ -219,11 +220,11 @@ class OnnxModel:
             self.classes_ = np.arange(matrix.shape[1])
         return matrix
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame) -> NDArray[Any]:
         """Return predicted labels (classifiers) or values (regressors) for ``frame``."""
         return self.run(frame)[0]
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame) -> NDArray[Any]:
         """Return class probabilities, one column per class in ``classes_`` order.
 
         Raises ConfigError for a model without a probability output.
@@ -234,7 +235,7 @@ class OnnxModel:
         return proba
 
 
-def _as_type(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def _as_type(values: NDArray[Any], spec: TensorSpec) -> NDArray[Any]:
     dtype = spec.numpy_type
     if dtype is np.object_:
         return np.array([["" if _is_missing(v) else str(v) for v in row] for row in values],

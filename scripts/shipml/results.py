@@ -201,7 +201,7 @@ def stage_status(checks: Sequence[Check], fail_on: FailOn = "fail") -> StageStat
 
 def count_by_status(checks: Iterable[Check]) -> dict[str, int]:
     """Return how many checks ended in each status, every status present."""
-    counts = {status: 0 for status in CHECK_STATUSES}
+    counts: dict[str, int] = {status: 0 for status in CHECK_STATUSES}
     for check in checks:
         counts[check.status] += 1
     return counts

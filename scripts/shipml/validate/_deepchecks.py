@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from shipml.config import Config
 from shipml.errors import ConfigError
@@ -238,7 +239,7 @@ def permutation_importance(inputs: ModelInputs, rows: int, seed: int) -> pd.Seri
     return importance / total
 
 
-def _score(inputs: ModelInputs, features: pd.DataFrame, truth: np.ndarray) -> float:
+def _score(inputs: ModelInputs, features: pd.DataFrame, truth: NDArray[Any]) -> float:
     predicted, _ = inputs.model.run(features)
     mask = ~pd.isna(truth)
     if inputs.task == "regression":

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from shipml.config import Config
 from shipml.data import Table, Task, infer_categorical, infer_task, load_table, require_label
@@ -25,8 +26,8 @@ MISSING_KEY = (
 class Predictions:
     """Labels (or values) and class probabilities for one data set, computed once."""
 
-    labels: np.ndarray
-    probabilities: np.ndarray | None
+    labels: NDArray[Any]
+    probabilities: NDArray[Any] | None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipml.ci import Platform
+from shipml.ci._platform import AnnotationLevel
 from shipml.config import Config
 from shipml.junit import render_junit
 from shipml.results import (
@@ -152,7 +153,7 @@ def _announce(result: StageResult, config_lines: dict[str, int], config: Config,
     for check in result.checks:
         if check.status == "pass":
             continue
-        level = "warning" if check.status == "warn" else "error"
+        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
         line = (config_lines.get(check.group) or config.lines.get(("validate",))) if file else None
         platform.annotate(level, f"{check.name} — observed: {check.observed}; "
                           f"threshold: {check.threshold}", file=file, line=line,

@@ -1,0 +1,115 @@
+"""``shipml init``: write a starter ``shipml.yaml`` from a model and its data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipml.data import infer_categorical, infer_task, load_table
+from shipml.errors import ConfigError
+from shipml.onnx_model import OnnxModel
+
+LABEL_NAMES = ("label", "target", "y", "class", "outcome")
+HEADER = """\
+# shipml configuration: https://shipml.dev/schema/shipml.schema.json
+# Written by `shipml init`; every key is documented by `shipml schema`.
+"""
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``init`` subcommand."""
+    parser = subparsers.add_parser(
+        "init", help="write a starter shipml.yaml from a model and its data",
+        description="Inspect an ONNX model and its data (inputs, label, task, categorical "
+                    "columns) and write a starter shipml.yaml.")
+    parser.add_argument("--model", required=True, metavar="PATH", help="the ONNX file")
+    parser.add_argument("--train", required=True, metavar="PATH", help="training data")
+    parser.add_argument("--test", metavar="PATH", help="test data (default: the training data)")
+    parser.add_argument("--label", metavar="COLUMN", help="label column (default: detected)")
+    parser.add_argument("--output", default="shipml.yaml", metavar="PATH",
+                        help="where to write (default: shipml.yaml)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.set_defaults(handler=run_cli)
+
+
+def starter_config(model_path: Path, train_path: Path, test_path: Path | None,
+                   label: str | None, base: Path) -> dict[str, Any]:
+    """Return the starter configuration for a model and its data.
+
+    Raises ConfigError when the label cannot be found or the model does not match the data.
+    """
+    model = OnnxModel(model_path, key="--model")
+    table = load_table(train_path, "--train")
+    if label is None:
+        label = detect_label(model, table.columns, str(train_path))
+    elif label not in table.columns:
+        raise ConfigError(f"--label: {label!r} is not a column of {train_path}; columns: "
+                          f"{', '.join(table.columns)}")
+    candidates = [c for c in table.columns if c != label]
+    features = model.bind_columns(candidates, str(train_path))
+    probabilities = model.run(table.frame[features].head(200))[1]
+    width = probabilities.shape[1] if probabilities is not None else None
+    task = infer_task(table.frame[label], width)
+    categorical = infer_categorical(table.frame, features)
+    ignored = [c for c in candidates if c not in features]
+    model_section: dict[str, Any] = {
+        "path": _relative(model_path, base),
+        "task": task,
+        "label": label,
+        "train": _relative(train_path, base),
+        "test": _relative(test_path or train_path, base),
+    }
+    if categorical:
+        model_section["categorical_features"] = categorical
+    if ignored:
+        model_section["ignore_columns"] = ignored
+    return {
+        "model": model_section,
+        "validate": {
+            "suites": ["data_integrity", "train_test_validation", "model_evaluation"],
+            "fail_on": "fail",
+        },
+    }
+
+
+def detect_label(model: OnnxModel, columns: list[str], source: str) -> str:
+    """Return the label column: the one column a per-column model does not read, or a usual name.
+
+    Raises ConfigError listing the candidates when it cannot tell.
+    """
+    if model.layout == "columns":
+        left = [c for c in columns if c not in model.input_names]
+        if len(left) == 1:
+            return left[0]
+    for name in columns:
+        if name.lower() in LABEL_NAMES:
+            return name
+    raise ConfigError(f"{source}: cannot tell which column is the label; pass --label "
+                      f"(columns: {', '.join(columns)})")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Write the starter config; return 0, or raise ConfigError (exit 2)."""
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise ConfigError(f"--output: {output} already exists; pass --force to overwrite it")
+    base = output.resolve().parent
+    document = starter_config(Path(args.model), Path(args.train),
+                              Path(args.test) if args.test else None, args.label, base)
+    output.write_text(HEADER + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    section = document["model"]
+    print(f"wrote {output}: {section['task']} model, label {section['label']!r}, "
+          f"{len(section.get('categorical_features', []))} categorical feature(s)")
+    print(f"next: shipml validate --config {output}")
+    return 0
+
+
+def _relative(path: Path, base: Path) -> str:
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(base))
+    except ValueError:
+        return str(resolved)
