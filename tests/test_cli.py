@@ -1,0 +1,90 @@
+"""The shipml command as a user meets it: help, version, init, demo, subprocess exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shipml.cli import build_parser, main
+from shipml.example import example_dir
+from tests.conftest import Case
+
+
+def test_help_lists_only_commands_that_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for command in build_parser()._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
+        assert command in out
+    for future in ("build", "sign", "canary"):
+        assert f"    {future} " not in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: shipml" in capsys.readouterr().err
+
+
+def test_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["validate", "--modle", "x.onnx"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --modle x.onnx" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_console_script(tmp_path: Path) -> None:
+    version = subprocess.run([sys.executable, "-m", "shipml", "--version"], capture_output=True,
+                             text=True, check=True)
+    assert version.stdout.startswith("shipml ")
+    bad = subprocess.run([sys.executable, "-m", "shipml", "validate", "--model",
+                          str(tmp_path / "missing.onnx"), "--suites", "data_integrity"],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("shipml validate: model.label is not set")
+
+
+def test_init_detects_label_task_and_categoricals(binary_case: Case, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "shipml.yaml"
+    code = main(["init", "--model", str(binary_case.model), "--train", str(binary_case.train),
+                 "--test", str(binary_case.test), "--output", str(output)])
+    assert code == 0
+    document = yaml.safe_load(output.read_text())
+    assert document["model"]["label"] == "churned"
+    assert document["model"]["task"] == "binary"
+    assert document["model"]["categorical_features"] == ["plan"]
+    assert "wrote" in capsys.readouterr().out
+    assert main(["init", "--model", str(binary_case.model), "--train", str(binary_case.train),
+                 "--output", str(output)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+
+
+def test_init_multiclass_tensor_model_needs_the_label(multiclass_case: Case, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "shipml.yaml"
+    assert main(["init", "--model", str(multiclass_case.model), "--train",
+                 str(multiclass_case.train), "--output", str(output)]) == 2
+    assert "cannot tell which column is the label; pass --label" in capsys.readouterr().err
+    assert main(["init", "--model", str(multiclass_case.model), "--train",
+                 str(multiclass_case.train), "--label", "species", "--output", str(output)]) == 0
+    assert yaml.safe_load(output.read_text())["model"]["task"] == "multiclass"
+
+
+@pytest.mark.deepchecks
+def test_demo_runs_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--dir", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads((tmp_path / "demo" / "results" / "validate.json").read_text())
+    assert result["status"] == "pass"
+    assert f"result    {tmp_path / 'demo' / 'results' / 'validate.json'}" in out
+    assert "shipml demo: all gates passed" in out
+    for name in ("model.onnx", "train.csv", "test.csv", "shipml.yaml"):
+        assert (example_dir() / name).is_file()

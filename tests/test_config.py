@@ -1,0 +1,83 @@
+"""shipml.yaml: schema, defaults, precedence and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from shipml.config import Override, env_overrides, load_config, parse_bool, schema
+from shipml.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "shipml.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_published_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert set(schema()["properties"]) >= {"model", "validate"}
+
+
+def test_defaults_are_filled(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "model:\n  path: m.onnx\n"))
+    validate = config.section("validate")
+    assert validate["fail_on"] == "fail"
+    assert validate["suites"] == ["data_integrity", "train_test_validation", "model_evaluation"]
+    assert config.section("model")["task"] == "auto"
+
+
+def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).section("validate")["fail_on"] == "fail"
+
+
+def test_precedence_flag_over_environment_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "validate:\n  fail_on: never\n")
+    env = env_overrides({"SHIPML_FAIL_ON": "warn"}, {"SHIPML_FAIL_ON": ("validate", "fail_on")})
+    assert load_config(path).section("validate")["fail_on"] == "never"
+    assert load_config(path, env).section("validate")["fail_on"] == "warn"
+    flag = Override(("validate", "fail_on"), "fail", "--fail-on")
+    assert load_config(path, [*env, flag]).section("validate")["fail_on"] == "fail"
+
+
+def test_where_names_file_line_or_source(tmp_path: Path) -> None:
+    path = write(tmp_path, "# comment\nmodel:\n  label: y\n")
+    config = load_config(path, [Override(("model", "path"), "m.onnx", "--model")])
+    assert config.where("model", "label") == f"{path}:3 model.label"
+    assert config.where("model", "path") == "--model"
+
+
+def test_paths_resolve_against_the_config_folder_and_flags_against_cwd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = write(folder, "model:\n  path: m.onnx\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, [Override(("model", "train"), "t.csv", "--train")])
+    assert config.resolve_path("m.onnx", "model", "path") == folder / "m.onnx"
+    assert config.resolve_path("t.csv", "model", "train") == tmp_path / "t.csv"
+
+
+def test_wrong_type_names_the_key_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "validate:\n  batch_size: lots\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}:2 validate.batch_size: 'lots' is not of type")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r":1: the top level must be a mapping of sections"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+@pytest.mark.parametrize("text", ["true", "True", "1", "yes", "on"])
+def test_parse_bool_true(text: str) -> None:
+    assert parse_bool(text, "--x") is True
+
+
+def test_parse_bool_is_strict() -> None:
+    with pytest.raises(ConfigError, match=r"--html: 'maybe' is not a boolean; use true or false"):
+        parse_bool("maybe", "--html")
