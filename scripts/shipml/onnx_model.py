@@ -98,8 +98,22 @@ class OnnxModel:
         self.batch_size = batch_size
         self.layout: Layout = self._layout()
         self.features: list[str] | None = list(features) if features else None
-        self.classes_: NDArray[Any] | None = None
+        self._classes: NDArray[Any] | None = None
         self._label_output, self._proba_output = self._classifier_outputs()
+
+    @property
+    def classes_(self) -> NDArray[Any]:
+        """Return the class labels in probability-column order, once a prediction revealed them.
+
+        Raises AttributeError before that (so ``hasattr(model, "classes_")`` is honest).
+        """
+        if self._classes is None:
+            raise AttributeError("classes_ is known after the first prediction")
+        return self._classes
+
+    @classes_.setter
+    def classes_(self, value: NDArray[Any]) -> None:
+        self._classes = value
 
     # -- description -------------------------------------------------------------------------
 
@@ -199,7 +213,6 @@ class OnnxModel:
             if self._label_output is not None:
                 predictions.append(np.asarray(named[self._label_output]).reshape(-1))
             else:
-                assert self.classes_ is not None
                 predictions.append(self.classes_[np.argmax(proba, axis=1)])
         if not predictions:
             return np.array([]), None
@@ -210,15 +223,29 @@ class OnnxModel:
     def _proba_matrix(self, raw: Any) -> NDArray[Any]:
         if isinstance(raw, list):  # ZipMap: one {class: probability} dict per row
             keys = sorted(raw[0].keys()) if raw else []
-            if self.classes_ is None:
-                self.classes_ = np.array(keys)
+            if self._classes is None:
+                self._classes = np.array(keys)
             return np.array([[row[key] for key in keys] for row in raw], dtype=np.float64)
         matrix = np.asarray(raw, dtype=np.float64)
         if matrix.ndim == 1:
             matrix = np.column_stack([1 - matrix, matrix])
-        if self.classes_ is None:
-            self.classes_ = np.arange(matrix.shape[1])
+        if self._classes is None:
+            self._classes = np.arange(matrix.shape[1])
         return matrix
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An onnxruntime session cannot be pickled; workers (joblib, multiprocessing) reload it.
+        state = dict(self.__dict__)
+        state["session"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.session = load_session(self.path, self.key)
+
+    def fit(self, frame: pd.DataFrame, labels: Any = None) -> OnnxModel:
+        """Return self: the artifact is already trained (present so scikit-learn tools accept it)."""
+        return self
 
     def predict(self, frame: pd.DataFrame) -> NDArray[Any]:
         """Return predicted labels (classifiers) or values (regressors) for ``frame``."""

@@ -168,8 +168,14 @@ def build_plan(config: Config) -> _Plan:
 
 
 def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series | None,
-             with_display: bool) -> Outcome:
-    """Run the suite once over precomputed predictions and return the condition records."""
+             with_display: bool, workers: int = 1) -> Outcome:
+    """Run the suite once over precomputed predictions and return the condition records.
+
+    ``workers`` threads serve the joblib work inside checks (the segment search of
+    WeakSegmentsPerformance fits many small trees, which release the GIL).
+    """
+    import joblib
+
     from deepchecks.tabular import Dataset
 
     if plan.suite is None:
@@ -194,7 +200,7 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
         kwargs["model_classes"] = inputs.classes
     if feature_importance is not None:
         kwargs["feature_importance"] = feature_importance
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), joblib.parallel_config(backend="threading", n_jobs=workers):
         warnings.simplefilter("ignore")
         logging.getLogger("deepchecks").setLevel(logging.ERROR)
         suite_result = plan.suite.run(**kwargs)

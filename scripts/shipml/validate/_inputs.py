@@ -140,8 +140,9 @@ def _predict(model: OnnxModel, table: Table, features: list[str]) -> Predictions
 
 def _classes(model: OnnxModel, train: Table, test: Table, label: str,
              predictions: Predictions, width: int) -> list[Any]:
-    if model.classes_ is not None and not np.array_equal(model.classes_, np.arange(width)):
-        return [_plain(value) for value in model.classes_]
+    known = getattr(model, "classes_", None)
+    if known is not None and not np.array_equal(known, np.arange(width)):
+        return [_plain(value) for value in known]
     observed = pd.concat([train.frame[label], test.frame[label],
                           pd.Series(predictions.labels)]).dropna().unique()
     ordered = sorted(_plain(value) for value in observed)

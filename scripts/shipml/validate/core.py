@@ -65,8 +65,9 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
         importance_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
+    workers = section["workers"] if section["workers"] != "auto" else (os.cpu_count() or 1)
     outcome = _deepchecks.run_plan(plan, inputs, feature_importance=importance,
-                                   with_display=section["html"])
+                                   with_display=section["html"], workers=int(workers))
     deepchecks_seconds = time.perf_counter() - started
 
     html_path: Path | None = None
@@ -108,6 +109,7 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
         "prediction_s": round(inputs.prediction_seconds, 3),
         "feature_importance_s": round(importance_seconds, 3),
         "deepchecks_s": round(deepchecks_seconds, 3),
+        "workers": int(workers),
     }
     summary = _summary(checks, counts)
     junit_path = artifacts_dir / "validate.junit.xml"
