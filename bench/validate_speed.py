@@ -17,8 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SUITES = ["data_integrity", "train_test_validation", "model_evaluation"]
@@ -50,6 +48,7 @@ def main() -> None:
     shipml_seconds = time.perf_counter() - started
 
     import deepchecks.tabular.suites as suites
+    import pandas as pd
     from deepchecks.tabular import Dataset, Suite
 
     def direct(model: object) -> float:
@@ -59,10 +58,10 @@ def main() -> None:
         for check in checks:
             if not any(type(seen) is type(check) for seen in unique):
                 unique.append(check)
-        train = Dataset(case.train.read_text() and __import__("pandas").read_csv(case.train),
-                        label="churned", cat_features=["plan"], label_type="binary")
-        test = Dataset(__import__("pandas").read_csv(case.test), label="churned",
-                       cat_features=["plan"], label_type="binary")
+        train = Dataset(pd.read_csv(case.train), label="churned", cat_features=["plan"],
+                        label_type="binary")
+        test = Dataset(pd.read_csv(case.test), label="churned", cat_features=["plan"],
+                       label_type="binary")
         begin = time.perf_counter()
         result = Suite("direct", *unique).run(train_dataset=train, test_dataset=test, model=model,
                                               with_display=False)

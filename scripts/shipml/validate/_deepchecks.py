@@ -175,7 +175,6 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
     WeakSegmentsPerformance fits many small trees, which release the GIL).
     """
     import joblib
-
     from deepchecks.tabular import Dataset
 
     if plan.suite is None:
