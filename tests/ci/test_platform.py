@@ -124,3 +124,10 @@ def test_api_url_honours_enterprise() -> None:
     assert GitHubPlatform({}).api_url() == "https://api.github.com"
     assert JenkinsPlatform({"GITHUB_API_URL": "https://ghe.example.test/api/v3"}).api_url() \
         == "https://ghe.example.test/api/v3"
+
+
+def test_annotation_paths_are_made_relative_to_the_workspace(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    platform = GitHubPlatform({"GITHUB_WORKSPACE": str(tmp_path)}, stream=stream)
+    platform.annotate("warning", "x", file=str(tmp_path / "models" / "shipml.yaml"), line=2)
+    assert stream.getvalue() == "::warning file=models/shipml.yaml,line=2::x\n"

@@ -122,13 +122,23 @@ class GitHubPlatform(Platform):
     ) -> None:
         properties = []
         if file:
-            properties.append(f"file={_escape_property(file)}")
+            properties.append(f"file={_escape_property(self._workspace_relative(file))}")
         if line:
             properties.append(f"line={int(line)}")
         if title:
             properties.append(f"title={_escape_property(title)}")
         head = f"::{level} {','.join(properties)}" if properties else f"::{level}"
         print(f"{head}::{_escape_data(message)}", file=self.stream, flush=True)
+
+    def _workspace_relative(self, file: str) -> str:
+        # GitHub attaches an annotation to a file only by its path inside the workspace.
+        workspace = self.environ.get("GITHUB_WORKSPACE")
+        if workspace and Path(file).is_absolute():
+            try:
+                return str(Path(file).resolve().relative_to(Path(workspace).resolve()))
+            except ValueError:
+                return file
+        return file
 
     def mask(self, secret: str) -> None:
         for part in secret.splitlines():
