@@ -82,9 +82,15 @@ def test_demo_runs_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["demo", "--dir", str(tmp_path / "demo")])
     out = capsys.readouterr().out
     assert code == 0, out
-    result = json.loads((tmp_path / "demo" / "results" / "validate.json").read_text())
-    assert result["status"] == "pass"
-    assert f"result    {tmp_path / 'demo' / 'results' / 'validate.json'}" in out
+    for stage in ("validate", "optimize", "latency"):
+        result = json.loads((tmp_path / "demo" / "results" / f"{stage}.json").read_text())
+        assert result["status"] == "pass", (stage, result["summary"])
+        assert f"result    {tmp_path / 'demo' / 'results' / f'{stage}.json'}" in out
+    # latency measured what optimize kept, against the original as its baseline
+    latency = json.loads((tmp_path / "demo" / "results" / "latency.json").read_text())
+    assert latency["metrics"]["model"] == str(tmp_path / "demo" / "artifacts" / "model.optimized.onnx")
+    assert "ready to ship: 3 of 3 stages passed" in (tmp_path / "demo" / "report" / "report.md").read_text()
+    assert "shipml run: validate passed, optimize passed, latency passed, report passed" in out
     assert "shipml demo: all gates passed" in out
     for name in ("model.onnx", "train.csv", "test.csv", "shipml.yaml"):
         assert (example_dir() / name).is_file()

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "shipml.optimize.cli",
     "shipml.latency.cli",
     "shipml.report.cli",
+    "shipml.commands.run",
     "shipml.commands.init",
     "shipml.commands.demo",
     "shipml.commands.schema",

@@ -1,0 +1,92 @@
+"""The baseline artifact of the regression gate: a file, or a file read from a git ref."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from shipml.config import Config
+from shipml.errors import ConfigError
+from shipml.onnx_model import TensorSpec
+
+FETCH_HINT = (
+    "make the ref available first, e.g. in the workflow:\n"
+    "  - uses: actions/checkout@<sha>\n    with:\n      fetch-depth: 0"
+)
+
+
+def resolve_baseline(config: Config, model_path: Path, scratch: Path) -> tuple[Path, str] | None:
+    """Return ``(file, description)`` of the baseline, or None when no baseline is configured.
+
+    A ``git_ref`` reads the file with ``git show REF:PATH`` into ``scratch``. Raises ConfigError
+    for a missing file, a ref or path git does not know, or git not installed.
+    """
+    baseline = config.section("latency").get("baseline") or {}
+    path_value, git_ref = baseline.get("path"), baseline.get("git_ref")
+    if not git_ref:
+        if not path_value:
+            return None
+        path = config.resolve_path(path_value, "latency", "baseline", "path")
+        if not path.is_file():
+            raise ConfigError(
+                f"{config.where('latency', 'baseline', 'path')}: baseline model {path} not found")
+        return path, str(path)
+    where = config.where("latency", "baseline", "git_ref")
+    git = shutil.which("git")
+    if git is None:
+        raise ConfigError(f"{where}: git_ref {git_ref!r} needs git, which is not installed")
+    workdir = config.base_dir if config.file is not None else Path.cwd()
+    top = _git(git, ["rev-parse", "--show-toplevel"], workdir, where)
+    root = Path(top.decode().strip())
+    if path_value:
+        inside = str(path_value).lstrip("/")
+    else:
+        try:
+            inside = os.path.relpath(model_path.resolve(), root.resolve())
+        except ValueError:
+            inside = str(model_path)
+        if inside.startswith(".."):
+            raise ConfigError(
+                f"{where}: the model {model_path} is outside the repository {root}; set "
+                f"latency.baseline.path to its path inside the repository"
+            )
+    inside = inside.replace(os.sep, "/")
+    content = _git(git, ["show", f"{git_ref}:{inside}"], root, where)
+    if not content:
+        raise ConfigError(f"{where}: {git_ref}:{inside} is empty")
+    target = scratch / "baseline.onnx"
+    target.write_bytes(content)
+    return target, f"{git_ref}:{inside}"
+
+
+def compare_inputs(baseline: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, ...],
+                   baseline_name: str, candidate_name: str, where: str) -> None:
+    """Raise ConfigError showing both input lists when the two models take different inputs."""
+    def shown(specs: tuple[TensorSpec, ...]) -> str:
+        return ", ".join(f"{s.name} {s.type} [{', '.join(_axis(a) for a in s.shape)}]"
+                         for s in specs)
+
+    def key(specs: tuple[TensorSpec, ...]) -> list[tuple[str, str, int]]:
+        return [(s.name, s.type, len(s.shape)) for s in specs]
+
+    if key(baseline) != key(candidate):
+        raise ConfigError(
+            f"{where}: the baseline takes different inputs than the candidate, so one cannot "
+            f"stand in for the other:\n  baseline  {baseline_name}: {shown(baseline)}\n"
+            f"  candidate {candidate_name}: {shown(candidate)}"
+        )
+
+
+def _git(git: str, arguments: list[str], cwd: Path, where: str) -> bytes:
+    completed = subprocess.run([git, *arguments], cwd=cwd, capture_output=True, check=False)
+    if completed.returncode != 0:
+        message = completed.stderr.decode(errors="replace").strip().splitlines()
+        first = message[0] if message else f"exit code {completed.returncode}"
+        raise ConfigError(f"{where}: `git {' '.join(arguments)}` failed: {first}\n{FETCH_HINT}")
+    return completed.stdout
+
+
+def _axis(size: object) -> str:
+    return "?" if size is None or size == "" else str(size)

@@ -1,0 +1,190 @@
+"""Judging latency figures: pure functions from numbers and thresholds to check records."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shipml.latency import _stats
+from shipml.latency.harness import Measurement
+from shipml.results import Check, CheckStatus
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+Policy = Literal["fail", "warn", "pass"]
+
+#: budget key → (figure, upper bound?, unit, sentence stem)
+BUDGET_KEYS: dict[str, tuple[str, bool, str, str]] = {
+    "p50_ms": ("p50", True, "ms", "median latency"),
+    "p90_ms": ("p90", True, "ms", "p90 latency"),
+    "p95_ms": ("p95", True, "ms", "p95 latency"),
+    "p99_ms": ("p99", True, "ms", "p99 latency"),
+    "throughput_min": ("throughput", False, "rows/s", "throughput"),
+    "memory_mb": ("memory", True, "MiB", "peak memory"),
+}
+
+
+@dataclass(frozen=True)
+class BatchFigures:
+    """Every figure reported for one batch size."""
+
+    batch_size: int
+    percentiles: Mapping[int, _stats.Interval]
+    mean: _stats.Interval
+    throughput: _stats.Interval
+    memory_mb: float
+    peak_rss_mb: float
+    session_create_ms: float
+    model_load_ms: float
+    first_run_ms: float
+    runs: int
+    processes: int
+    seconds: float
+    converged: bool
+
+    def interval(self, figure: str) -> _stats.Interval:
+        """Return the interval of ``figure`` (p50, p90, p95, p99, throughput or memory)."""
+        if figure == "throughput":
+            return self.throughput
+        if figure == "memory":
+            return _stats.Interval(self.memory_mb, self.memory_mb, self.memory_mb)
+        return self.percentiles[int(figure[1:])]
+
+    def to_metrics(self) -> dict[str, Any]:
+        """Return the JSON-ready figures of this batch size."""
+        record: dict[str, Any] = {}
+        for percentile, interval in self.percentiles.items():
+            record[f"p{percentile}_ms"] = round(interval.estimate, 6)
+            record[f"p{percentile}_ci_ms"] = [round(interval.low, 6), round(interval.high, 6)]
+        record.update({
+            "mean_ms": round(self.mean.estimate, 6),
+            "mean_ci_ms": [round(self.mean.low, 6), round(self.mean.high, 6)],
+            "throughput_rps": round(self.throughput.estimate, 3),
+            "throughput_ci_rps": [round(self.throughput.low, 3), round(self.throughput.high, 3)],
+            "memory_mb": round(self.memory_mb, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 2),
+            "session_create_ms": round(self.session_create_ms, 3),
+            "model_load_ms": round(self.model_load_ms, 3),
+            "first_run_ms": round(self.first_run_ms, 3),
+            "runs": self.runs,
+            "processes": self.processes,
+            "seconds": round(self.seconds, 3),
+            "converged": self.converged,
+        })
+        return record
+
+
+def summarize(measurement: Measurement, confidence: float) -> BatchFigures:
+    """Return the figures of one measured batch size."""
+    mean = measurement.mean(confidence)
+    batch = measurement.batch_size
+    throughput = _stats.Interval(
+        estimate=batch * 1000.0 / mean.estimate,
+        low=batch * 1000.0 / mean.high if mean.high > 0 else 0.0,
+        high=batch * 1000.0 / mean.low if mean.low > 0 else float("inf"),
+    )
+    return BatchFigures(
+        batch_size=batch,
+        percentiles={p: measurement.percentile(p, confidence) for p in _stats.PERCENTILES},
+        mean=mean,
+        throughput=throughput,
+        memory_mb=max(measurement.memory_mb),
+        peak_rss_mb=max(measurement.peak_rss_mb),
+        session_create_ms=statistics.median(measurement.session_create_ms),
+        model_load_ms=statistics.median(measurement.model_load_ms),
+        first_run_ms=statistics.median(measurement.first_run_ms),
+        runs=measurement.runs,
+        processes=len(measurement.groups),
+        seconds=measurement.seconds,
+        converged=measurement.converged,
+    )
+
+
+def budget_verdict(key: str, limit: float, figures: BatchFigures) -> Verdict:
+    """Judge one budget with the interval: pass when the whole interval is inside the budget,
+    fail when it is wholly outside, inconclusive when it straddles the limit."""
+    figure, upper, _, _ = BUDGET_KEYS[key]
+    interval = figures.interval(figure)
+    if upper:
+        if interval.high <= limit:
+            return "pass"
+        return "fail" if interval.low > limit else "inconclusive"
+    if interval.low >= limit:
+        return "pass"
+    return "fail" if interval.high < limit else "inconclusive"
+
+
+def budget_name(key: str, limit: float, batch_size: int) -> str:
+    """Return the check's sentence, e.g. ``p95 latency at batch 1 is below 20 ms``."""
+    _, upper, unit, stem = BUDGET_KEYS[key]
+    relation = "is below" if upper else "is at least"
+    return f"{stem} at batch {batch_size} {relation} {_limit(limit)} {unit}"
+
+
+def budget_check(key: str, limit: float, figures: BatchFigures, verdict: Verdict,
+                 policy: Policy, *, remeasured: int, confidence: float) -> Check:
+    """Return the check record of one budget after any re-measurement."""
+    figure, upper, unit, _ = BUDGET_KEYS[key]
+    interval = figures.interval(figure)
+    if figure == "memory":
+        described = f"peak {interval.estimate:.1f} MiB added to the process"
+    else:
+        described = (f"{figure} {_number(interval.estimate)} {unit} ({confidence:.0%} CI "
+                     f"{_number(interval.low)}–{_number(interval.high)} {unit}) over "
+                     f"{figures.runs} runs in {figures.processes} processes")
+    status: CheckStatus
+    if verdict == "pass":
+        status = "pass"
+        detail = f"{described}: inside the budget"
+    elif verdict == "fail":
+        status = "fail"
+        side = "above" if upper else "below"
+        detail = f"{described}: the whole interval is {side} the budget"
+    else:
+        status = "pass" if policy == "pass" else policy
+        detail = (f"{described}: the interval straddles the {_limit(limit)} {unit} budget after "
+                  f"{remeasured} re-measurement(s); inconclusive, policy {policy}")
+    return Check(name=budget_name(key, limit, figures.batch_size), status=status,
+                 observed=round(interval.estimate, 6), threshold=limit, detail=detail,
+                 group="budget")
+
+
+def regression_check(batch_size: int, ratio: _stats.Interval, tolerance: float, *,
+                     rounds: int, baseline_p50: float, candidate_p50: float, baseline: str,
+                     confidence: float) -> Check:
+    """Judge candidate/baseline median latency: fail only when the whole interval lies above
+    ``1 + tolerance``; warn when the estimate does but the interval does not."""
+    limit = 1.0 + tolerance
+    detail = (f"candidate/baseline median {ratio.estimate:.3f} ({confidence:.0%} CI "
+              f"{ratio.low:.3f}–{ratio.high:.3f}) over {rounds} interleaved rounds; baseline "
+              f"{baseline} p50 {_number(baseline_p50)} ms, candidate p50 "
+              f"{_number(candidate_p50)} ms")
+    status: CheckStatus
+    if ratio.low > limit:
+        status, verdict = "fail", "the whole interval is above the tolerance"
+    elif ratio.estimate > limit:
+        status, verdict = "warn", "inconclusive: the estimate is above the tolerance, the interval is not"
+    else:
+        status, verdict = "pass", "not slower beyond the tolerance"
+    return Check(
+        name=f"latency at batch {batch_size} is at most {tolerance:.0%} above the baseline",
+        status=status, observed=round(ratio.estimate, 4), threshold=round(limit, 4),
+        detail=f"{detail}: {verdict}", group="regression",
+    )
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "∞"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _limit(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -1,0 +1,255 @@
+"""The optimize stage: transform, check parity on real rows, time the survivors, keep one."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shipml.ci import Platform
+from shipml.ci._platform import AnnotationLevel
+from shipml.config import Config
+from shipml.data import load_table
+from shipml.errors import ConfigError
+from shipml.latency import _stats
+from shipml.latency.core import settings_from
+from shipml.latency.harness import Harness, interleave, resolve_providers
+from shipml.latency.inputs import InputPlan, build_input_plan, data_plan
+from shipml.optimize import _parity, _transforms
+from shipml.results import Artifact, Check, StageClock, StageResult, stage_status
+
+log = logging.getLogger("shipml.optimize")
+
+STAGE = "optimize"
+NO_MODEL = (
+    "no model to optimize: set model.path (or optimize.model, or --model), e.g.\n"
+    "  model:\n    path: model.onnx"
+)
+
+
+@dataclass(frozen=True)
+class OptimizeRun:
+    """A finished optimize stage: its result, the kept model and the result file."""
+
+    result: StageResult
+    result_path: Path
+    model_path: Path
+    chosen: str
+
+
+def run_optimize(config: Config, output_dir: Path, platform: Platform) -> OptimizeRun:
+    """Apply the configured transforms, check each one's parity, keep one and write the result.
+
+    Returns the run (status pass or fail). Raises ConfigError for bad configuration or input
+    (a missing model, calibration or parity data whose columns do not fit the model, ...).
+    """
+    clock = StageClock()
+    section = config.section(STAGE)
+    model_cfg = config.section("model")
+    original, model_key = _original(config, section)
+    candidates = list(section["candidates"])
+    pick = section["pick"]
+    if pick not in ("fastest", "none") and pick not in candidates:
+        raise ConfigError(
+            f"{config.where(STAGE, 'pick')}: pick is {pick!r}, which is not among the "
+            f"candidates {candidates}; add it to optimize.candidates or pick fastest"
+        )
+    parity_cfg = section["parity"]
+    parity_plan = _plan(config, original, model_key, parity_cfg.get("data"),
+                        (STAGE, "parity", "data"), model_cfg)
+    calibration_plan: InputPlan | None = None
+    static_cfg = section["static_int8"]
+    if "static_int8" in candidates:
+        calibration_plan = _plan(config, original, model_key, static_cfg.get("data"),
+                                 (STAGE, "static_int8", "data"), model_cfg, prefer="train")
+    kind: _parity.Kind = (parity_cfg["kind"] if parity_cfg["kind"] != "auto"
+                          else _parity.infer_kind(parity_plan, original, model_cfg["task"]))
+    rows = _parity_rows(parity_plan, int(parity_cfg["rows"]), kind)
+    truth = _truth(parity_plan, model_cfg, rows, kind)
+    features = model_cfg.get("features")
+    reference = _parity.answers(original, parity_plan, rows, kind, features)
+
+    work = output_dir / "artifacts" / "optimize"
+    checks: list[Check] = []
+    records: dict[str, dict[str, Any]] = {}
+    holding: list[str] = []
+    for name in candidates:
+        target = work / f"model.{name}.onnx"
+        record: dict[str, Any] = {"path": str(target)}
+        records[name] = record
+        try:
+            _transforms.apply(name, original, target, section[name] if name in section else {},
+                              calibration_plan, int(static_cfg["rows"]))
+            answered = _parity.answers(target, parity_plan, rows, kind, features)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a transform that cannot apply is an ERROR record
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            checks.append(Check(name=f"{name} transform applies to the model", status="error",
+                                detail=f"{type(exc).__name__}: {detail}", group=f"parity:{name}"))
+            record.update({"error": detail, "holds_parity": False})
+            log.info("optimize: %s: ERROR — %s", name, detail)
+            continue
+        figures = _parity.measure(reference, answered, truth)
+        candidate_checks = _parity.judge(name, figures, parity_cfg, rows)
+        checks.extend(candidate_checks)
+        holds = all(check.status == "pass" for check in candidate_checks)
+        record.update({"size_bytes": target.stat().st_size, "parity": figures,
+                       "holds_parity": holds})
+        for check in candidate_checks:
+            log.info("optimize: %s: %s — %s", check.name, check.status.upper(), check.detail)
+        if holds:
+            holding.append(name)
+
+    timing: dict[str, Any] = {}
+    chosen = "original"
+    if pick == "fastest" and holding:
+        timing = _time(config, original, model_key, [work / f"model.{n}.onnx" for n in holding],
+                       ["original", *holding], section["timing"])
+        # A candidate displaces the original only when it is faster beyond noise: the whole
+        # interval of its p50 ratio to the original lies below 1.
+        faster = [name for name in holding if timing["ratio_to_original"][name][2] < 1.0]
+        if faster:
+            chosen = min(faster, key=lambda name: timing["p50_ms"][name])
+        for name in holding:
+            records[name]["p50_ms"] = timing["p50_ms"][name]
+            records[name]["speedup"] = timing["speedup"][name]
+    elif pick not in ("fastest", "none") and pick in holding:
+        chosen = pick
+    output = (config.resolve_path(section["output"], STAGE, "output") if section.get("output")
+              else output_dir / "artifacts" / "model.optimized.onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    chosen_path = original if chosen == "original" else work / f"model.{chosen}.onnx"
+    shutil.copyfile(chosen_path, output)
+    log.info("optimize: keeping %s → %s", chosen, output)
+
+    metrics: dict[str, Any] = {
+        "original": {"path": str(original), "size_bytes": original.stat().st_size},
+        "candidates": records,
+        "parity_kind": kind,
+        "parity_rows": rows,
+        "parity_source": parity_plan.source,
+        "pick": pick,
+        "chosen": chosen,
+        "output": str(output),
+        "timing": timing,
+    }
+    if timing:
+        metrics["original"]["p50_ms"] = timing["p50_ms"]["original"]
+    status = stage_status(checks, section["fail_on"])
+    result = StageResult(
+        stage=STAGE, status=status, summary=_summary(chosen, records, checks, timing),
+        started_at=clock.started_at, duration_s=clock.elapsed(), metrics=metrics,
+        checks=tuple(checks),
+        artifacts=(Artifact(name=output.name, path=str(output)),),
+    )
+    result_path = result.write(output_dir)
+    _announce(result, config, platform)
+    return OptimizeRun(result=result, result_path=result_path, model_path=output, chosen=chosen)
+
+
+def _original(config: Config, section: Mapping[str, Any]) -> tuple[Path, str]:
+    if section.get("model"):
+        return (config.resolve_path(section["model"], STAGE, "model"),
+                config.where(STAGE, "model"))
+    model = config.section("model")
+    if not model.get("path"):
+        raise ConfigError(NO_MODEL)
+    return config.resolve_path(model["path"], "model", "path"), config.where("model", "path")
+
+
+def _plan(config: Config, original: Path, model_key: str, value: str | None,
+          key: tuple[str, ...], model_cfg: Mapping[str, Any], prefer: str = "test"
+          ) -> InputPlan:
+    if value:
+        return data_plan(original, model_key, config.resolve_path(value, *key),
+                         config.where(*key), model_cfg)
+    order = (prefer, "train" if prefer == "test" else "test")
+    plan = build_input_plan(config, original, key=model_key)
+    if plan.source == "data":
+        for name in order:
+            if model_cfg.get(name):
+                return data_plan(original, model_key,
+                                 config.resolve_path(model_cfg[name], "model", name),
+                                 config.where("model", name), model_cfg)
+    return plan
+
+
+def _parity_rows(plan: InputPlan, wanted: int, kind: _parity.Kind) -> int:
+    if plan.source == "data":
+        assert plan.rows is not None
+        return min(wanted, len(plan.rows))
+    # Synthetic tensors: enough rows to see a difference, few enough for a big encoder.
+    return min(wanted, 64) if kind == "embedding" else wanted
+
+
+def _truth(plan: InputPlan, model_cfg: Mapping[str, Any], rows: int, kind: _parity.Kind
+           ) -> NDArray[Any] | None:
+    label = model_cfg.get("label")
+    if kind != "classification" or not label or not plan.data_source:
+        return None
+    table = load_table(Path(plan.data_source), "model.label")
+    if label not in table.frame.columns:
+        return None
+    return np.asarray(table.frame[label].to_numpy()[:rows])
+
+
+def _time(config: Config, original: Path, model_key: str, candidates: list[Path],
+          names: list[str], timing_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    latency = config.section("latency")
+    providers = resolve_providers(latency["provider"], config.where("latency", "provider"))
+    settings = settings_from(latency, providers)
+    batch = int(timing_cfg["batch_size"])
+    plan = build_input_plan(config, original, key=model_key, batch_sizes=[batch])
+    with Harness(settings) as harness:
+        feeds = harness.save_feeds(plan.feeds(batch))
+        measured = interleave(harness, [original, *candidates], feeds, int(timing_cfg["rounds"]),
+                              time_s=float(timing_cfg["process_time_s"]), labels=names)
+    p50 = {name: float(np.median(m.pooled())) for name, m in zip(names, measured, strict=True)}
+    speedup = {name: p50["original"] / p50[name] for name in names}
+    ratios = {}
+    for name, measurement in zip(names[1:], measured[1:], strict=True):
+        ratio = _stats.ratio_of_medians(measured[0].groups, measurement.groups, 0.95)
+        ratios[name] = [round(ratio.estimate, 4), round(ratio.low, 4), round(ratio.high, 4)]
+    log.info("optimize: p50 at batch %d: %s", batch,
+             ", ".join(f"{name} {value:.4g} ms" for name, value in p50.items()))
+    return {"batch_size": batch, "rounds": int(timing_cfg["rounds"]),
+            "p50_ms": {k: round(v, 6) for k, v in p50.items()},
+            "speedup": {k: round(v, 4) for k, v in speedup.items()},
+            "ratio_to_original": ratios}
+
+
+def _summary(chosen: str, records: Mapping[str, Mapping[str, Any]], checks: list[Check],
+             timing: Mapping[str, Any]) -> str:
+    held = [name for name, record in records.items() if record.get("holds_parity")]
+    text = f"{len(held)}/{len(records)} candidates hold parity"
+    if chosen != "original" and timing:
+        text += f"; kept {chosen} ({timing['speedup'][chosen]:.2f}× faster at p50)"
+    elif chosen != "original":
+        text += f"; kept {chosen}"
+    elif timing:
+        text += "; kept the original (no candidate was faster beyond noise)"
+    else:
+        text += "; kept the original"
+    broken = sorted({c.group.split(":", 1)[1] for c in checks
+                     if c.status in ("fail", "error") and ":" in c.group})
+    if broken:
+        text += f" (broke parity: {', '.join(broken)})"
+    return text
+
+
+def _announce(result: StageResult, config: Config, platform: Platform) -> None:
+    file = str(config.file) if config.file is not None else None
+    line = config.lines.get((STAGE,)) if file else None
+    for check in result.checks:
+        if check.status == "pass":
+            continue
+        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
+        platform.annotate(level, f"{check.name} — {check.detail}", file=file, line=line,
+                          title=f"shipml optimize: {check.status.upper()}")

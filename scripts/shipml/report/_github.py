@@ -1,0 +1,279 @@
+"""A small GitHub REST client on ``requests``: issue comments, commit comments, minimizing.
+
+The token is never logged and never part of an exception message: every text that leaves this
+module passes through :meth:`GitHubClient.scrub`. Pagination follows the ``Link`` header's
+``next`` URL exactly as GitHub gives it (``/repositories/<id>/…``). Rate limits are honoured as
+GitHub documents them; ``sleep`` and ``clock`` are injectable so tests assert on the waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import requests
+
+from shipml import __version__
+from shipml.errors import ConfigError, InfrastructureError
+
+log = logging.getLogger("shipml.report")
+
+API_VERSION = "2022-11-28"
+PER_PAGE = 100
+#: GitHub rejects comment bodies longer than this (characters)
+MAX_COMMENT_CHARS = 65536
+
+TOKEN_INVALID = (
+    "GitHub answered 401 Bad credentials: the token is invalid or expired. Pass a valid token "
+    "through the action's `github-token` input (default: ${{ github.token }}) or GITHUB_TOKEN."
+)
+TOKEN_READ_ONLY = (
+    "GitHub answered 403 '{message}' for {method} {path}: the token may not write comments. "
+    "Give the job write access:\n"
+    "    permissions:\n"
+    "      pull-requests: write\n"
+    "      contents: read\n"
+    "On a pull request from a fork the GITHUB_TOKEN is read-only whatever `permissions:` says: "
+    "upload .shipml as an artifact and run `shipml report` from a separate workflow triggered by "
+    "`workflow_run` (which runs with the base repository's token), passing the pull request's "
+    "number as the action's `pull-request` input (SHIPML_PR_NUMBER)."
+)
+NOT_FOUND = (
+    "GitHub answered 404 Not Found for {method} {path}: check the repository ({repository}) and "
+    "the pull request number, and that the token can see that repository."
+)
+UNREACHABLE = "GitHub API at {api_url} unreachable after {attempts} attempts: {reason}"
+
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_SECONDARY_MIN_WAIT_S = 60.0
+
+
+class GitHubRequestError(ConfigError):
+    """GitHub refused a request for a reason the user can fix (exit 2)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubUnavailable(InfrastructureError):
+    """GitHub could not be reached, or kept failing, after retries (exit 3)."""
+
+
+class GitHubClient:
+    """Thin adapter over GitHub's REST API for the calls ``shipml report`` needs."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = "https://api.github.com",
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        max_attempts: int = 5,
+        max_wait_s: float = 900.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self._session = session or requests.Session()
+        self._sleep = sleep or _sleep
+        self._clock = clock
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._max_wait_s = max_wait_s
+        self._headers = {
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": f"shipml/{__version__}",
+        }
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with the token replaced by ``***``."""
+        return text.replace(self._token, "***") if self._token else text
+
+    # --- transport -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        repository: str = "",
+        allow: frozenset[int] = frozenset(),
+    ) -> requests.Response:
+        """Send one request with retries; return the response (2xx or a status in ``allow``).
+
+        Raises GitHubRequestError for 4xx answers a person must act on and GitHubUnavailable
+        when GitHub stays unreachable, keeps answering 5xx or rate-limits beyond ``max_wait_s``.
+        """
+        url = path_or_url if "://" in path_or_url else f"{self.api_url}{path_or_url}"
+        rate_limited = 0
+        reason = ""
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._session.request(
+                    method, url, headers=self._headers, json=json_body, params=params,
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                reason = self.scrub(f"{type(exc).__name__}: {exc}")
+                wait = float(2 ** (attempt - 1))
+                log.warning("report: %s %s failed (%s); retrying in %.0f s", method,
+                            _path(url), reason, wait)
+                if attempt < self._max_attempts:
+                    self._sleep(wait)
+                continue
+            status = response.status_code
+            if status < 400 or status in allow:
+                return response
+            if status in _RETRY_STATUSES:
+                reason = f"HTTP {status}"
+                wait = float(2 ** (attempt - 1))
+            elif status in (403, 429) and _is_rate_limit(response):
+                rate_limited += 1
+                wait = self._rate_limit_wait(response, rate_limited)
+                reason = f"rate limited (HTTP {status})"
+                if wait > self._max_wait_s:
+                    raise GitHubUnavailable(
+                        f"GitHub rate limit: the next request is allowed in {wait:.0f} s, more "
+                        f"than the {self._max_wait_s:.0f} s shipml waits; run the report later"
+                    )
+            else:
+                raise self._error(method, url, response, repository)
+            if attempt < self._max_attempts:
+                log.warning("report: %s %s: %s; retrying in %.0f s", method, _path(url), reason,
+                            wait)
+                self._sleep(wait)
+        raise GitHubUnavailable(UNREACHABLE.format(api_url=self.api_url,
+                                                   attempts=self._max_attempts, reason=reason))
+
+    def _rate_limit_wait(self, response: requests.Response, count: int) -> float:
+        # https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api
+        retry_after = response.headers.get("retry-after", "").strip()
+        if retry_after.isdigit():
+            return float(retry_after)
+        if response.headers.get("x-ratelimit-remaining") == "0":
+            reset = response.headers.get("x-ratelimit-reset", "").strip()
+            if reset.isdigit():
+                return max(float(reset) - self._clock(), 0.0) + 1.0
+        return float(_SECONDARY_MIN_WAIT_S * 2 ** (count - 1))
+
+    def _error(self, method: str, url: str, response: requests.Response,
+               repository: str) -> GitHubRequestError:
+        status = response.status_code
+        message = self.scrub(_message(response))
+        path = _path(url)
+        if status == 401:
+            text = TOKEN_INVALID
+        elif status == 403:
+            text = TOKEN_READ_ONLY.format(message=message, method=method, path=path)
+        elif status == 404:
+            text = NOT_FOUND.format(method=method, path=path, repository=repository or "?")
+        else:
+            text = f"GitHub answered {status} for {method} {path}: {message}"
+        return GitHubRequestError(self.scrub(text), status)
+
+    def paginate(self, path: str, *, repository: str = "") -> Iterator[dict[str, Any]]:
+        """Yield every object of a list endpoint, following ``Link: rel="next"`` as given."""
+        url: str | None = f"{self.api_url}{path}"
+        params: Mapping[str, Any] | None = {"per_page": PER_PAGE}
+        while url:
+            response = self.request("GET", url, params=params, repository=repository)
+            page = response.json()
+            if not isinstance(page, list):
+                raise GitHubUnavailable(f"GitHub answered GET {_path(url)} with a non-list body")
+            yield from page
+            url = response.links.get("next", {}).get("url")
+            params = None  # the next URL carries its own query string
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    def list_issue_comments(self, repository: str, number: int) -> list[dict[str, Any]]:
+        """Return every comment of an issue or pull request, oldest first."""
+        return list(self.paginate(f"/repos/{repository}/issues/{number}/comments",
+                                  repository=repository))
+
+    def create_issue_comment(self, repository: str, number: int, body: str) -> dict[str, Any]:
+        """Create a comment on an issue or pull request; return the comment object."""
+        response = self.request("POST", f"/repos/{repository}/issues/{number}/comments",
+                                json_body={"body": body}, repository=repository)
+        return dict(response.json())
+
+    def update_issue_comment(self, repository: str, comment_id: int, body: str) -> dict[str, Any]:
+        """Replace a comment's body; return the comment object."""
+        response = self.request("PATCH", f"/repos/{repository}/issues/comments/{comment_id}",
+                                json_body={"body": body}, repository=repository)
+        return dict(response.json())
+
+    def delete_issue_comment(self, repository: str, comment_id: int) -> bool:
+        """Delete a comment; return False when it was already gone (another job deleted it)."""
+        response = self.request("DELETE", f"/repos/{repository}/issues/comments/{comment_id}",
+                                repository=repository, allow=frozenset({404}))
+        return response.status_code != 404
+
+    def create_commit_comment(self, repository: str, sha: str, body: str) -> dict[str, Any]:
+        """Comment on a commit; return the comment object."""
+        response = self.request("POST", f"/repos/{repository}/commits/{sha}/comments",
+                                json_body={"body": body}, repository=repository)
+        return dict(response.json())
+
+    def minimize_comment(self, node_id: str) -> None:
+        """Hide a comment as outdated (GraphQL ``minimizeComment``, classifier OUTDATED)."""
+        query = (
+            "mutation($id: ID!) { minimizeComment(input: {subjectId: $id, classifier: OUTDATED}) "
+            "{ minimizedComment { isMinimized } } }"
+        )
+        response = self.request("POST", graphql_url(self.api_url),
+                                json_body={"query": query, "variables": {"id": node_id}})
+        answer = response.json()
+        if isinstance(answer, dict) and answer.get("errors"):
+            first = answer["errors"][0]
+            text = first.get("message", "") if isinstance(first, dict) else str(first)
+            raise GitHubRequestError(self.scrub(f"GitHub GraphQL minimizeComment failed: {text}"),
+                                     200)
+
+
+def _sleep(seconds: float) -> None:
+    # Looked up at call time, so a test can replace time.sleep for a whole CLI run.
+    time.sleep(seconds)
+
+
+def graphql_url(api_url: str) -> str:
+    """Return the GraphQL endpoint beside a REST root (GitHub Enterprise: ``/api/graphql``)."""
+    root = api_url.rstrip("/")
+    if root.endswith("/api/v3"):
+        return root[: -len("/v3")] + "/graphql"
+    return root + "/graphql"
+
+
+def _is_rate_limit(response: requests.Response) -> bool:
+    if response.status_code == 429:
+        return True
+    if "retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0":
+        return True
+    return "rate limit" in _message(response).lower()
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        answer = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(answer, dict):
+        return str(answer.get("message", ""))
+    return ""
+
+
+def _path(url: str) -> str:
+    # Only the path goes into messages: hosts and query strings say nothing a person needs.
+    without_scheme = url.split("://", 1)[-1]
+    slash = without_scheme.find("/")
+    path = without_scheme[slash:] if slash >= 0 else "/"
+    return path.split("?", 1)[0]

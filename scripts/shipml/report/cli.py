@@ -1,0 +1,205 @@
+"""``shipml report``: the thin handler that reads stage results, renders and publishes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from shipml import cli as _cli
+from shipml.ci import Platform, detect
+from shipml.config import Config, Override, env_overrides, find_config, load_config, parse_bool
+from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from shipml.report.model import Links, Report, build_report
+from shipml.report.publish import CommentMode, PublishPlan, publish
+from shipml.report.render import fit_comment, render_html, render_markdown, render_text
+from shipml.results import read_all
+
+log = logging.getLogger("shipml.report")
+
+#: SHIPML_* variables (set by the action from its inputs) and the keys they override
+ENVIRONMENT = {
+    "SHIPML_REPORT_KEY": ("report", "key"),
+    "SHIPML_REPORT_TITLE": ("report", "title"),
+    "SHIPML_COMMENT": ("report", "comment"),
+    "SHIPML_COMMENT_MODE": ("report", "comment_mode"),
+    "SHIPML_PR_NUMBER": ("report", "pull_request"),
+    "SHIPML_SUMMARY": ("report", "summary"),
+    "SHIPML_COMMIT_COMMENT": ("report", "commit_comment"),
+    "SHIPML_FAIL_ON_PUBLISH_ERROR": ("report", "fail_on_publish_error"),
+    "SHIPML_REPORT_FAIL_ON": ("report", "fail_on"),
+    "SHIPML_TEMPLATE_DIR": ("report", "template_dir"),
+    "SHIPML_ARTIFACTS_URL": ("report", "artifacts_url"),
+}
+_BOOLEAN_KEYS = {("report", key) for key in
+                 ("comment", "summary", "commit_comment", "fail_on_publish_error")}
+#: flag name -> attribute and key
+_FLAGS = {
+    "--key": ("key", ("report", "key")),
+    "--title": ("title", ("report", "title")),
+    "--comment": ("comment", ("report", "comment")),
+    "--comment-mode": ("comment_mode", ("report", "comment_mode")),
+    "--pull-request": ("pull_request", ("report", "pull_request")),
+    "--summary": ("summary", ("report", "summary")),
+    "--commit-comment": ("commit_comment", ("report", "commit_comment")),
+    "--fail-on-publish-error": ("fail_on_publish_error", ("report", "fail_on_publish_error")),
+    "--fail-on": ("fail_on", ("report", "fail_on")),
+    "--template-dir": ("template_dir", ("report", "template_dir")),
+    "--artifacts-url": ("artifacts_url", ("report", "artifacts_url")),
+}
+TOKEN_VARIABLES = ("SHIPML_GITHUB_TOKEN", "GITHUB_TOKEN")
+NO_RESULTS = (
+    "no stage results under {folder}: run a stage first (shipml validate, optimize, latency, ...), "
+    "or download the .shipml artifact of the jobs that did into --output-dir"
+)
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report", parents=[common],
+        help="render the stage results and publish them: sticky PR comment, job summary, HTML",
+        description="Read .shipml/results/*.json and publish one report: a sticky pull-request "
+                    "comment (edited in place), the job summary, a terminal rendering and an HTML "
+                    "page. Publishing problems are warnings unless --fail-on-publish-error. "
+                    "Exit 0, 1 when --fail-on fail and the pipeline failed, 2 bad input, "
+                    "3 GitHub unreachable (with --fail-on-publish-error).",
+    )
+    parser.add_argument("--key", metavar="KEY", help="report key: one comment per key (report.key)")
+    parser.add_argument("--title", metavar="TEXT", help="report heading (report.title)")
+    parser.add_argument("--comment", metavar="BOOL",
+                        help="post the pull-request comment, true or false (report.comment)")
+    parser.add_argument("--comment-mode", metavar="MODE",
+                        help="update or hide-superseded (report.comment_mode)")
+    parser.add_argument("--pull-request", metavar="NUMBER",
+                        help="pull request to comment on when the event does not say, e.g. in a "
+                             "workflow_run job (report.pull_request)")
+    parser.add_argument("--summary", metavar="BOOL", help="write the job summary (report.summary)")
+    parser.add_argument("--commit-comment", metavar="BOOL",
+                        help="comment on the commit of a push (report.commit_comment)")
+    parser.add_argument("--fail-on-publish-error", metavar="BOOL",
+                        help="fail when publishing fails (report.fail_on_publish_error)")
+    parser.add_argument("--fail-on", metavar="LEVEL",
+                        help="never or fail: exit 1 on a failed pipeline (report.fail_on)")
+    parser.add_argument("--template-dir", metavar="DIR",
+                        help="templates searched before the built-in ones (report.template_dir)")
+    parser.add_argument("--artifacts-url", metavar="URL",
+                        help="link to the stored artifacts (report.artifacts_url)")
+    parser.add_argument("--github-token", metavar="TOKEN",
+                        help="token for the GitHub API (prefer $GITHUB_TOKEN: flags show in "
+                             "process lists)")
+    parser.set_defaults(handler=run_cli)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """What one ``shipml report`` produced."""
+
+    report: Report
+    comment: str
+    files: dict[str, Path]
+    comment_url: str
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Load configuration and results, render, publish; return the exit code."""
+    platform = detect()
+    token = _token(args)
+    if token:
+        platform.mask(token)
+    config = load_config(find_config(args.config), _overrides(args))
+    run = run_report(config, _cli.output_dir(args), platform, token)
+    report = run.report
+    platform.set_output("verdict", report.verdict)
+    platform.set_output("markdown", str(run.files["markdown"]))
+    platform.set_output("comment-url", run.comment_url)
+    if "html" in run.files:
+        platform.set_output("html", str(run.files["html"]))
+    if platform.name in ("github", "jenkins"):
+        print(f"shipml report: {report.verdict.upper()}: {report.headline}")
+        if run.comment_url:
+            print(f"comment: {run.comment_url}")
+    log.info("report: %s written", ", ".join(str(path) for path in run.files.values()))
+    section = config.section("report")
+    if section["fail_on"] == "fail" and report.verdict in ("fail", "error"):
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def run_report(config: Config, output_dir: Path, platform: Platform, token: str) -> ReportRun:
+    """Render the results under ``output_dir`` and publish them where ``platform`` runs.
+
+    Raises ConfigError when there are no results or a template is broken; publishing errors
+    are raised only with ``fail_on_publish_error`` (else they are a warning annotation).
+    """
+    section = config.section("report")
+    results = read_all(output_dir)
+    if not results:
+        raise ConfigError(NO_RESULTS.format(folder=output_dir / "results"))
+    template_dir = (config.resolve_path(section["template_dir"], "report", "template_dir")
+                    if section["template_dir"] else None)
+    run_url = platform.run_url() or ""
+    artifacts = section["artifacts_url"] or (
+        f"{run_url}#artifacts" if run_url and platform.name == "github" else "")
+    links = Links(run=run_url, artifacts=artifacts,
+                  full_report=section["full_report_url"] or artifacts)
+    report = build_report(results, key=section["key"], title=section["title"], links=links,
+                          commit=platform.commit_sha() or "")
+    full_markdown = render_markdown(report, template_dir)
+    comment, _ = fit_comment(report, int(section["max_comment_chars"]), template_dir)
+    text = render_text(report, template_dir)
+
+    folder = output_dir / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"markdown": folder / "report.md", "comment": folder / "comment.md",
+             "text": folder / "report.txt"}
+    files["markdown"].write_text(full_markdown, encoding="utf-8")
+    files["comment"].write_text(comment, encoding="utf-8")
+    files["text"].write_text(text, encoding="utf-8")
+    if section["html"]:
+        files["html"] = folder / "report.html"
+        files["html"].write_text(render_html(report, template_dir), encoding="utf-8")
+
+    plan = PublishPlan(
+        key=section["key"], comment=bool(section["comment"]),
+        mode=cast(CommentMode, section["comment_mode"]), summary=bool(section["summary"]),
+        commit_comment=bool(section["commit_comment"]),
+        fail_on_publish_error=bool(section["fail_on_publish_error"]), token=token,
+        pull_request=section["pull_request"],
+    )
+    shown = comment if platform.name == "act" else text
+    outcome = publish(platform, plan, comment, full_markdown,
+                      lambda: print(shown, end="" if shown.endswith("\n") else "\n"))
+    return ReportRun(report=report, comment=comment, files=files,
+                     comment_url=outcome.comment_url)
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.github_token:
+        return str(args.github_token).strip()
+    for variable in TOKEN_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def _overrides(args: argparse.Namespace) -> list[Override]:
+    overrides = env_overrides(os.environ, ENVIRONMENT)
+    for flag, (attribute, path) in _FLAGS.items():
+        value = getattr(args, attribute)
+        if value is not None:
+            overrides.append(Override(path=path, value=value, source=flag))
+    return [_typed(override) for override in overrides]
+
+
+def _typed(override: Override) -> Override:
+    if override.path == ("report", "pull_request") and str(override.value).strip().isdigit():
+        return Override(override.path, int(str(override.value).strip()), override.source)
+    if override.path in _BOOLEAN_KEYS and isinstance(override.value, str):
+        return Override(override.path, parse_bool(override.value, override.source),
+                        override.source)
+    return override

@@ -1,0 +1,48 @@
+"""Fixtures of the latency tests: the bundled example, a slower copy of it, a tiny transformer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.latency.models import add_redundant_work, export_encoder
+
+
+@pytest.fixture(scope="session")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the bundled scikit-learn example (model.onnx, train.csv, test.csv)."""
+    from shipml.example import example_dir
+
+    folder = tmp_path_factory.mktemp("example")
+    for name in ("model.onnx", "train.csv", "test.csv"):
+        shutil.copy(Path(example_dir()) / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def slow_example(example: Path) -> Path:
+    """The example's graph plus redundant work: several times slower, same inputs."""
+    target = example / "slow.onnx"
+    add_redundant_work(example / "model.onnx", target, matmuls=12)
+    return target
+
+
+@pytest.fixture(scope="session")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny transformer encoder with dynamic batch and sequence axes (vocabulary 500)."""
+    path = tmp_path_factory.mktemp("encoder") / "encoder.onnx"
+    export_encoder(path)
+    return path
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, example: Path, slow_example: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh folder holding the example's files and ``slow.onnx``, made the working directory."""
+    for name in ("model.onnx", "train.csv", "test.csv"):
+        shutil.copy(example / name, tmp_path / name)
+    shutil.copy(slow_example, tmp_path / "slow.onnx")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,126 @@
+"""Bad input ends with exit 2 and one precise message, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+import pytest
+
+from shipml.cli import main
+from tests.latency.models import FAST, write_config
+
+MODEL = {"path": "model.onnx", "label": "benign", "test": "test.csv"}
+
+
+def fail(folder: Path, document: dict[str, Any], capsys: pytest.CaptureFixture[str],
+         *extra: str) -> str:
+    config = write_config(folder, document)
+    code = main(["latency", "--config", str(config), "--output-dir", str(folder / "out"), *extra])
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert "Traceback" not in captured.err
+    assert not (folder / "out" / "results" / "latency.json").exists()
+    return captured.err
+
+
+def test_dynamic_axis_without_a_size_names_the_input_and_axis(
+        tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(tmp_path, {"model": {"path": str(encoder)}, "latency": FAST}, capsys)
+    assert err == (
+        f"shipml latency: {tmp_path / 'shipml.yaml'}:3 latency.inputs.dims: model input "
+        "'input_ids' axis 1 ('sequence_length') is dynamic and has no size; give it one, e.g.\n"
+        "  latency:\n    inputs:\n      dims:\n        sequence_length: 128\n"
+    )
+
+
+def test_baseline_with_other_inputs_shows_both(
+        workdir: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL, "latency": {
+        **FAST, "baseline": {"path": str(encoder)}}}, capsys)
+    config = workdir / "shipml.yaml"
+    assert err.startswith(
+        f"shipml latency: {config}:12 latency.baseline: the baseline takes different inputs "
+        "than the candidate, so one cannot stand in for the other:\n"
+        f"  baseline  {encoder}: input_ids tensor(int64) [batch, sequence_length]\n"
+        f"  candidate {workdir / 'model.onnx'}: size_band tensor(string) [?, 1], "
+        "mean_radius tensor(double) [?, 1], ")
+    assert err.endswith("mean_fractal_dimension tensor(double) [?, 1]\n")
+
+
+def test_unknown_provider_lists_the_available_ones(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL, "latency": FAST}, capsys, "--provider", "tpu")
+    available = ", ".join(ort.get_available_providers())
+    assert err == (
+        f"shipml latency: --provider: provider 'tpu' (tpu) is not an onnxruntime execution "
+        f"provider; available here: {available} (aliases: cpu)\n"
+    )
+
+
+def test_cuda_when_absent_says_how_to_get_it(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        # On a GPU runner CUDA is there: the same request must then run on it.
+        write_config(workdir, {"model": MODEL, "latency": {**FAST, "provider": "cuda"}})
+        assert main(["latency", "--config", "shipml.yaml", "--output-dir", "out"]) == 0
+        return
+    err = fail(workdir, {"model": MODEL, "latency": {**FAST, "provider": "cuda"}}, capsys)
+    assert err.startswith(
+        f"shipml latency: {workdir / 'shipml.yaml'}:12 latency.provider: provider 'cuda' "
+        "(CUDAExecutionProvider) is not available in this onnxruntime; available here: ")
+    assert err.endswith("install onnxruntime-gpu (and a CUDA runtime) on a runner with a GPU\n")
+
+
+def test_unknown_budget_key_suggests_the_nearest(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL, "latency": {"budgets": {"1": {"p95ms": 20}}}}, capsys)
+    assert err == (
+        f"shipml latency: {workdir / 'shipml.yaml'}:8 latency.budgets.1.p95ms: unknown key "
+        "'latency.budgets.1.p95ms'; did you mean 'p95_ms'? (valid keys here: memory_mb, "
+        "p50_ms, p90_ms, p95_ms, p99_ms, throughput_min)\n"
+    )
+
+
+def test_budget_for_a_batch_size_not_measured(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL, "latency": {"budgets": {"8": {"p95_ms": 20}}}}, capsys)
+    assert err == (
+        f"shipml latency: {workdir / 'shipml.yaml'}:7 latency.budgets.8: a budget for batch 8, "
+        "which is not measured; latency.batch_sizes is [1]: add 8 to it\n"
+    )
+
+
+def test_data_that_does_not_fit_the_model(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "other.csv").write_text("a,b\n1,2\n")
+    err = fail(workdir, {"model": {**MODEL, "test": "other.csv"}, "latency": FAST}, capsys)
+    assert err.startswith(
+        "shipml latency: model.test: " + str(workdir / "model.onnx") + ": model inputs "
+        "['size_band', ")
+    assert "data columns: ['a', 'b']" in err
+
+
+def test_bad_environment_number(workdir: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPML_TOLERANCE", "ten percent")
+    err = fail(workdir, {"model": MODEL}, capsys)
+    assert err == "shipml latency: environment SHIPML_TOLERANCE: 'ten percent' is not a number\n"
+
+
+def test_missing_baseline_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL}, capsys, "--baseline", "nope.onnx")
+    assert err == f"shipml latency: --baseline: baseline model {workdir / 'nope.onnx'} not found\n"
+
+
+def test_unknown_git_ref(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(workdir, {"model": MODEL}, capsys, "--baseline-ref", "no-such-ref")
+    assert err.startswith("shipml latency: --baseline-ref: `git ")
+    assert "fetch-depth: 0" in err
+
+
+def test_no_model_configured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(tmp_path, {"latency": FAST}, capsys)
+    assert err == ("shipml latency: no model to measure: set model.path (or latency.model, or "
+                   "--model), e.g.\n  model:\n    path: model.onnx\n")

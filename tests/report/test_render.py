@@ -1,0 +1,206 @@
+"""Rendering: golden markdown, GFM well-formedness, charts, truncation, text and HTML."""
+
+from __future__ import annotations
+
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from markdown_it import MarkdownIt
+
+from shipml.errors import ConfigError
+from shipml.report import build_report, fit_comment, render_html, render_markdown, render_text
+from shipml.report.model import Links, Report
+from shipml.results import Check, StageResult
+from tests.report import pipelines
+
+GOLDEN = Path(__file__).parent / "golden"
+LINKS = Links(run="https://github.com/octo/models/actions/runs/42",
+              artifacts="https://github.com/octo/models/actions/runs/42#artifacts",
+              full_report="https://github.com/octo/models/actions/runs/42#artifacts")
+#: set SHIPML_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change
+UPDATE = os.environ.get("SHIPML_UPDATE_GOLDEN") == "1"
+
+
+def report_of(name: str) -> Report:
+    return build_report(getattr(pipelines, name)(), links=LINKS, commit="0123456789abcdef")
+
+
+@pytest.mark.parametrize("name", ["passing", "failing", "partial"])
+def test_markdown_matches_the_golden_file(name: str) -> None:
+    markdown = render_markdown(report_of(name))
+    golden = GOLDEN / f"{name}.md"
+    if UPDATE:
+        golden.write_text(markdown, encoding="utf-8")
+    assert markdown == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("name", "headline"), [
+    ("passing", "## ✅ shipml: ready to ship: 6 of 6 stages passed"),
+    ("failing", "## ❌ shipml: not ready to ship: 4 checks failed in validate, latency, canary"),
+    ("partial", "## ⏳ shipml: no gate failed, but not every stage ran (skipped: canary)"),
+])
+def test_verdict_line_comes_right_after_the_marker(name: str, headline: str) -> None:
+    lines = render_markdown(report_of(name)).splitlines()
+    assert lines[0] == "<!-- shipml-report:default -->"
+    assert lines[1] == headline
+
+
+class _Balance(HTMLParser):
+    """Checks that every opened tag is closed in order (void tags aside)."""
+
+    VOID: ClassVar[set[str]] = {"br", "hr", "img", "input", "meta", "link"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.counts: dict[str, int] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+@pytest.mark.parametrize("name", ["passing", "failing", "partial"])
+def test_gfm_rendering_has_well_formed_tables_and_details(name: str) -> None:
+    report = report_of(name)
+    markdown = render_markdown(report)
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    balance = _Balance()
+    balance.feed(html)
+    assert balance.problems == [] and balance.stack == []
+    checked = sum(1 for s in report.sections if s.result.checks)
+    assert balance.counts.get("details") == checked == markdown.count("<details>")
+    # every table in the markdown became an HTML table: header row + separator row pairs
+    separators = len(re.findall(r"^\|(?:-+:?|---:?|---)\|", markdown, flags=re.M))
+    assert balance.counts.get("table") == separators > 0
+    # each table row has as many cells as its header
+    for table in re.findall(r"<table>.*?</table>", html, flags=re.S):
+        header = len(re.findall(r"<th[ >]", table.split("</thead>")[0]))
+        for row in re.findall(r"<tr>(.*?)</tr>", table.split("</thead>")[1], flags=re.S):
+            assert len(re.findall(r"<td[ >]", row)) == header
+    assert balance.counts.get("pre", 0) == markdown.count("```mermaid")
+
+
+def test_latency_and_canary_charts_are_mermaid_xycharts() -> None:
+    markdown = render_markdown(report_of("passing"))
+    charts = re.findall(r"```mermaid\n(.*?)```", markdown, flags=re.S)
+    titles = [re.search(r'title "(.*)"', chart).group(1) for chart in charts]  # type: ignore[union-attr]
+    assert titles == ["Latency distribution, batch 1", "Latency distribution, batch 8",
+                      "Canary traffic weight per step", "Canary error rate per step",
+                      "Canary p95 latency per step"]
+    canary_weight = charts[2]
+    assert canary_weight.startswith("xychart-beta\n")
+    assert 'x-axis "step" ["1: 10%", "2: 50%", "3: 100%"]' in canary_weight
+    assert "bar [10, 50, 100]" in canary_weight
+    assert "line [0.1, 0.2, 0.15]" in charts[3]
+    for chart in charts:
+        categories = re.search(r"x-axis \"[^\"]*\" \[(.*)\]", chart).group(1)  # type: ignore[union-attr]
+        values = re.search(r"(?:line|bar) \[(.*)\]", chart).group(1)  # type: ignore[union-attr]
+        assert categories.count(",") == values.count(",")
+
+
+def test_baseline_deltas_show_direction_and_percentage() -> None:
+    passing = render_markdown(report_of("passing"))
+    assert "| p50 latency at batch 1 | 3.1 ms | 3.2 ms | ▲ +3.2% 🔴 worse (ratio CI 1–1.06) |" \
+        in passing
+    assert "| model size | 4.2 MB | 1.1 MB | ▼ -73.8% 🟢 better |" in passing
+
+
+def test_missing_metric_keys_render_without_charts() -> None:
+    bare = StageResult("latency", "pass", "ok", pipelines.STARTED, 1.0,
+                       {"distribution": {"1": [[1.0]]}, "batches": "nonsense", "regression": {}})
+    canary = StageResult("canary", "pass", "ok", pipelines.STARTED, 1.0,
+                         {"steps": [{"weight": 10}, "junk"]})
+    markdown = render_markdown(build_report([bare, canary]))
+    assert "```mermaid" in markdown  # only the weight chart: error rate and p95 are missing
+    assert markdown.count("```mermaid") == 1 and 'title "Canary traffic weight per step"' in markdown
+
+
+def test_table_cells_escape_pipes_newlines_and_html() -> None:
+    result = StageResult("validate", "fail", "a | b", pipelines.STARTED, 1.0, {}, (
+        Check("name with | pipe", "fail", "x<script>", None, "two\nlines"),))
+    markdown = render_markdown(build_report([result]))
+    assert "| ❌ | name with \\| pipe | x&lt;script&gt; | — | two lines |" in markdown
+
+
+def test_200_failures_fit_and_keep_every_failure_name() -> None:
+    report = build_report(pipelines.big_failing(200), links=LINKS)
+    assert len(render_markdown(report)) > 65536
+    body, fitted = fit_comment(report)
+    assert len(body) <= 65536 and fitted.truncated
+    names = [c.name for c in report.sections[0].failures]
+    assert len(names) == 100 and all(name in body for name in names)
+    assert body.splitlines()[1].startswith("## ❌ shipml: not ready to ship: 100 checks failed")
+    assert "[Full report](https://github.com/octo/models/actions/runs/42#artifacts)" in body
+
+
+def test_truncation_shortens_passing_sections_first() -> None:
+    report = report_of("failing")
+    full = render_markdown(report)
+    body, fitted = fit_comment(report, limit=len(full) - 1)
+    assert len(body) < len(full)
+    compact = [s.name for s in fitted.sections if s.compact]
+    assert compact == ["optimize"]  # a passing stage goes first: the least to lose
+    assert "### ❌ latency" in body and "```mermaid" in body
+
+
+def test_truncation_falls_back_to_failure_names_then_to_a_hard_cut() -> None:
+    report = build_report(pipelines.big_failing(200), links=LINKS)
+    body, fitted = fit_comment(report, limit=12000)
+    assert fitted.names_only and len(body) <= 12000
+    assert "### Failed checks (100)" in body
+    assert all(c.name in body for c in report.sections[0].failures)
+    body, _ = fit_comment(report, limit=2000)
+    assert len(body) <= 2000
+    assert body.startswith("<!-- shipml-report:default -->\n## ❌")
+    assert body.endswith("…cut to fit GitHub's comment limit; "
+                         "[full report](https://github.com/octo/models/actions/runs/42#artifacts)\n")
+
+
+def test_text_rendering_lists_problems_only() -> None:
+    text = render_text(report_of("failing"))
+    assert text.startswith("shipml: FAIL — not ready to ship")
+    assert "    FAIL  accuracy on the test set is at least 0.9 (observed 0.81, threshold 0.9)" \
+        in text
+    assert "image size is below 800 MB" not in text  # passing checks stay out of the terminal
+    assert "<" not in text.replace("<-", "")
+
+
+def test_html_page_is_well_formed_and_escaped() -> None:
+    result = StageResult("validate", "fail", "<b>bold</b>", pipelines.STARTED, 1.0, {},
+                         (Check("x < y", "fail"),))
+    page = render_html(build_report([result, *pipelines.passing()[1:]]))
+    balance = _Balance()
+    balance.feed(page)
+    assert balance.problems == [] and balance.stack == []
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "x &lt; y" in page
+
+
+def test_user_template_dir_overrides_one_template(tmp_path: Path) -> None:
+    (tmp_path / "_footer.md.j2").write_text("custom footer for {{ report.key }}\n")
+    markdown = render_markdown(report_of("passing"), tmp_path)
+    assert markdown.endswith("custom footer for default\n")
+    assert "### ✅ validate" in markdown  # the rest still comes from the package
+
+
+def test_broken_user_template_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "report.md.j2").write_text("{{ report.nope }}\n")
+    with pytest.raises(ConfigError, match=r"report template .*report.md.j2.*nope"):
+        render_markdown(report_of("passing"), tmp_path)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        render_markdown(report_of("passing"), tmp_path / "missing")
