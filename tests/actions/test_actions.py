@@ -171,12 +171,21 @@ def test_pins_agree_across_actions_and_templates() -> None:
 def test_validate_action_maps_every_variable_the_cli_reads() -> None:
     from shipml.validate.cli import ENVIRONMENT
 
-    for action_dir in (REPO / "actions" / "validate", REPO):
-        stage = next(s for s in _steps(action_dir) if "run" in s and "validate" in s["run"])
-        mapped = set(stage["env"])
-        assert set(ENVIRONMENT) | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR"} <= mapped
-        outputs = load_action(action_dir)["outputs"]
-        assert {"status", "result", "report", "junit"} <= set(outputs)
+    stage = next(s for s in _steps(REPO / "actions" / "validate") if "run" in s and "validate" in s["run"])
+    assert set(ENVIRONMENT) | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR"} <= set(stage["env"])
+    outputs = load_action(REPO / "actions" / "validate")["outputs"]
+    assert {"status", "result", "report", "junit"} <= set(outputs)
+
+
+def test_top_level_action_runs_the_pipeline_with_every_input_wired() -> None:
+    from shipml.validate.cli import ENVIRONMENT
+
+    stage = next(s for s in _steps(REPO) if s.get("id") == "shipml")
+    assert stage["run"] == '"$SHIPML_EXECUTABLE" run'
+    assert set(ENVIRONMENT) | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", "SHIPML_STAGES",
+                               "SHIPML_BASELINE_REF", "SHIPML_GITHUB_TOKEN"} <= set(stage["env"])
+    outputs = load_action(REPO)["outputs"]
+    assert {"status", "validate-status", "latency-status", "results-dir", "comment-url"} <= set(outputs)
 
 
 def test_stage_actions_carry_the_setup_block_of_actions_setup() -> None:
@@ -195,7 +204,9 @@ def test_workflow_template_is_least_privilege_and_has_metadata() -> None:
         workflow = yaml.safe_load(template.read_text(encoding="utf-8"))
         assert workflow["permissions"] == {}
         for job in workflow["jobs"].values():
-            assert job["permissions"] == {"contents": "read"}
+            # read-only, plus writing the one report comment
+            assert job["permissions"] in ({"contents": "read"},
+                                          {"contents": "read", "pull-requests": "write"})
             for step in job["steps"]:
                 uses = step.get("uses", "")
                 if uses.startswith("actions/checkout@"):
@@ -209,11 +220,11 @@ def test_workflow_template_is_least_privilege_and_has_metadata() -> None:
         assert any(re.search(p, "shipml.yaml") for p in metadata["filePatterns"])
 
 
-def test_jenkinsfile_runs_validate_and_publishes_junit_and_html() -> None:
+def test_jenkinsfile_runs_the_pipeline_and_publishes_junit_and_html() -> None:
     text = (REPO / "workflow-templates" / "Jenkinsfile.example").read_text(encoding="utf-8")
-    assert "shipml validate" in text
+    assert "shipml run" in text
     assert "junit " in text and "validate.junit.xml" in text
-    assert "publishHTML" in text and "validate.html" in text
+    assert "publishHTML" in text and "report/report.html" in text and "validate.html" in text
 
 
 # --- the setup script without pip ---------------------------------------------------------------
@@ -412,13 +423,18 @@ def test_top_level_action_cannot_have_its_outputs_forged(
 ) -> None:
     # A value that reaches $GITHUB_OUTPUT and carries a fake delimiter and fake outputs.
     hostile_dir = "out\nstatus<<EOF\nfail\nEOF\nforged=1"
-    run = run_action(REPO, {"output-dir": hostile_dir, "suites": "data_integrity"},
+    run = run_action(REPO, {"output-dir": hostile_dir, "suites": "data_integrity",
+                            "stages": "validate"},
                      workspace=example_workspace, runner_temp=runner_temp)
     assert not run.failed, run.log
     shipml = run.step("shipml")
     assert "status<<EOF" in shipml.output_file_text  # the hostile text did reach the file
-    assert set(shipml.outputs) == {"status", "result", "report", "junit"}
+    assert set(shipml.outputs) == {"status", "result", "report", "junit", "results-dir",
+                                   "validate-status"}
     assert run.outputs["status"] == "pass"
-    assert run.outputs["result"] == f"{hostile_dir}/results/validate.json"
-    result = json.loads((example_workspace / run.outputs["result"]).read_text(encoding="utf-8"))
+    assert run.outputs["validate-status"] == "pass"
+    assert run.outputs["optimize-status"] == ""
+    assert run.outputs["results-dir"] == f"{hostile_dir}/results"
+    result = json.loads((example_workspace / hostile_dir / "results" / "validate.json")
+                        .read_text(encoding="utf-8"))
     assert result["status"] == "pass"

@@ -16,13 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shipml.ci import detect
 from shipml.config import find_config, load_config
-from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from shipml.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, ConfigError
 from shipml.results import StageResult, results_path
 
 #: the pull-request pipeline, in order
 PIPELINE = ("validate", "optimize", "latency", "report")
 GATES = PIPELINE[:-1]
+
+#: the pipeline's status by its exit code
+_STATUS = ("pass", "fail", "error", "error")
 
 log = logging.getLogger("shipml.run")
 
@@ -94,6 +98,15 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"\n=== shipml {stage} ===", flush=True)
         codes[stage] = main([stage, *common, *extra])
     worst = max(codes.values(), default=EXIT_OK)
+    platform = detect()
+    # Each stage also set its own outputs (a later stage's `result` replaces an earlier one's);
+    # these are the pipeline's, set last so that they win.
+    platform.set_output("status", _STATUS[min(worst, EXIT_INFRA)])
+    platform.set_output("results-dir", str(output / "results"))
+    for stage in GATES:
+        path = results_path(output, stage)
+        if stage in codes and path.is_file():
+            platform.set_output(f"{stage}-status", StageResult.read(path).status)
     listed = ", ".join(f"{stage} {_word(code)}" for stage, code in codes.items())
     print(f"\nshipml run: {listed}")
     return worst
