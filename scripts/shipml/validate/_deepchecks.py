@@ -1,15 +1,18 @@
 """The bridge to deepchecks: suites and checks from YAML, one run with precomputed predictions,
 and deepchecks' condition results turned into shipml check records.
 
-This is the only module that imports deepchecks (the ``shipml[validate]`` extra).
+This module and :mod:`shipml.validate._parallel` are the only ones that import deepchecks (the
+``shipml[validate]`` extra).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from shipml.config import Config
 from shipml.errors import ConfigError
 from shipml.results import Check, CheckStatus
 from shipml.validate._inputs import ModelInputs
+from shipml.validate._parallel import run_suite
 
 log = logging.getLogger("shipml.validate")
 
@@ -171,8 +175,8 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
              with_display: bool, workers: int = 1) -> Outcome:
     """Run the suite once over precomputed predictions and return the condition records.
 
-    ``workers`` threads serve the joblib work inside checks (the segment search of
-    WeakSegmentsPerformance fits many small trees, which release the GIL).
+    ``workers`` processes share the suite's checks (see :mod:`shipml.validate._parallel`); the
+    result is the one a serial run gives.
     """
     import joblib
     from deepchecks.tabular import Dataset
@@ -199,10 +203,14 @@ def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series 
         kwargs["model_classes"] = inputs.classes
     if feature_importance is not None:
         kwargs["feature_importance"] = feature_importance
-    with warnings.catch_warnings(), joblib.parallel_config(backend="threading", n_jobs=workers):
-        warnings.simplefilter("ignore")
-        logging.getLogger("deepchecks").setLevel(logging.ERROR)
-        suite_result = plan.suite.run(**kwargs)
+    @contextlib.contextmanager
+    def quiet() -> Iterator[None]:
+        with warnings.catch_warnings(), joblib.parallel_config(n_jobs=1):
+            warnings.simplefilter("ignore")
+            logging.getLogger("deepchecks").setLevel(logging.ERROR)
+            yield
+
+    suite_result = run_suite(plan.suite, kwargs, workers, quiet)
     return _outcome(plan, suite_result)
 
 

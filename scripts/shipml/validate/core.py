@@ -23,6 +23,7 @@ from shipml.results import (
 )
 from shipml.validate import _deepchecks
 from shipml.validate._inputs import load_inputs
+from shipml.validate._parallel import start_workers
 from shipml.validate._pytest import model_test_env, run_model_tests
 
 log = logging.getLogger("shipml.validate")
@@ -48,6 +49,10 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
     clock = StageClock()
     section = config.section("validate")
     artifacts_dir = output_dir / "artifacts"
+    workers = section["workers"] if section["workers"] != "auto" else _usable_cpus()
+    # The process workers fork from imports deepchecks while this one builds the plan, loads the
+    # data and runs predictions.
+    start_workers(int(workers))
     # Build the plan first: a typo in a check name should fail before minutes of predictions.
     plan = _deepchecks.build_plan(config)
     inputs = load_inputs(config, batch_size=section["batch_size"])
@@ -65,7 +70,6 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
         importance_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    workers = section["workers"] if section["workers"] != "auto" else (os.cpu_count() or 1)
     outcome = _deepchecks.run_plan(plan, inputs, feature_importance=importance,
                                    with_display=section["html"], workers=int(workers))
     deepchecks_seconds = time.perf_counter() - started
@@ -160,3 +164,10 @@ def _announce(result: StageResult, config_lines: dict[str, int], config: Config,
         platform.annotate(level, f"{check.name} — observed: {check.observed}; "
                           f"threshold: {check.threshold}", file=file, line=line,
                           title=f"shipml validate: {check.status.upper()}")
+
+
+def _usable_cpus() -> int:
+    """Return the CPU cores this process may run on (its affinity, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
