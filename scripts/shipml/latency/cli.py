@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from typing import Any
 
 import jinja2
 
 from shipml import cli as _cli
+from shipml._stage import stage_config
 from shipml.ci import detect
-from shipml.config import Override, env_overrides, find_config, load_config, parse_bool
+from shipml.config import Override, parse_bool
 from shipml.errors import ConfigError
 from shipml.results import StageResult
 
@@ -95,7 +95,6 @@ def run_cli(args: argparse.Namespace) -> int:
     from shipml.latency.core import run_latency
 
     platform = detect()
-    overrides = env_overrides(os.environ, ENVIRONMENT)
     flags = {
         "--model": (args.model, ("model", "path")),
         "--candidate": (args.candidate, ("latency", "model")),
@@ -109,11 +108,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "--policy": (args.policy, ("latency", "policy")),
         "--fail-on": (args.fail_on, ("latency", "fail_on")),
     }
-    for flag, (value, path) in flags.items():
-        if value is not None:
-            overrides.append(Override(path=path, value=value, source=flag))
-    overrides = [_typed(override) for override in overrides]
-    config = load_config(find_config(args.config), overrides)
+    config = stage_config(args, ENVIRONMENT, flags, _typed)
     run = run_latency(config, _cli.output_dir(args), platform)
     result = run.result
     platform.set_output("status", result.status)

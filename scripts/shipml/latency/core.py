@@ -11,8 +11,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from shipml._stage import annotate_checks
 from shipml.ci import Platform
-from shipml.ci._platform import AnnotationLevel
 from shipml.config import Config
 from shipml.errors import ConfigError
 from shipml.latency import _judge, _stats
@@ -155,7 +155,7 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_html(result), encoding="utf-8")
     result_path = result.write(output_dir)
-    _announce(result, config, platform)
+    annotate_checks(result, config, platform)
     return LatencyRun(result=result, result_path=result_path, html_path=html_path)
 
 
@@ -260,13 +260,3 @@ def _summary(first: _judge.BatchFigures, checks: list[Check], regression: Mappin
         text += f" (failed: {'; '.join(failed[:3])})"
     return text
 
-
-def _announce(result: StageResult, config: Config, platform: Platform) -> None:
-    file = str(config.file) if config.file is not None else None
-    line = config.lines.get((STAGE,)) if file else None
-    for check in result.checks:
-        if check.status == "pass":
-            continue
-        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
-        platform.annotate(level, f"{check.name} — {check.detail}", file=file, line=line,
-                          title=f"shipml latency: {check.status.upper()}")

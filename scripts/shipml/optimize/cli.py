@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import jinja2
 
 from shipml import cli as _cli
+from shipml._stage import stage_config
 from shipml.ci import detect
-from shipml.config import Override, env_overrides, find_config, load_config
+from shipml.config import Override
 from shipml.results import StageResult
 
 #: SHIPML_* variables (set by the action from its inputs) and the keys they override
@@ -58,7 +58,6 @@ def run_cli(args: argparse.Namespace) -> int:
     from shipml.optimize.core import run_optimize
 
     platform = detect()
-    overrides = env_overrides(os.environ, ENVIRONMENT)
     flags = {
         "--model": (args.model, ("model", "path")),
         "--train": (args.train, ("model", "train")),
@@ -69,11 +68,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "--output": (args.output, ("optimize", "output")),
         "--fail-on": (args.fail_on, ("optimize", "fail_on")),
     }
-    for flag, (value, path) in flags.items():
-        if value is not None:
-            overrides.append(Override(path=path, value=value, source=flag))
-    overrides = [_split_lists(override) for override in overrides]
-    config = load_config(find_config(args.config), overrides)
+    config = stage_config(args, ENVIRONMENT, flags, _split_lists)
     run = run_optimize(config, _cli.output_dir(args), platform)
     result = run.result
     platform.set_output("status", result.status)

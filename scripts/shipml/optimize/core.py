@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from shipml._stage import annotate_checks
 from shipml.ci import Platform
-from shipml.ci._platform import AnnotationLevel
 from shipml.config import Config
 from shipml.data import load_table
 from shipml.errors import ConfigError
@@ -150,7 +150,7 @@ def run_optimize(config: Config, output_dir: Path, platform: Platform) -> Optimi
         artifacts=(Artifact(name=output.name, path=str(output)),),
     )
     result_path = result.write(output_dir)
-    _announce(result, config, platform)
+    annotate_checks(result, config, platform)
     return OptimizeRun(result=result, result_path=result_path, model_path=output, chosen=chosen)
 
 
@@ -243,13 +243,3 @@ def _summary(chosen: str, records: Mapping[str, Mapping[str, Any]], checks: list
         text += f" (broke parity: {', '.join(broken)})"
     return text
 
-
-def _announce(result: StageResult, config: Config, platform: Platform) -> None:
-    file = str(config.file) if config.file is not None else None
-    line = config.lines.get((STAGE,)) if file else None
-    for check in result.checks:
-        if check.status == "pass":
-            continue
-        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
-        platform.annotate(level, f"{check.name} — {check.detail}", file=file, line=line,
-                          title=f"shipml optimize: {check.status.upper()}")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from shipml import cli as _cli
+from shipml._stage import stage_config
 from shipml.ci import detect
-from shipml.config import Override, env_overrides, find_config, load_config
+from shipml.config import Override
 
 #: SHIPML_* variables (set by the action from its inputs) and the keys they override
 ENVIRONMENT = {
@@ -51,7 +51,6 @@ def run_cli(args: argparse.Namespace) -> int:
     from shipml.validate.core import run_validate
 
     platform = detect()
-    overrides = env_overrides(os.environ, ENVIRONMENT)
     flags = {
         "--model": (args.model, ("model", "path")),
         "--train": (args.train, ("model", "train")),
@@ -62,11 +61,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "--fail-on": (args.fail_on, ("validate", "fail_on")),
         "--pytest": (args.pytest, ("validate", "pytest")),
     }
-    for flag, (value, path) in flags.items():
-        if value is not None:
-            overrides.append(Override(path=path, value=value, source=flag))
-    overrides = [_split_lists(override) for override in overrides]
-    config = load_config(find_config(args.config), overrides)
+    config = stage_config(args, ENVIRONMENT, flags, _split_lists)
     run = run_validate(config, _cli.output_dir(args), platform)
     result = run.result
     platform.set_output("status", result.status)
