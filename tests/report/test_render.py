@@ -138,6 +138,15 @@ def test_table_cells_escape_pipes_newlines_and_html() -> None:
     assert "| ❌ | name with \\| pipe | x&lt;script&gt; | — | two lines |" in markdown
 
 
+def test_a_detail_that_repeats_the_observed_value_is_not_shown_twice() -> None:
+    result = StageResult("validate", "fail", "s", pipelines.STARTED, 1.0, {}, (
+        Check("same", "fail", "Found 7 unused features", 5, "Found 7 unused features"),
+        Check("more", "fail", "Found 2 pairs…", 0.9, "Found 2 pairs: (a, b), (c, d)")))
+    markdown = render_markdown(build_report([result]))
+    assert "| ❌ | same | Found 7 unused features | 5 |  |" in markdown
+    assert "| ❌ | more | Found 2 pairs… | 0.9 | Found 2 pairs: (a, b), (c, d) |" in markdown
+
+
 def test_200_failures_fit_and_keep_every_failure_name() -> None:
     report = build_report(pipelines.big_failing(200), links=LINKS)
     assert len(render_markdown(report)) > 65536

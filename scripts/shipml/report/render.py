@@ -50,7 +50,7 @@ def _environment(template_dir: Path | None, autoescape: bool) -> jinja2.Environm
         lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
     )
     env.filters.update(cell=md_cell, num=number, mark=status_mark, pct=percent,
-                       mermaid_label=mermaid_label)
+                       mermaid_label=mermaid_label, new_detail=new_detail)
     return env
 
 
@@ -114,6 +114,12 @@ def fit_comment(report: Report, limit: int = MAX_COMMENT_CHARS,
     note += "\n"
     cut = body[: max(limit - len(note), 0)]
     return cut[: cut.rfind("\n") + 1 or len(cut)] + note, current
+
+
+def new_detail(check: Any) -> str:
+    """Return a check's detail, or '' where it only repeats the observed value."""
+    detail = str(check.detail or "")
+    return "" if detail == str(check.observed) else detail
 
 
 def md_cell(value: Any) -> str:
