@@ -108,6 +108,16 @@ def test_warn_severity_reports_without_failing_and_fail_on_warn_fails(
     assert result["status"] == "fail"
 
 
+def test_suites_none_from_the_action_runs_only_the_explicit_checks(
+        drift_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPML_SUITES", "none")  # what `suites: none` on the action sets
+    checks = [{"check": "FeatureDrift", "conditions": [
+        {"condition": "drift_score_less_than", "params": {"max_allowed_numeric_score": 0.2}}]}]
+    code, result = run(drift_case, tmp_path, {"suites": ["data_integrity"], "checks": checks})
+    assert code == 1
+    assert {c["group"] for c in result["checks"]} == {"FeatureDrift"}
+
+
 def test_fail_on_flag_overrides_the_file(drift_case: Case, tmp_path: Path) -> None:
     drift_case.write_config({"suites": ["train_test_validation"], "html": False})
     code = main(["validate", "--config", str(drift_case.config), "--output-dir",

@@ -39,7 +39,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", metavar="TASK",
                         help="binary, multiclass, regression or auto (model.task)")
     parser.add_argument("--suites", metavar="LIST",
-                        help="comma-separated deepchecks suites (validate.suites); '' for none")
+                        help="comma-separated deepchecks suites (validate.suites); none (or '') for "
+                             "only the explicit checks")
     parser.add_argument("--fail-on", metavar="LEVEL",
                         help="fail, warn or never (validate.fail_on)")
     parser.add_argument("--pytest", metavar="PATH", help="model tests to run (validate.pytest)")
@@ -82,5 +83,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def _split_lists(override: Override) -> Override:
     if override.path in _LIST_KEYS and isinstance(override.value, str):
         items = [item.strip() for item in override.value.split(",") if item.strip()]
+        if override.path == ("validate", "suites") and [item.lower() for item in items] == ["none"]:
+            items = []  # an empty action input means "not set", so `none` says "no suites"
         return Override(path=override.path, value=items, source=override.source)
     return override
