@@ -95,4 +95,9 @@ def test_bad_input_stops_the_gates_and_report_still_publishes(
     assert not (out / "results" / "latency.json").exists()
     assert (out / "report" / "report.md").is_file()
     assert "shipml run: optimize bad input, report passed" in captured.out
-    assert "41/41 conditions passed" in (out / "report" / "report.md").read_text()
+    optimize = json.loads((out / "results" / "optimize.json").read_text())
+    assert optimize["status"] == "error" and "missing.onnx" in optimize["summary"]
+    report = (out / "report" / "report.md").read_text()
+    assert "41/41 conditions passed" in report
+    assert "not ready to ship: optimize stopped with an error" in report
+    assert "missing.onnx" in report

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from shipml import __version__
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA, ShipmlError
+from shipml.results import StageClock, StageResult
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,6 +32,9 @@ _COMMAND_MODULES = (
     "shipml.commands.demo",
     "shipml.commands.schema",
 )
+
+#: commands that are gates of the pipeline: each leaves a result, an error one when it stops early
+GATE_STAGES = ("validate", "optimize", "latency")
 
 log = logging.getLogger("shipml")
 
@@ -104,16 +108,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    clock = StageClock()
     try:
         return handler(args)
     except ShipmlError as exc:
         print(f"shipml {args.command}: {exc.message}", file=sys.stderr)
         if debug:
             traceback.print_exc()
+        if args.command in GATE_STAGES:
+            _record_error(args, exc, clock)
         return exc.exit_code
     except KeyboardInterrupt:
         print("shipml: interrupted", file=sys.stderr)
         return EXIT_INFRA
+
+
+def _record_error(args: argparse.Namespace, exc: ShipmlError, clock: StageClock) -> None:
+    """Write an ``error`` result for a gate that stopped on bad input or infrastructure, so that
+    the report says the pipeline did not pass instead of judging only the stages that finished."""
+    result = StageResult(stage=args.command, status="error", summary=exc.message,
+                         started_at=clock.started_at, duration_s=clock.elapsed(),
+                         metrics={"exit_code": exc.exit_code})
+    try:
+        result.write(output_dir(args))
+    except OSError as error:
+        log.warning("shipml %s: could not write the error result: %s", args.command, error)
 
 
 def main_entry() -> None:

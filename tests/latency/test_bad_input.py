@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ def fail(folder: Path, document: dict[str, Any], capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert code == 2, captured
     assert "Traceback" not in captured.err
-    assert not (folder / "out" / "results" / "latency.json").exists()
+    # an error result, so that the report does not judge only the stages that finished
+    result = json.loads((folder / "out" / "results" / "latency.json").read_text())
+    assert (result["status"], result["metrics"]["exit_code"]) == ("error", 2)
+    assert captured.err.startswith(f"shipml latency: {result['summary']}")
     return captured.err
 
 

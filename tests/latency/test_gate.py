@@ -136,6 +136,26 @@ def test_baseline_read_from_a_git_ref(workdir: Path) -> None:
     assert result["metrics"]["regression"]["1"]["ci_low"] > 1.1
 
 
+def test_git_ref_baseline_is_the_shipped_artifact_when_another_file_is_measured(
+        workdir: Path) -> None:
+    # As under `shipml run` after optimize: latency measures a file git never saw (--candidate);
+    # the baseline is still model.path as it is at the ref.
+    git = shutil.which("git")
+    assert git is not None, "git is needed for the git_ref baseline"
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(workdir)}
+    for command in (["init", "-q"], ["add", "model.onnx"], ["commit", "-q", "-m", "model"]):
+        subprocess.run([git, *command], cwd=workdir, check=True, env=env)
+    kept = workdir / ".shipml" / "artifacts" / "model.optimized.onnx"
+    kept.parent.mkdir(parents=True)
+    shutil.copy(workdir / "slow.onnx", kept)
+    code, result = run(workdir, {"baseline": {**FAST_BASELINE, "git_ref": "HEAD"}},
+                       "--candidate", str(kept))
+    assert code == 1
+    assert result["metrics"]["model"] == str(kept)
+    assert result["metrics"]["regression"]["1"]["baseline"] == "HEAD:model.onnx"
+
+
 def test_transformer_with_synthetic_token_ids(tmp_path: Path, encoder: Path) -> None:
     write_config(tmp_path, {"model": {"path": str(encoder)}, "latency": {
         **FAST, "batch_sizes": [1, 2], "inputs": {"dims": {"sequence_length": 16}},

@@ -307,6 +307,18 @@ def test_bad_key_and_mode_are_config_errors(workdir: Path,
     assert "--key: 'a b' does not match" in capsys.readouterr().err
 
 
+def test_a_user_template_without_the_marker_is_a_config_error(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "templates").mkdir()
+    (workdir / "templates" / "report.md.j2").write_text("## {{ report.title }}\n")
+    (workdir / "shipml.yaml").write_text("report:\n  template_dir: templates\n")
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("shipml report: shipml.yaml:2 report.template_dir: report.md.j2 in ")
+    assert "must start with {{ marker }}" in err
+
+
 def test_fail_on_fail_exits_1_on_a_failed_pipeline(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -4,7 +4,8 @@ Which stages run: ``--stages`` (or ``SHIPML_STAGES``) when given, else every sta
 section in ``shipml.yaml`` (validate alone when none has), and ``report`` last. A gate failure
 (exit 1) does not stop the pipeline, so the report shows every stage; bad input (2) and
 infrastructure errors (3) stop it, and ``report`` still publishes what finished. When optimize
-passes and ``latency.model`` is not set, latency measures the model optimize kept.
+passes and neither ``latency.model`` nor ``SHIPML_CANDIDATE`` is set, latency measures the
+model optimize kept.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def run_cli(args: argparse.Namespace) -> int:
             log.info("shipml run: %s not run (an earlier stage exited %d)", stage, stopped)
             continue
         extra: list[str] = []
-        if stage == "latency" and codes.get("optimize") == EXIT_OK \
-                and not config.section("latency").get("model"):
+        chosen = config.section("latency").get("model") or os.environ.get("SHIPML_CANDIDATE", "")
+        if stage == "latency" and codes.get("optimize") == EXIT_OK and not chosen.strip():
             kept = _optimized_model(output)
             if kept is not None:
                 extra = ["--candidate", str(kept)]

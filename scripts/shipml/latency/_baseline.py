@@ -43,13 +43,18 @@ def resolve_baseline(config: Config, model_path: Path, scratch: Path) -> tuple[P
     if path_value:
         inside = str(path_value).lstrip("/")
     else:
+        # The shipped artifact as it was at the ref (model.path), also when what is measured is
+        # another file, such as optimize's output under .shipml/ that git never saw.
+        model = config.section("model")
+        tracked = (config.resolve_path(model["path"], "model", "path") if model.get("path")
+                   else model_path)
         try:
-            inside = os.path.relpath(model_path.resolve(), root.resolve())
+            inside = os.path.relpath(tracked.resolve(), root.resolve())
         except ValueError:
-            inside = str(model_path)
+            inside = str(tracked)
         if inside.startswith(".."):
             raise ConfigError(
-                f"{where}: the model {model_path} is outside the repository {root}; set "
+                f"{where}: the model {tracked} is outside the repository {root}; set "
                 f"latency.baseline.path to its path inside the repository"
             )
     inside = inside.replace(os.sep, "/")

@@ -19,6 +19,7 @@ ENVIRONMENT = {
     "SHIPML_TRAIN": ("model", "train"),
     "SHIPML_TEST": ("model", "test"),
     "SHIPML_LABEL": ("model", "label"),
+    "SHIPML_TASK": ("model", "task"),
     "SHIPML_CANDIDATES": ("optimize", "candidates"),
     "SHIPML_PICK": ("optimize", "pick"),
     "SHIPML_OPTIMIZED_MODEL": ("optimize", "output"),

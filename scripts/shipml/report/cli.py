@@ -13,7 +13,7 @@ from shipml import cli as _cli
 from shipml.ci import Platform, detect
 from shipml.config import Config, Override, env_overrides, find_config, load_config, parse_bool
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from shipml.report.model import Links, Report, build_report
+from shipml.report.model import Links, Report, build_report, marker
 from shipml.report.publish import CommentMode, PublishPlan, publish
 from shipml.report.render import fit_comment, render_html, render_markdown, render_text
 from shipml.results import read_all
@@ -150,6 +150,10 @@ def run_report(config: Config, output_dir: Path, platform: Platform, token: str)
                           commit=platform.commit_sha() or "")
     full_markdown = render_markdown(report, template_dir)
     comment, _ = fit_comment(report, int(section["max_comment_chars"]), template_dir)
+    if not comment.startswith(marker(report.key)):
+        raise ConfigError(
+            f"{config.where('report', 'template_dir')}: report.md.j2 in {template_dir} must start "
+            f"with {{{{ marker }}}}: the hidden marker is how the sticky comment is found again")
     text = render_text(report, template_dir)
 
     folder = output_dir / "report"

@@ -171,8 +171,15 @@ def _headline(verdict: Verdict, sections: Sequence[StageSection]) -> str:
     if verdict == "incomplete":
         pending = [s.name for s in sections if s.result.status == "skipped"]
         return f"no gate failed, but not every stage ran (skipped: {', '.join(pending)})"
-    noun = "check" if count == 1 else "checks"
-    return f"not ready to ship: {count} {noun} failed in {', '.join(failed)}"
+    stopped = [s.name for s in sections if s.result.status == "error" and not s.failures]
+    parts = []
+    if count:
+        noun = "check" if count == 1 else "checks"
+        judged = [name for name in failed if name not in stopped]
+        parts.append(f"{count} {noun} failed in {', '.join(judged)}")
+    if stopped:
+        parts.append(f"{', '.join(stopped)} stopped with an error")
+    return f"not ready to ship: {'; '.join(parts) or ', '.join(failed) + ' failed'}"
 
 
 def _section(result: StageResult) -> StageSection:
