@@ -63,9 +63,11 @@ def run_suite(suite: Any, kwargs: Mapping[str, Any], workers: int,
             return suite.run(**kwargs)
     shares = _spread(units, workers)
     results = _run_shares(checks, shares, kwargs, configure)
-    ordered = [results[unit.index] for unit in sorted(units, key=lambda unit: unit.index)]
-    for unit, result in zip(sorted(units, key=lambda unit: unit.index), ordered, strict=True):
-        result.check = checks[unit.check_position]
+    ordered = []
+    for unit in units:  # built in run order
+        result = results[unit.index]
+        result.check = checks[unit.check_position]  # the parent's object, not a worker's copy
+        ordered.append(result)
     return SuiteResult(suite.name, ordered)
 
 
@@ -99,7 +101,6 @@ def _run_share(checks: list[Any], share: list[_Unit], kwargs: Mapping[str, Any],
                configure: Callable[[], Any]) -> dict[int, Any]:
     """Run one worker's units: one ``Suite.run`` per dataset mode; return results by unit index."""
     from deepchecks.tabular import Suite
-
 
     started = time.perf_counter()
     results: dict[int, Any] = {}
