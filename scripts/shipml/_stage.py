@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from shipml.ci import Platform
 from shipml.ci._platform import AnnotationLevel
@@ -29,6 +30,28 @@ def stage_config(args: argparse.Namespace, environment: Mapping[str, KeyPath],
     if convert is not None:
         overrides = [convert(override) for override in overrides]
     return load_config(find_config(args.config), overrides)
+
+
+def split_lists(keys: Collection[KeyPath]) -> Callable[[Override], Override]:
+    """Return a converter that turns the text of an override of one of ``keys`` into a list
+    (comma-separated, blanks dropped), for ``stage_config``."""
+    def convert(override: Override) -> Override:
+        if override.path in keys and isinstance(override.value, str):
+            items = [item.strip() for item in override.value.split(",") if item.strip()]
+            return Override(path=override.path, value=items, source=override.source)
+        return override
+    return convert
+
+
+def render_summary(package: str, template: str, **context: Any) -> str:
+    """Return the job-summary markdown a stage renders from ``package``'s ``templates/``."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"), autoescape=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    return environment.get_template(template).render(**context)
 
 
 def annotate_checks(result: StageResult, config: Config, platform: Platform) -> None:

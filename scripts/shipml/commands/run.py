@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from shipml.ci import detect
+from shipml.cli import GATE_STAGES
 from shipml.config import find_config, load_config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, ConfigError
 from shipml.results import StageResult, results_path
 
 #: the pull-request pipeline, in order
-PIPELINE = ("validate", "optimize", "latency", "report")
-GATES = PIPELINE[:-1]
+GATES = GATE_STAGES
+PIPELINE = (*GATES, "report")
 
 #: the pipeline's status by its exit code
 _STATUS = ("pass", "fail", "error", "error")
@@ -85,19 +86,21 @@ def run_cli(args: argparse.Namespace) -> int:
         common.append("--debug")
 
     codes: dict[str, int] = {}
+    stopped: int | None = None  # the exit code (2 or 3) that stops the remaining gates
     for stage in stages:
-        stopped = next((code for code in codes.values() if code > EXIT_GATE_FAILED), None)
         if stopped is not None and stage != "report":
             log.info("shipml run: %s not run (an earlier stage exited %d)", stage, stopped)
             continue
         extra: list[str] = []
-        chosen = config.section("latency").get("model") or os.environ.get("SHIPML_CANDIDATE", "")
-        if stage == "latency" and codes.get("optimize") == EXIT_OK and not chosen.strip():
-            kept = _optimized_model(output)
+        if stage == "latency" and codes.get("optimize") == EXIT_OK:
+            chosen = config.section("latency").get("model") or os.environ.get("SHIPML_CANDIDATE", "")
+            kept = None if chosen.strip() else _optimized_model(output)
             if kept is not None:
                 extra = ["--candidate", str(kept)]
         print(f"\n=== shipml {stage} ===", flush=True)
         codes[stage] = main([stage, *common, *extra])
+        if codes[stage] > EXIT_GATE_FAILED and stopped is None:
+            stopped = codes[stage]
     worst = max(codes.values(), default=EXIT_OK)
     platform = detect()
     # Each stage also set its own outputs (a later stage's `result` replaces an earlier one's);

@@ -6,9 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-import jinja2
-
 from shipml import cli as _cli
+from shipml._stage import render_summary as stage_summary
 from shipml._stage import stage_config
 from shipml.ci import detect
 from shipml.config import Override, parse_bool
@@ -128,13 +127,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def render_summary(result: StageResult) -> str:
     """Return the job-summary markdown of a latency result."""
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("shipml.latency", "templates"), autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-    )
-    return environment.get_template("latency.md.j2").render(
-        result=result, batches=result.metrics.get("batches") or {},
-        regression=result.metrics.get("regression") or {})
+    return stage_summary("shipml.latency", "latency.md.j2", result=result,
+                         batches=result.metrics.get("batches") or {},
+                         regression=result.metrics.get("regression") or {})
 
 
 def _typed(override: Override) -> Override:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import jinja2
-
 from shipml import cli as _cli
-from shipml._stage import stage_config
+from shipml._stage import render_summary as stage_summary
+from shipml._stage import split_lists, stage_config
 from shipml.ci import detect
-from shipml.config import Override
 from shipml.results import StageResult
 
 #: SHIPML_* variables (set by the action from its inputs) and the keys they override
@@ -25,7 +23,6 @@ ENVIRONMENT = {
     "SHIPML_OPTIMIZED_MODEL": ("optimize", "output"),
     "SHIPML_FAIL_ON": ("optimize", "fail_on"),
 }
-_LIST_KEYS = {("optimize", "candidates")}
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -69,7 +66,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "--output": (args.output, ("optimize", "output")),
         "--fail-on": (args.fail_on, ("optimize", "fail_on")),
     }
-    config = stage_config(args, ENVIRONMENT, flags, _split_lists)
+    config = stage_config(args, ENVIRONMENT, flags, split_lists({("optimize", "candidates")}))
     run = run_optimize(config, _cli.output_dir(args), platform)
     result = run.result
     platform.set_output("status", result.status)
@@ -88,16 +85,4 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def render_summary(result: StageResult) -> str:
     """Return the job-summary markdown of an optimize result."""
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("shipml.optimize", "templates"), autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-    )
-    return environment.get_template("optimize.md.j2").render(result=result,
-                                                             metrics=result.metrics)
-
-
-def _split_lists(override: Override) -> Override:
-    if override.path in _LIST_KEYS and isinstance(override.value, str):
-        items = [item.strip() for item in override.value.split(",") if item.strip()]
-        return Override(path=override.path, value=items, source=override.source)
-    return override
+    return stage_summary("shipml.optimize", "optimize.md.j2", result=result, metrics=result.metrics)

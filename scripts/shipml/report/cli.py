@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from shipml import cli as _cli
+from shipml._stage import stage_config
 from shipml.ci import Platform, detect
-from shipml.config import Config, Override, env_overrides, find_config, load_config, parse_bool
+from shipml.config import Config, Override, parse_bool
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from shipml.report.model import Links, Report, build_report, marker
 from shipml.report.publish import CommentMode, PublishPlan, publish
@@ -110,7 +111,8 @@ def run_cli(args: argparse.Namespace) -> int:
     token = _token(args)
     if token:
         platform.mask(token)
-    config = load_config(find_config(args.config), _overrides(args))
+    flags = {flag: (getattr(args, attribute), path) for flag, (attribute, path) in _FLAGS.items()}
+    config = stage_config(args, ENVIRONMENT, flags, _typed)
     run = run_report(config, _cli.output_dir(args), platform, token)
     report = run.report
     platform.set_output("verdict", report.verdict)
@@ -189,15 +191,6 @@ def _token(args: argparse.Namespace) -> str:
         if value:
             return value
     return ""
-
-
-def _overrides(args: argparse.Namespace) -> list[Override]:
-    overrides = env_overrides(os.environ, ENVIRONMENT)
-    for flag, (attribute, path) in _FLAGS.items():
-        value = getattr(args, attribute)
-        if value is not None:
-            overrides.append(Override(path=path, value=value, source=flag))
-    return [_typed(override) for override in overrides]
 
 
 def _typed(override: Override) -> Override:

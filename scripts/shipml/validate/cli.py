@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import stage_config
+from shipml._stage import split_lists, stage_config
 from shipml.ci import detect
 from shipml.config import Override
 
@@ -21,7 +21,7 @@ ENVIRONMENT = {
     "SHIPML_FAIL_ON": ("validate", "fail_on"),
     "SHIPML_PYTEST": ("validate", "pytest"),
 }
-_LIST_KEYS = {("validate", "suites")}
+_SPLIT = split_lists({("validate", "suites")})
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "--fail-on": (args.fail_on, ("validate", "fail_on")),
         "--pytest": (args.pytest, ("validate", "pytest")),
     }
-    config = stage_config(args, ENVIRONMENT, flags, _split_lists)
+    config = stage_config(args, ENVIRONMENT, flags, _suites)
     run = run_validate(config, _cli.output_dir(args), platform)
     result = run.result
     platform.set_output("status", result.status)
@@ -80,10 +80,10 @@ def run_cli(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _split_lists(override: Override) -> Override:
-    if override.path in _LIST_KEYS and isinstance(override.value, str):
-        items = [item.strip() for item in override.value.split(",") if item.strip()]
-        if override.path == ("validate", "suites") and [item.lower() for item in items] == ["none"]:
-            items = []  # an empty action input means "not set", so `none` says "no suites"
-        return Override(path=override.path, value=items, source=override.source)
+def _suites(override: Override) -> Override:
+    override = _SPLIT(override)
+    if override.path == ("validate", "suites") and \
+            [str(item).lower() for item in override.value] == ["none"]:
+        # an empty action input means "not set", so `none` says "no suites"
+        return Override(path=override.path, value=[], source=override.source)
     return override
