@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,17 @@ def make_case(folder: Path, train: pd.DataFrame, test: pd.DataFrame, estimator: 
     test.to_csv(folder / "test.csv", index=False)
     return Case(folder=folder, model=model, train=folder / "train.csv",
                 test=folder / "test.csv", label=label)
+
+
+@pytest.fixture(scope="session")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the bundled scikit-learn example (model.onnx, train.csv, test.csv)."""
+    from shipml.example import example_dir
+
+    folder = tmp_path_factory.mktemp("example")
+    for name in ("model.onnx", "train.csv", "test.csv"):
+        shutil.copy(Path(example_dir()) / name, folder / name)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.actions import _runner
 
 ROOT = Path(__file__).resolve().parents[2]
 _EXPRESSION = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_-]+)\s*\}\}")
@@ -18,12 +19,11 @@ _INSTALLED = "${{ steps.install.outputs.shipml }}"
 
 def load_action(stage: str) -> dict[str, Any]:
     """Return the parsed ``actions/<stage>/action.yml``."""
-    document: dict[str, Any] = yaml.safe_load(
-        (ROOT / "actions" / stage / "action.yml").read_text(encoding="utf-8"))
-    return document
+    return _runner.load_action(ROOT / "actions" / stage)
 
 
-def run_step(stage: str, inputs: dict[str, str], workdir: Path
+def run_step(stage: str, inputs: dict[str, str], workdir: Path,
+             extra_env: Mapping[str, str] | None = None
              ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     """Run the action's stage step with ``inputs``; return the process and its step outputs.
 
@@ -31,6 +31,7 @@ def run_step(stage: str, inputs: dict[str, str], workdir: Path
     script), the script runs under ``bash --noprofile --norc -eo pipefail`` in the step's
     working directory, and outputs are read back from ``GITHUB_OUTPUT``. The setup steps before
     it are stood in for by this environment's ``shipml`` (what their ``install`` step outputs).
+    ``extra_env`` stands for the job's own environment (the event payload, the API URL).
     """
     action = load_action(stage)
     values = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
@@ -45,23 +46,11 @@ def run_step(stage: str, inputs: dict[str, str], workdir: Path
     outputs_file = workdir / "github_output.txt"
     outputs_file.write_text("")
     env.update({"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs_file),
-                "GITHUB_ACTION_PATH": str(ROOT / "actions" / stage),
+                "GITHUB_ACTION_PATH": str(ROOT / "actions" / stage), **(extra_env or {}),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     script = workdir / "step.sh"
     script.write_text(step["run"])
     completed = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
                                cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    return completed, parse_outputs(outputs_file.read_text())
+    return completed, _runner.parse_output_file(outputs_file.read_text())
 
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """Return the ``name<<DELIMITER`` records of a GITHUB_OUTPUT file."""
-    outputs: dict[str, str] = {}
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        name, _, delimiter = lines[index].partition("<<")
-        end = lines.index(delimiter, index + 1)
-        outputs[name] = "\n".join(lines[index + 1:end])
-        index = end + 1
-    return outputs

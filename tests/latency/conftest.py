@@ -11,17 +11,6 @@ from tests.latency.models import add_redundant_work, export_encoder
 
 
 @pytest.fixture(scope="session")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the bundled scikit-learn example (model.onnx, train.csv, test.csv)."""
-    from shipml.example import example_dir
-
-    folder = tmp_path_factory.mktemp("example")
-    for name in ("model.onnx", "train.csv", "test.csv"):
-        shutil.copy(Path(example_dir()) / name, folder / name)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def slow_example(example: Path) -> Path:
     """The example's graph plus redundant work: several times slower, same inputs."""
     target = example / "slow.onnx"

@@ -121,13 +121,18 @@ def test_a_slower_artifact_fails_the_regression_gate(
     assert "the whole interval is above the tolerance" in check["detail"]
 
 
-def test_baseline_read_from_a_git_ref(workdir: Path) -> None:
+def _commit_model(workdir: Path) -> None:
+    """Make ``workdir`` a git repository whose HEAD holds ``model.onnx`` as it is now."""
     git = shutil.which("git")
     assert git is not None, "git is needed for the git_ref baseline"
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(workdir)}
     for command in (["init", "-q"], ["add", "model.onnx"], ["commit", "-q", "-m", "model"]):
         subprocess.run([git, *command], cwd=workdir, check=True, env=env)
+
+
+def test_baseline_read_from_a_git_ref(workdir: Path) -> None:
+    _commit_model(workdir)
     # The working tree now holds a slower model; HEAD still has the original.
     shutil.copy(workdir / "slow.onnx", workdir / "model.onnx")
     code, result = run(workdir, {"baseline": {**FAST_BASELINE, "git_ref": "HEAD"}})
@@ -140,12 +145,7 @@ def test_git_ref_baseline_is_the_shipped_artifact_when_another_file_is_measured(
         workdir: Path) -> None:
     # As under `shipml run` after optimize: latency measures a file git never saw (--candidate);
     # the baseline is still model.path as it is at the ref.
-    git = shutil.which("git")
-    assert git is not None, "git is needed for the git_ref baseline"
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(workdir)}
-    for command in (["init", "-q"], ["add", "model.onnx"], ["commit", "-q", "-m", "model"]):
-        subprocess.run([git, *command], cwd=workdir, check=True, env=env)
+    _commit_model(workdir)
     kept = workdir / ".shipml" / "artifacts" / "model.optimized.onnx"
     kept.parent.mkdir(parents=True)
     shutil.copy(workdir / "slow.onnx", kept)

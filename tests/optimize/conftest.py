@@ -13,17 +13,6 @@ import pytest
 from tests.latency.models import export_encoder
 
 
-@pytest.fixture(scope="session")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the bundled scikit-learn example (model.onnx, train.csv, test.csv)."""
-    from shipml.example import example_dir
-
-    folder = tmp_path_factory.mktemp("example")
-    for name in ("model.onnx", "train.csv", "test.csv"):
-        shutil.copy(Path(example_dir()) / name, folder / name)
-    return folder
-
-
 def _mlp_folder(folder: Path, *, regression: bool) -> Path:
     from skl2onnx import to_onnx
     from sklearn.datasets import make_classification, make_regression

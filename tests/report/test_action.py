@@ -3,47 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from shipml.report.cli import ENVIRONMENT, TOKEN_VARIABLES
-from tests.latency.actions import ROOT, load_action, parse_outputs
+from tests.latency.actions import load_action, run_step
 from tests.report import pipelines
 from tests.report.conftest import TOKEN
 from tests.report.fake_github import FakeGitHub
 
-_EXPRESSION = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_-]+)\s*\}\}")
-_INSTALLED = "${{ steps.install.outputs.shipml }}"
 READ_ELSEWHERE = {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", *TOKEN_VARIABLES}
-
-
-def run_report_step(inputs: dict[str, str], workdir: Path, extra_env: dict[str, str]
-                    ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    action = load_action("report")
-    values = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
-    values.update(inputs)
-    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "report"]
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("SHIPML_", "GITHUB_"))}
-    for name, expression in step["env"].items():
-        expression = str(expression).replace(_INSTALLED,
-                                             str(Path(sys.executable).parent / "shipml"))
-        env[name] = _EXPRESSION.sub(lambda m: values[m.group(1)], expression)
-    outputs_file = workdir / "github_output.txt"
-    outputs_file.write_text("")
-    env.update({"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs_file),
-                "GITHUB_ACTION_PATH": str(ROOT / "actions" / "report"), **extra_env,
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-    script = workdir / "step.sh"
-    script.write_text(step["run"])
-    completed = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-                               cwd=workdir, env=env, capture_output=True, text=True, check=False)
-    return completed, parse_outputs(outputs_file.read_text())
 
 
 def test_every_input_reaches_a_variable_the_cli_reads() -> None:
@@ -70,8 +40,8 @@ def _pr_env(workdir: Path, github: FakeGitHub) -> dict[str, str]:
 
 def test_action_posts_the_comment_and_sets_outputs(tmp_path: Path, github: FakeGitHub) -> None:
     pipelines.write(pipelines.failing(), tmp_path / ".shipml")
-    completed, outputs = run_report_step({"github-token": TOKEN, "key": "gpu"}, tmp_path,
-                                         _pr_env(tmp_path, github))
+    completed, outputs = run_step("report", {"github-token": TOKEN, "key": "gpu"}, tmp_path,
+                                  _pr_env(tmp_path, github))
     assert completed.returncode == 0, completed.stderr
     (comment,) = github.comments[7]
     assert comment["body"].startswith("<!-- shipml-report:gpu -->\n## ❌ shipml: not ready")
@@ -85,8 +55,8 @@ def test_action_posts_the_comment_and_sets_outputs(tmp_path: Path, github: FakeG
 @pytest.mark.parametrize("hostile", ['x"; touch pwned; echo "', "$(touch pwned)", "`touch pwned`"])
 def test_hostile_input_is_data_not_code(tmp_path: Path, github: FakeGitHub, hostile: str) -> None:
     pipelines.write(pipelines.passing(), tmp_path / ".shipml")
-    completed, outputs = run_report_step({"github-token": TOKEN, "key": hostile}, tmp_path,
-                                         _pr_env(tmp_path, github))
+    completed, outputs = run_step("report", {"github-token": TOKEN, "key": hostile}, tmp_path,
+                                  _pr_env(tmp_path, github))
     assert completed.returncode == 2
     assert not (tmp_path / "pwned").exists()
     assert completed.stderr.startswith(f"shipml report: environment SHIPML_REPORT_KEY: {hostile!r} "
