@@ -94,3 +94,48 @@ def test_demo_runs_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFix
     assert "shipml demo: all gates passed" in out
     for name in ("model.onnx", "train.csv", "test.csv", "shipml.yaml"):
         assert (example_dir() / name).is_file()
+
+
+def test_a_bug_in_a_stage_leaves_an_error_result_and_no_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shipml.validate.core
+
+    def crash(*_: object) -> None:
+        raise KeyError("p95_ms")  # stands in for any bug that escapes a stage
+
+    monkeypatch.setattr(shipml.validate.core, "run_validate", crash)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    code = main(["validate", "--model", "m.onnx", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Traceback" not in err
+    assert "shipml validate: internal error: KeyError: 'p95_ms' — this is a bug in shipml" in err
+    result = json.loads((tmp_path / "out" / "results" / "validate.json").read_text())
+    assert result["status"] == "error"
+    assert result["error"]["kind"] == "internal" and result["error"]["exit_code"] == 3
+    assert "status<<" in output.read_text() and "\nerror\n" in output.read_text()
+
+
+@pytest.mark.parametrize("command", ["validate", "latency", "optimize", "run"])
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("a file")
+    code = main([command, "--model", "missing.onnx", "--output-dir", str(blocker)]
+                if command != "run" else [command, "--output-dir", str(blocker)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--output-dir: {blocker} cannot hold results: it is a file, not a folder" in err
+    assert "Traceback" not in err
+    assert blocker.read_text() == "a file"
+
+
+def test_an_output_dir_that_cannot_be_created_names_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SHIPML_OUTPUT_DIR", str(tmp_path / "file" / "below"))
+    assert main(["validate", "--model", "m.onnx"]) == 2
+    assert "environment SHIPML_OUTPUT_DIR: " in capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shipml.config import Override, env_overrides, load_config, parse_bool, schema
+from shipml.config import Override, load_config, parse_bool, schema
 from shipml.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
 
 def test_precedence_flag_over_environment_over_file(tmp_path: Path) -> None:
     path = write(tmp_path, "validate:\n  fail_on: never\n")
-    env = env_overrides({"SHIPML_FAIL_ON": "warn"}, {"SHIPML_FAIL_ON": ("validate", "fail_on")})
+    env = [Override(("validate", "fail_on"), "warn", "environment SHIPML_FAIL_ON")]
     assert load_config(path).section("validate")["fail_on"] == "never"
     assert load_config(path, env).section("validate")["fail_on"] == "warn"
     flag = Override(("validate", "fail_on"), "fail", "--fail-on")

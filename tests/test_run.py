@@ -19,7 +19,13 @@ from shipml.results import StageResult
 def test_stages_default_to_the_sections_in_the_config() -> None:
     assert select_stages(None, ["latency", "validate"], "--stages") == ["validate", "latency", "report"]
     assert select_stages(None, [], "--stages") == ["validate", "report"]
-    assert select_stages("", ["optimize"], "--stages") == ["optimize", "report"]
+    assert select_stages(None, ["optimize", "model", "report"], "--stages") == ["optimize", "report"]
+
+
+def test_an_explicit_list_that_names_no_stage_is_an_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        select_stages(" , ", ["optimize"], "--stages")
+    assert error.value.message.startswith("--stages: names no stage; give a comma-separated list")
 
 
 def test_explicit_stages_run_in_pipeline_order() -> None:
@@ -101,3 +107,41 @@ def test_bad_input_stops_the_gates_and_report_still_publishes(
     assert "41/41 conditions passed" in report
     assert "not ready to ship: optimize stopped with an error" in report
     assert "missing.onnx" in report
+
+
+def test_a_config_that_does_not_load_still_ends_in_an_error_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "shipml.yaml"
+    config.write_text("model:\n  path: model.onnx\nvalidate:\n  fail_onn: warn\n")
+    outputs = tmp_path / "github_output"
+    outputs.write_text("")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    out = tmp_path / "out"
+    StageResult(stage="validate", status="pass", summary="an earlier run passed",
+                started_at="2026-11-25T10:00:00+00:00", duration_s=1.0).write(out)
+    code = main(["run", "--config", str(config), "--output-dir", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err
+    assert "unknown key 'validate.fail_onn'; did you mean 'fail_on'?" in captured.out
+    validate = StageResult.read(out / "results" / "validate.json")
+    assert validate.status == "error" and validate.error is not None
+    assert validate.error.kind == "config" and validate.error.exit_code == 2
+    report = (out / "report" / "report.md").read_text()
+    assert "not ready to ship" in report and "fail_onn" in report
+    assert "an earlier run passed" not in report
+    written = outputs.read_text()
+    assert "status<<" in written and "\nerror\n" in written
+
+
+def test_the_report_publishes_the_error_results_when_its_own_config_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "shipml.yaml"
+    config.write_text("report:\n  titel: x\n")
+    out = tmp_path / "out"
+    assert main(["validate", "--config", str(config), "--output-dir", str(out)]) == 2
+    assert main(["report", "--config", str(config), "--output-dir", str(out)]) == 2
+    assert "unknown key 'report.titel'" in capsys.readouterr().err
+    assert "not ready to ship: validate stopped with an error" in \
+        (out / "report" / "report.md").read_text()

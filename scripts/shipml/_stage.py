@@ -1,57 +1,130 @@
-"""What every stage's command shares: its configuration from flags, environment and file, and
-its non-passing checks as annotations."""
+"""What every stage's command shares: its option table (flag, ``SHIPML_*`` variable, key path),
+its configuration from flags, environment and file, and how it concludes (outputs, summary,
+annotations, exit code).
+
+A stage declares its options once, as a tuple of :class:`Option`; the argparse flags, the
+environment overrides and the help text are generated from it, and each value is converted to
+the type the JSON Schema gives its key (in :mod:`shipml.config`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from shipml.ci import Platform
-from shipml.ci._platform import AnnotationLevel
-from shipml.config import Config, Override, env_overrides, find_config, load_config
-from shipml.results import StageResult
+from shipml.config import Config, KeyPath, Override, dotted, find_config, key_types, load_config
 
-KeyPath = tuple[str, ...]
+if TYPE_CHECKING:
+    from shipml.ci import Platform
+    from shipml.results import StageResult
+
+#: set by ``shipml run`` for the stages it runs: the report writes the one job summary
+IN_PIPELINE = "SHIPML_IN_PIPELINE"
 
 
-def stage_config(args: argparse.Namespace, environment: Mapping[str, KeyPath],
-                 flags: Mapping[str, tuple[object, KeyPath]],
-                 convert: Callable[[Override], Override] | None = None) -> Config:
-    """Load the config with ``SHIPML_*`` variables, then flags (flag value, key) applied over it.
+@dataclass(frozen=True)
+class Option:
+    """One configuration key a stage exposes as a CLI flag and a ``SHIPML_*`` variable.
 
-    ``convert`` turns each override's text into the key's type (lists, numbers, booleans).
+    The value's type is the type the JSON Schema gives ``key``: text from a flag or variable is
+    converted (comma lists, numbers, strict booleans) by :func:`shipml.config.load_config`.
     """
-    overrides = env_overrides(os.environ, environment)
-    for flag, (value, path) in flags.items():
-        if value is not None:
-            overrides.append(Override(path=path, value=value, source=flag))
-    if convert is not None:
-        overrides = [convert(override) for override in overrides]
-    return load_config(find_config(args.config), overrides)
+
+    flag: str
+    key: KeyPath
+    env: str
+    help: str = ""
+    metavar: str = ""
+
+    @property
+    def dest(self) -> str:
+        """Return the argparse attribute that holds this option's value."""
+        return "option_" + self.flag.lstrip("-").replace("-", "_")
 
 
-def split_lists(keys: Collection[KeyPath]) -> Callable[[Override], Override]:
-    """Return a converter that turns the text of an override of one of ``keys`` into a list
-    (comma-separated, blanks dropped), for ``stage_config``."""
-    def convert(override: Override) -> Override:
-        if override.path in keys and isinstance(override.value, str):
-            items = [item.strip() for item in override.value.split(",") if item.strip()]
-            return Override(path=override.path, value=items, source=override.source)
-        return override
-    return convert
+#: the ``model:`` keys every model stage accepts
+MODEL = Option("--model", ("model", "path"), "SHIPML_MODEL", "the ONNX file that will ship", "PATH")
+TRAIN = Option("--train", ("model", "train"), "SHIPML_TRAIN", "training data, CSV/Parquet", "PATH")
+TEST = Option("--test", ("model", "test"), "SHIPML_TEST", "test data, CSV/Parquet", "PATH")
+LABEL = Option("--label", ("model", "label"), "SHIPML_LABEL", "label column", "COLUMN")
+TASK = Option("--task", ("model", "task"), "SHIPML_TASK",
+              "binary, multiclass, regression or auto", "TASK")
+MODEL_OPTIONS = (MODEL, TRAIN, TEST, LABEL, TASK)
 
 
-def render_summary(package: str, template: str, **context: Any) -> str:
-    """Return the job-summary markdown a stage renders from ``package``'s ``templates/``."""
-    import jinja2
+def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    """Add one flag per option; a boolean key's flag alone means true (``--summary``), and
+    takes an explicit value too (``--summary false``)."""
+    for option in options:
+        where = f"{dotted(option.key)}; ${option.env}"
+        text = f"{option.help} ({where})" if option.help else f"({where})"
+        if "boolean" in key_types(option.key):
+            parser.add_argument(option.flag, dest=option.dest, nargs="?", const="true",
+                                metavar=option.metavar or "BOOL", help=text)
+        else:
+            parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar or "VALUE",
+                                help=text)
 
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, "templates"), autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-    )
-    return environment.get_template(template).render(**context)
+
+def overrides(args: argparse.Namespace, options: Iterable[Option],
+              environ: Mapping[str, str] | None = None) -> list[Override]:
+    """Return the overrides of ``options``: set ``SHIPML_*`` variables, then given flags, so that
+    a flag wins over the environment. Empty values mean "not set" (an empty action input)."""
+    env = os.environ if environ is None else environ
+    found: list[Override] = []
+    chosen = tuple(options)
+    for option in chosen:
+        value = env.get(option.env, "")
+        if value.strip():
+            found.append(Override(path=option.key, value=value, source=f"environment {option.env}"))
+    for option in chosen:
+        given = getattr(args, option.dest, None)
+        if given is not None:
+            found.append(Override(path=option.key, value=given, source=option.flag))
+    return found
+
+
+def stage_config(args: argparse.Namespace, options: Iterable[Option]) -> Config:
+    """Return the configuration of a stage: ``shipml.yaml`` (or none), ``SHIPML_*`` variables,
+    then flags. Raises ConfigError naming the file, key, flag or variable of a bad value."""
+    return load_config(find_config(args.config), overrides(args, options))
+
+
+def conclude(result: StageResult, result_path: Path, platform: Platform, *,
+             outputs: Mapping[str, str] | None = None, files: Sequence[tuple[str, Path | None]] = (),
+             config: Config | None = None) -> int:
+    """Finish a stage's command: set its outputs, write its job summary, annotate the checks
+    that did not pass, print the verdict; return the exit code the result stands for.
+
+    ``outputs`` are step outputs beyond ``status`` and ``result``; ``files`` are printed as
+    ``name: path`` lines (None is skipped).
+    """
+    platform.set_output("status", result.status)
+    platform.set_output("result", str(result_path))
+    for name, value in (outputs or {}).items():
+        platform.set_output(name, value)
+    if not os.environ.get(IN_PIPELINE):
+        # Under `shipml run` the report writes the one summary of every stage.
+        from shipml.report.render import render_stage_summary
+
+        platform.add_summary(render_stage_summary(result))
+    if config is not None:
+        annotate_checks(result, config, platform)
+    print(f"shipml {result.stage}: {result.status.upper()}: {result.summary}")
+    for check in result.checks:
+        if check.status != "pass":
+            print(f"  {check.status.upper():5} {check.name}")
+            if check.detail:
+                print(f"        {check.detail}")
+    print(f"result: {result_path}")
+    for name, path in files:
+        if path is not None:
+            print(f"{name}: {path}")
+    return result.exit_code
 
 
 def annotate_checks(result: StageResult, config: Config, platform: Platform) -> None:
@@ -61,6 +134,6 @@ def annotate_checks(result: StageResult, config: Config, platform: Platform) -> 
     for check in result.checks:
         if check.status == "pass":
             continue
-        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
+        level: Any = "warning" if check.status == "warn" else "error"
         platform.annotate(level, f"{check.name} — {check.detail}", file=file, line=line,
                           title=f"shipml {result.stage}: {check.status.upper()}")

@@ -15,26 +15,26 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shipml import __version__
-from shipml.errors import EXIT_CONFIG, EXIT_INFRA, ShipmlError
-from shipml.results import StageClock, StageResult
+from shipml import __version__, stages
+from shipml.errors import EXIT_CONFIG, EXIT_INFRA, ConfigError, ShipmlError, first_line
+from shipml.results import ErrorKind, StageClock, StageError, StageResult
 
 Handler = Callable[[argparse.Namespace], int]
 
 #: modules with a ``register(subparsers, common)`` function, in the order ``--help`` lists them
-_COMMAND_MODULES = (
-    "shipml.validate.cli",
-    "shipml.optimize.cli",
-    "shipml.latency.cli",
-    "shipml.report.cli",
-    "shipml.commands.run",
-    "shipml.commands.init",
-    "shipml.commands.demo",
-    "shipml.commands.schema",
-)
+_COMMAND_MODULES = (*(stage.module for stage in stages.STAGES), *stages.COMMANDS)
 
 #: commands that are gates of the pipeline: each leaves a result, an error one when it stops early
-GATE_STAGES = ("validate", "optimize", "latency")
+GATE_STAGES = stages.gates()
+
+INTERNAL_ERROR = (
+    "internal error: {error} — this is a bug in shipml, not in your model or config; rerun with "
+    "--debug for the traceback and report it"
+)
+OUTPUT_DIR_UNUSABLE = (
+    "{source}: {path} cannot hold results: {reason}; choose a folder shipml may create and "
+    "write (default .shipml)"
+)
 
 log = logging.getLogger("shipml")
 
@@ -68,6 +68,27 @@ def output_dir(args: argparse.Namespace) -> Path:
     """Return the output folder: ``--output-dir`` > ``SHIPML_OUTPUT_DIR`` > ``.shipml``."""
     chosen = getattr(args, "output_dir", None) or os.environ.get("SHIPML_OUTPUT_DIR") or ".shipml"
     return Path(chosen)
+
+
+def check_output_dir(args: argparse.Namespace) -> Path:
+    """Return the output folder once it exists and takes files; raise ConfigError naming the
+    flag or variable when it is a file or cannot be created or written, before any work."""
+    folder = output_dir(args)
+    source = ("--output-dir" if getattr(args, "output_dir", None)
+              else "environment SHIPML_OUTPUT_DIR" if os.environ.get("SHIPML_OUTPUT_DIR")
+              else "output folder")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(OUTPUT_DIR_UNUSABLE.format(source=source, path=folder,
+                                                     reason="it is a file, not a folder"))
+    try:
+        (folder / "results").mkdir(parents=True, exist_ok=True)
+        probe = folder / "results" / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(OUTPUT_DIR_UNUSABLE.format(
+            source=source, path=folder, reason=exc.strerror or first_line(exc))) from None
+    return folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,30 +130,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
     clock = StageClock()
+    gate = args.command in GATE_STAGES
     try:
+        if gate or getattr(args, "writes_results", False):
+            check_output_dir(args)
         return handler(args)
     except ShipmlError as exc:
         print(f"shipml {args.command}: {exc.message}", file=sys.stderr)
         if debug:
             traceback.print_exc()
-        if args.command in GATE_STAGES:
-            _record_error(args, exc, clock)
+        if gate:
+            kind: ErrorKind = "config" if exc.exit_code == EXIT_CONFIG else "infrastructure"
+            record_error(args, StageError(kind, exc.exit_code, exc.message), clock)
         return exc.exit_code
     except KeyboardInterrupt:
         print("shipml: interrupted", file=sys.stderr)
         return EXIT_INFRA
+    except Exception as exc:
+        # A bug: the stage still leaves an error result, so that no report can call a
+        # pipeline that crashed "ready to ship".
+        message = INTERNAL_ERROR.format(error=f"{type(exc).__name__}: {first_line(exc)}")
+        print(f"shipml {args.command}: {message}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        if gate:
+            record_error(args, StageError("internal", EXIT_INFRA, message), clock)
+        return EXIT_INFRA
 
 
-def _record_error(args: argparse.Namespace, exc: ShipmlError, clock: StageClock) -> None:
-    """Write an ``error`` result for a gate that stopped on bad input or infrastructure, so that
-    the report says the pipeline did not pass instead of judging only the stages that finished."""
-    result = StageResult(stage=args.command, status="error", summary=exc.message,
-                         started_at=clock.started_at, duration_s=clock.elapsed(),
-                         metrics={"exit_code": exc.exit_code})
+def record_error(args: argparse.Namespace, error: StageError, clock: StageClock) -> None:
+    """Write an ``error`` result for a gate that stopped without judging the model, and set its
+    ``status`` output, so that the report and the workflow say the pipeline did not pass."""
+    from shipml.ci import detect
+
+    result = StageResult(stage=args.command, status="error", summary=error.message,
+                         started_at=clock.started_at, duration_s=clock.elapsed(), error=error)
+    platform = detect()
+    platform.set_output("status", "error")
     try:
-        result.write(output_dir(args))
-    except OSError as error:
-        log.warning("shipml %s: could not write the error result: %s", args.command, error)
+        path = result.write(output_dir(args))
+    except OSError as exc:
+        log.warning("shipml %s: could not write the error result: %s", args.command,
+                    exc.strerror or first_line(exc))
+        return
+    platform.set_output("result", str(path))
 
 
 def main_entry() -> None:

@@ -19,16 +19,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
+from shipml import stages
+from shipml._yaml import read_yaml
 from shipml.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "shipml.yaml"
 SCHEMA_ID = "https://shipml.dev/schema/shipml.schema.json"
 #: sections in the order they appear in the published schema; each has ``schema/<name>.json``
-SECTIONS = ("model", "validate", "optimize", "latency", "report")
+SECTIONS = stages.sections()
 
+#: where a key sits in the config: section, keys, list indexes
 KeyPath = tuple[str | int, ...]
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -39,7 +39,7 @@ _FALSE = {"false", "0", "no", "off"}
 class Override:
     """A single key set from outside the file: by a CLI flag or a ``SHIPML_*`` variable."""
 
-    path: tuple[str, ...]
+    path: KeyPath
     value: Any
     source: str
 
@@ -51,7 +51,9 @@ class Config:
     data: Mapping[str, Any]
     file: Path | None = None
     lines: Mapping[KeyPath, int] = field(default_factory=dict)
-    sources: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+    sources: Mapping[KeyPath, str] = field(default_factory=dict)
+    #: the top-level sections the file (or an override) wrote, before defaults filled the rest
+    written: frozenset[str] = frozenset()
 
     @property
     def base_dir(self) -> Path:
@@ -64,18 +66,17 @@ class Config:
 
     def where(self, *path: str | int) -> str:
         """Return a human pointer to a key: the flag or variable that set it, or ``file:line key``."""
-        dotted = _dotted(path)
         for length in range(len(path), 0, -1):
-            source = self.sources.get(tuple(str(part) for part in path[:length]))
+            source = self.sources.get(tuple(path[:length]))
             if source:
                 return source
         if self.file is None:
-            return dotted
+            return dotted(path)
         for length in range(len(path), 0, -1):
             line = self.lines.get(tuple(path[:length]))
             if line:
-                return f"{self.file}:{line} {dotted}"
-        return f"{self.file} {dotted}"
+                return f"{self.file}:{line} {dotted(path)}"
+        return f"{self.file} {dotted(path)}"
 
     def resolve_path(self, value: str | os.PathLike[str], *key: str | int) -> Path:
         """Return ``value`` as a path: flags resolve against the working directory, file keys
@@ -83,10 +84,7 @@ class Config:
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        from_flag = any(
-            self.sources.get(tuple(str(part) for part in key[:length]))
-            for length in range(1, len(key) + 1)
-        )
+        from_flag = any(self.sources.get(tuple(key[:length])) for length in range(1, len(key) + 1))
         return (Path.cwd() if from_flag else self.base_dir) / path
 
 
@@ -100,16 +98,98 @@ def parse_bool(text: str, source: str) -> bool:
     raise ConfigError(f"{source}: {text!r} is not a boolean; use true or false")
 
 
-def env_overrides(
-    environ: Mapping[str, str], mapping: Mapping[str, tuple[str, ...]]
-) -> list[Override]:
-    """Return overrides for each ``SHIPML_*`` variable in ``mapping`` that is set and not empty."""
-    found = []
-    for variable, path in mapping.items():
-        value = environ.get(variable, "")
-        if value.strip():
-            found.append(Override(path=path, value=value, source=f"environment {variable}"))
-    return found
+def key_schema(path: Sequence[str | int]) -> dict[str, Any]:
+    """Return the JSON Schema node of the key at ``path`` (``{}`` where the schema has none)."""
+    node: dict[str, Any] = schema()
+    for part in path:
+        branches = [node, *node.get("oneOf", []), *node.get("anyOf", [])]
+        found: dict[str, Any] | None = None
+        for branch in branches:
+            if isinstance(part, int) and isinstance(branch.get("items"), dict):
+                found = branch["items"]
+            elif isinstance(part, str) and part in (branch.get("properties") or {}):
+                found = branch["properties"][part]
+            if found is not None:
+                break
+        if found is None:
+            return {}
+        node = found
+    return node
+
+
+def key_types(path: Sequence[str | int]) -> frozenset[str]:
+    """Return the JSON types the schema allows for the key at ``path`` (enums by their values)."""
+    return _types(key_schema(path))
+
+
+def _types(node: Mapping[str, Any]) -> frozenset[str]:
+    found: set[str] = set()
+    declared = node.get("type")
+    if isinstance(declared, str):
+        found.add(declared)
+    elif isinstance(declared, list):
+        found.update(str(kind) for kind in declared)
+    for choice in node.get("enum", []):
+        found.add(_json_type(choice))
+    if "const" in node:
+        found.add(_json_type(node["const"]))
+    for branch in (*node.get("oneOf", []), *node.get("anyOf", [])):
+        found |= _types(branch)
+    return frozenset(found)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "string"
+
+
+def typed_override(override: Override) -> Override:
+    """Return ``override`` with text converted to the type its key has in the schema.
+
+    Comma-separated text becomes a list for an array key (``none`` is the empty list), digits a
+    number for a numeric key, and only true/false words a boolean. Raises ConfigError naming the
+    flag or variable when the text cannot be what the key needs.
+    """
+    if not isinstance(override.value, str):
+        return override
+    value = _from_text(override.value, key_schema(override.path), override.source)
+    return Override(path=override.path, value=value, source=override.source)
+
+
+def _from_text(text: str, node: Mapping[str, Any], source: str) -> Any:
+    types = _types(node)
+    stripped = text.strip()
+    if "array" in types:
+        if stripped.lower() == "none":
+            return []
+        items: Mapping[str, Any] = next((branch["items"] for branch in (node, *node.get("oneOf", []),
+                                                      *node.get("anyOf", []))
+                      if isinstance(branch.get("items"), dict)), {})
+        return [_from_text(part, items, source) for part in stripped.split(",") if part.strip()]
+    solid = types - {"null"}
+    if "boolean" in types:
+        if stripped.lower() in _TRUE | _FALSE or solid == {"boolean"}:
+            return parse_bool(stripped, source)
+    if "integer" in types:
+        try:
+            return int(stripped)
+        except ValueError:
+            if solid == {"integer"}:
+                raise ConfigError(f"{source}: {text!r} is not a whole number") from None
+    if "number" in types:
+        try:
+            return float(stripped)
+        except ValueError:
+            if solid <= {"number", "integer"}:
+                raise ConfigError(f"{source}: {text!r} is not a number") from None
+    return text
 
 
 @lru_cache(maxsize=1)
@@ -117,7 +197,7 @@ def schema() -> dict[str, Any]:
     """Return the published JSON Schema of ``shipml.yaml``, assembled from one file per section."""
     root = resources.files("shipml") / "schema"
     properties = {}
-    for name in SECTIONS:
+    for name in stages.sections():
         properties[name] = json.loads((root / f"{name}.json").read_text(encoding="utf-8"))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -156,33 +236,21 @@ def load_config(path: Path | None, overrides: Iterable[Override] = ()) -> Config
     lines: dict[KeyPath, int] = {}
     if path is not None:
         data, lines = _read_yaml(path)
-    sources: dict[tuple[str, ...], str] = {}
+    sources: dict[KeyPath, str] = {}
     for override in overrides:
+        override = typed_override(override)
         _set_path(data, override.path, override.value)
         sources[override.path] = override.source
-    config = Config(data=data, file=path, lines=lines, sources=sources)
+    config = Config(data=data, file=path, lines=lines, sources=sources,
+                    written=frozenset(str(key) for key in data))
     _validate(config)
     _apply_defaults(config.data, schema())  # type: ignore[arg-type]
     return config
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    # Size, nesting and alias limits, one composition for data and lines: see shipml._yaml.
+    data, lines = read_yaml(path)
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
@@ -190,37 +258,25 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             f"{path}:1: the top level must be a mapping of sections "
             f"({', '.join(SECTIONS)}), got {type(data).__name__}"
         )
-    lines: dict[KeyPath, int] = {}
-    _record_lines(node, (), lines)
     return data, lines
 
 
-def _record_lines(node: yaml.Node | None, path: KeyPath, lines: dict[KeyPath, int]) -> None:
-    if node is None:
-        return
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, path + (key,), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, path + (index,), lines)
-
-
-def _set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
+def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
+    # Overrides set mapping keys only: an option never addresses an item of a list.
+    keys = [str(part) for part in path]
     cursor = data
-    for part in path[:-1]:
+    for part in keys[:-1]:
         nxt = cursor.get(part)
         if not isinstance(nxt, dict):
             nxt = {}
             cursor[part] = nxt
         cursor = nxt
-    cursor[path[-1]] = value
+    cursor[keys[-1]] = value
 
 
 def _validate(config: Config) -> None:
+    import jsonschema  # costs most of a second: only when a config is really validated
+
     validator_cls = jsonschema.validators.validator_for(schema())
     validator = validator_cls(schema())
     errors = sorted(validator.iter_errors(config.data), key=lambda e: (len(e.path), list(map(str, e.path))))
@@ -230,16 +286,18 @@ def _validate(config: Config) -> None:
     raise ConfigError(_describe(error, config))
 
 
-def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+def _deepest(error: Any) -> Any:
     # For oneOf/anyOf the most specific sub-error says more than "is not valid under any".
     if error.context:
+        import jsonschema
+
         best = jsonschema.exceptions.best_match(error.context)
         if best is not None and len(best.absolute_path) >= len(error.absolute_path):
             return _deepest(best)
     return error
 
 
-def _describe(error: jsonschema.ValidationError, config: Config) -> str:
+def _describe(error: Any, config: Config) -> str:
     path = tuple(error.absolute_path)
     node: Any = error.schema
     if error.validator == "additionalProperties":
@@ -251,7 +309,7 @@ def _describe(error: jsonschema.ValidationError, config: Config) -> str:
         nearest = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
         hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
         return (
-            f"{where}: unknown key {_dotted(path + (key,))!r}{hint} "
+            f"{where}: unknown key {dotted(path + (key,))!r}{hint} "
             f"(valid keys here: {', '.join(allowed)})"
         )
     where = config.where(*path) if path else (str(config.file) if config.file else "config")
@@ -277,7 +335,8 @@ def _apply_defaults(data: dict[str, Any], node: Mapping[str, Any]) -> None:
             _apply_defaults(data[key], sub)
 
 
-def _dotted(path: Sequence[str | int]) -> str:
+def dotted(path: Sequence[str | int]) -> str:
+    """Return ``path`` as the user writes it: ``latency.baseline.tolerance``, ``checks[2].name``."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -41,3 +41,12 @@ class InfrastructureError(ShipmlError):
     """A service shipml depends on could not be reached or misbehaved (exit 3)."""
 
     exit_code = EXIT_INFRA
+
+
+def first_line(exc: BaseException) -> str:
+    """Return the first non-empty line of ``exc``'s message, or its type name when it has none:
+    what a one-line error record or log line shows of an exception shipml did not raise."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

@@ -24,38 +24,43 @@ from shipml.onnx_model import OnnxModel
 
 @pytest.fixture(scope="session")
 def shipml_config() -> Config:
-    """The validated shipml configuration (``shipml.yaml`` or ``$SHIPML_CONFIG``)."""
-    return load_config(find_config(None))
+    """The validated shipml configuration (``shipml.yaml`` or ``$SHIPML_CONFIG``), with the
+    ``model:`` keys that ``SHIPML_MODEL``, ``SHIPML_TRAIN``... set, as for the CLI."""
+    import argparse
+
+    from shipml._stage import MODEL_OPTIONS, overrides
+
+    return load_config(find_config(None), overrides(argparse.Namespace(), MODEL_OPTIONS))
 
 
 @pytest.fixture(scope="session")
 def model(shipml_config: Config) -> OnnxModel:
     """The ONNX model that will ship, as an estimator over onnxruntime."""
     section = shipml_config.section("model")
-    path = os.environ.get("SHIPML_MODEL_PATH") or section.get("path")
-    if not path:
-        pytest.fail("model.path is not set in shipml.yaml", pytrace=False)
-    return OnnxModel(shipml_config.resolve_path(str(path), "model", "path"),
+    if not section.get("path"):
+        pytest.fail("model.path is not set in shipml.yaml (nor $SHIPML_MODEL)", pytrace=False)
+    return OnnxModel(shipml_config.resolve_path(str(section["path"]), "model", "path"),
                      features=section.get("features"))
 
 
-def _table(config: Config, key: str, env: str) -> pd.DataFrame:
-    path: Any = os.environ.get(env) or config.section("model").get(key)
+def _table(config: Config, key: str) -> pd.DataFrame:
+    path: Any = config.section("model").get(key)
     if not path:
-        pytest.fail(f"model.{key} is not set in shipml.yaml", pytrace=False)
+        pytest.fail(f"model.{key} is not set in shipml.yaml (nor $SHIPML_{key.upper()})",
+                    pytrace=False)
     return load_table(config.resolve_path(str(path), "model", key), f"model.{key}").frame
 
 
 @pytest.fixture(scope="session")
 def train_data(shipml_config: Config) -> pd.DataFrame:
     """The training data, label column included."""
-    return _table(shipml_config, "train", "SHIPML_TRAIN_PATH")
+    return _table(shipml_config, "train")
 
 
 @pytest.fixture(scope="session")
 def test_data(shipml_config: Config) -> pd.DataFrame:
     """The test data, label column included."""
-    return _table(shipml_config, "test", "SHIPML_TEST_PATH")
+    return _table(shipml_config, "test")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

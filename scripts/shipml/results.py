@@ -67,9 +67,117 @@ class Artifact:
         return {"name": self.name, "path": self.path}
 
 
+ErrorKind = Literal["config", "infrastructure", "internal"]
+ERROR_KINDS: tuple[ErrorKind, ...] = ("config", "infrastructure", "internal")
+#: the exit code each error kind ends a command with
+ERROR_EXIT_CODES: Mapping[str, int] = {"config": 2, "infrastructure": 3, "internal": 3}
+SeriesKind = Literal["line", "bar"]
+
+
+@dataclass(frozen=True)
+class StageError:
+    """Why a stage stopped without judging the model: the kind, the exit code and the message."""
+
+    kind: ErrorKind
+    exit_code: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready mapping of this error."""
+        return {"kind": self.kind, "exit_code": self.exit_code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What a stage hands to the next: a model file (``path`` + ``sha256``) or an image
+    (``ref`` + ``digest``). The next stage reads this, never the producer's metrics."""
+
+    kind: str
+    path: str = ""
+    sha256: str = ""
+    ref: str = ""
+    digest: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the JSON-ready mapping, empty fields left out."""
+        record = {"kind": self.kind, "path": self.path, "sha256": self.sha256, "ref": self.ref,
+                  "digest": self.digest}
+        return {key: value for key, value in record.items() if value or key == "kind"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a :class:`Table`: the row key it shows, its heading and unit."""
+
+    key: str
+    label: str
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the JSON-ready mapping of this column."""
+        return {"key": self.key, "label": self.label, "unit": self.unit}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Figures a stage wants shown as a table (rows keyed by the columns' keys)."""
+
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[Mapping[str, Scalar], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready mapping of this table."""
+        return {"title": self.title, "columns": [c.to_dict() for c in self.columns],
+                "rows": [{k: _json_scalar(v) for k, v in row.items()} for row in self.rows]}
+
+
+@dataclass(frozen=True)
+class Series:
+    """Figures a stage wants shown as a chart: categories on x, one value each on y."""
+
+    title: str
+    x_label: str
+    y_label: str
+    categories: tuple[str, ...]
+    values: tuple[float, ...]
+    kind: SeriesKind = "line"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready mapping of this series."""
+        return {"title": self.title, "x_label": self.x_label, "y_label": self.y_label,
+                "kind": self.kind, "categories": list(self.categories),
+                "values": [_json_scalar(v) for v in self.values]}
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A figure of this change against its baseline (``interval``: a confidence interval of
+    the ratio candidate/baseline, when measured)."""
+
+    name: str
+    baseline: float
+    candidate: float
+    unit: str = ""
+    higher_is_better: bool = False
+    interval: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready mapping of this delta."""
+        return {"name": self.name, "baseline": _json_scalar(self.baseline),
+                "candidate": _json_scalar(self.candidate), "unit": self.unit,
+                "higher_is_better": self.higher_is_better,
+                "interval": list(self.interval) if self.interval else None}
+
+
 @dataclass(frozen=True)
 class StageResult:
-    """What one stage concluded; exactly the JSON object of design.md."""
+    """What one stage concluded; the JSON object of design.md.
+
+    Beyond design.md's fields: ``error`` (why a stage stopped, only with status ``error``),
+    ``handoff`` (what the next stage reads), and ``tables``/``series``/``deltas``: figures the
+    report renders without knowing the stage.
+    """
 
     stage: str
     status: StageStatus
@@ -79,11 +187,22 @@ class StageResult:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     checks: tuple[Check, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
+    error: StageError | None = None
+    handoff: tuple[Handoff, ...] = ()
+    tables: tuple[Table, ...] = ()
+    series: tuple[Series, ...] = ()
+    deltas: tuple[Delta, ...] = ()
 
     @property
     def exit_code(self) -> int:
-        """Return 0 for pass/skipped, 1 for fail, 3 for error (a stage crashing on infrastructure)."""
-        return {"pass": 0, "skipped": 0, "fail": 1, "error": 3}[self.status]
+        """Return 0 for pass/skipped, 1 for fail, the error's code (3 when unknown) for error."""
+        if self.status == "error":
+            return self.error.exit_code if self.error is not None else 3
+        return {"pass": 0, "skipped": 0, "fail": 1}[self.status]
+
+    def handed(self, kind: str) -> Handoff | None:
+        """Return the hand-off of ``kind`` this stage produced, or None."""
+        return next((item for item in self.handoff if item.kind == kind), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready mapping, keys in the contract's order."""
@@ -96,6 +215,11 @@ class StageResult:
             "metrics": _json_clean(dict(self.metrics)),
             "checks": [check.to_dict() for check in self.checks],
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+            "error": self.error.to_dict() if self.error is not None else None,
+            "handoff": [item.to_dict() for item in self.handoff],
+            "tables": [table.to_dict() for table in self.tables],
+            "series": [series.to_dict() for series in self.series],
+            "deltas": [delta.to_dict() for delta in self.deltas],
         }
 
     def to_json(self) -> str:
@@ -153,6 +277,12 @@ class StageResult:
                 metrics=dict(record.get("metrics") or {}),
                 checks=tuple(checks),
                 artifacts=artifacts,
+                error=_read_error(record.get("error"), source),
+                handoff=tuple(Handoff(**{k: str(v) for k, v in item.items() if k in _HANDOFF})
+                              for item in record.get("handoff") or []),
+                tables=tuple(_read_table(item) for item in record.get("tables") or []),
+                series=tuple(_read_series(item) for item in record.get("series") or []),
+                deltas=tuple(_read_delta(item) for item in record.get("deltas") or []),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: not a shipml stage result ({exc})") from None
@@ -161,14 +291,69 @@ class StageResult:
     def read(cls, path: Path) -> StageResult:
         """Read a result file; raise ConfigError when it is missing or not a stage result."""
         try:
+            if path.stat().st_size > MAX_RESULT_BYTES:
+                raise ConfigError(f"{path}: {path.stat().st_size} bytes is more than a stage "
+                                  f"result may hold ({MAX_RESULT_BYTES // 2**20} MiB)")
             record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: result file not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not a shipml stage result (nested too deeply)") from None
         if not isinstance(record, dict):
             raise ConfigError(f"{path}: a stage result must be a JSON object")
         return cls.from_dict(record, source=str(path))
+
+
+#: a result larger than this is not one a stage wrote
+MAX_RESULT_BYTES = 64 * 2**20
+_HANDOFF = ("kind", "path", "sha256", "ref", "digest")
+
+
+def _read_error(record: Any, source: str) -> StageError | None:
+    if record is None:
+        return None
+    kind = str(record["kind"])
+    if kind not in ERROR_KINDS:
+        raise ConfigError(f"{source}: error.kind is {kind!r}; valid: {', '.join(ERROR_KINDS)}")
+    return StageError(kind=kind, exit_code=int(record["exit_code"]),
+                      message=str(record.get("message") or ""))
+
+
+def _read_table(record: Mapping[str, Any]) -> Table:
+    columns = tuple(Column(key=str(c["key"]), label=str(c.get("label") or c["key"]),
+                           unit=str(c.get("unit") or "")) for c in record["columns"])
+    rows = tuple({str(k): _scalar(v) for k, v in row.items()} for row in record.get("rows") or [])
+    return Table(title=str(record.get("title") or ""), columns=columns, rows=rows)
+
+
+def _read_series(record: Mapping[str, Any]) -> Series:
+    kind = str(record.get("kind") or "line")
+    if kind not in ("line", "bar"):
+        raise ValueError(f"series kind {kind!r} is not line or bar")
+    categories = tuple(str(c) for c in record["categories"])
+    values = tuple(float(v) for v in record["values"])
+    if len(categories) != len(values):
+        raise ValueError(f"series {record.get('title')!r} has {len(categories)} categories "
+                         f"and {len(values)} values")
+    return Series(title=str(record.get("title") or ""), x_label=str(record.get("x_label") or ""),
+                  y_label=str(record.get("y_label") or ""), categories=categories,
+                  values=values, kind=cast(SeriesKind, kind))
+
+
+def _read_delta(record: Mapping[str, Any]) -> Delta:
+    interval = record.get("interval")
+    return Delta(name=str(record["name"]), baseline=float(record["baseline"]),
+                 candidate=float(record["candidate"]), unit=str(record.get("unit") or ""),
+                 higher_is_better=bool(record.get("higher_is_better", False)),
+                 interval=(float(interval[0]), float(interval[1])) if interval else None)
+
+
+def _scalar(value: Any) -> Scalar:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"a table cell must be a number, text, boolean or null, not {type(value).__name__}")
 
 
 def results_path(output_dir: Path, stage: str) -> Path:

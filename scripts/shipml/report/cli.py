@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from shipml import cli as _cli
-from shipml._stage import stage_config
+from shipml._stage import Option, add_options, stage_config
 from shipml.ci import Platform, detect
-from shipml.config import Config, Override, parse_bool
-from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from shipml.config import Config
+from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, ShipmlError
 from shipml.report.model import Links, Report, build_report, marker
 from shipml.report.publish import CommentMode, PublishPlan, publish
 from shipml.report.render import fit_comment, render_html, render_markdown, render_text
@@ -21,36 +21,30 @@ from shipml.results import read_all
 
 log = logging.getLogger("shipml.report")
 
-#: SHIPML_* variables (set by the action from its inputs) and the keys they override
-ENVIRONMENT = {
-    "SHIPML_REPORT_KEY": ("report", "key"),
-    "SHIPML_REPORT_TITLE": ("report", "title"),
-    "SHIPML_COMMENT": ("report", "comment"),
-    "SHIPML_COMMENT_MODE": ("report", "comment_mode"),
-    "SHIPML_PR_NUMBER": ("report", "pull_request"),
-    "SHIPML_SUMMARY": ("report", "summary"),
-    "SHIPML_COMMIT_COMMENT": ("report", "commit_comment"),
-    "SHIPML_FAIL_ON_PUBLISH_ERROR": ("report", "fail_on_publish_error"),
-    "SHIPML_REPORT_FAIL_ON": ("report", "fail_on"),
-    "SHIPML_TEMPLATE_DIR": ("report", "template_dir"),
-    "SHIPML_ARTIFACTS_URL": ("report", "artifacts_url"),
-}
-_BOOLEAN_KEYS = {("report", key) for key in
-                 ("comment", "summary", "commit_comment", "fail_on_publish_error")}
-#: flag name -> attribute and key
-_FLAGS = {
-    "--key": ("key", ("report", "key")),
-    "--title": ("title", ("report", "title")),
-    "--comment": ("comment", ("report", "comment")),
-    "--comment-mode": ("comment_mode", ("report", "comment_mode")),
-    "--pull-request": ("pull_request", ("report", "pull_request")),
-    "--summary": ("summary", ("report", "summary")),
-    "--commit-comment": ("commit_comment", ("report", "commit_comment")),
-    "--fail-on-publish-error": ("fail_on_publish_error", ("report", "fail_on_publish_error")),
-    "--fail-on": ("fail_on", ("report", "fail_on")),
-    "--template-dir": ("template_dir", ("report", "template_dir")),
-    "--artifacts-url": ("artifacts_url", ("report", "artifacts_url")),
-}
+#: the keys ``shipml report`` takes from flags and ``SHIPML_*`` variables (action inputs)
+OPTIONS = (
+    Option("--key", ("report", "key"), "SHIPML_REPORT_KEY", "report key: one comment per key",
+           "KEY"),
+    Option("--title", ("report", "title"), "SHIPML_REPORT_TITLE", "report heading", "TEXT"),
+    Option("--comment", ("report", "comment"), "SHIPML_COMMENT",
+           "post the pull-request comment"),
+    Option("--comment-mode", ("report", "comment_mode"), "SHIPML_COMMENT_MODE",
+           "update or hide-superseded", "MODE"),
+    Option("--pull-request", ("report", "pull_request"), "SHIPML_PR_NUMBER",
+           "pull request to comment on when the event does not say, e.g. in a workflow_run job",
+           "NUMBER"),
+    Option("--summary", ("report", "summary"), "SHIPML_SUMMARY", "write the job summary"),
+    Option("--commit-comment", ("report", "commit_comment"), "SHIPML_COMMIT_COMMENT",
+           "comment on the commit of a push"),
+    Option("--fail-on-publish-error", ("report", "fail_on_publish_error"),
+           "SHIPML_FAIL_ON_PUBLISH_ERROR", "fail when publishing fails"),
+    Option("--fail-on", ("report", "fail_on"), "SHIPML_REPORT_FAIL_ON",
+           "never or fail: exit 1 on a failed pipeline", "LEVEL"),
+    Option("--template-dir", ("report", "template_dir"), "SHIPML_TEMPLATE_DIR",
+           "templates searched before the built-in ones", "DIR"),
+    Option("--artifacts-url", ("report", "artifacts_url"), "SHIPML_ARTIFACTS_URL",
+           "link to the stored artifacts", "URL"),
+)
 TOKEN_VARIABLES = ("SHIPML_GITHUB_TOKEN", "GITHUB_TOKEN")
 NO_RESULTS = (
     "no stage results under {folder}: run a stage first (shipml validate, optimize, latency, ...), "
@@ -69,26 +63,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                     "Exit 0, 1 when --fail-on fail and the pipeline failed, 2 bad input, "
                     "3 GitHub unreachable (with --fail-on-publish-error).",
     )
-    parser.add_argument("--key", metavar="KEY", help="report key: one comment per key (report.key)")
-    parser.add_argument("--title", metavar="TEXT", help="report heading (report.title)")
-    parser.add_argument("--comment", metavar="BOOL",
-                        help="post the pull-request comment, true or false (report.comment)")
-    parser.add_argument("--comment-mode", metavar="MODE",
-                        help="update or hide-superseded (report.comment_mode)")
-    parser.add_argument("--pull-request", metavar="NUMBER",
-                        help="pull request to comment on when the event does not say, e.g. in a "
-                             "workflow_run job (report.pull_request)")
-    parser.add_argument("--summary", metavar="BOOL", help="write the job summary (report.summary)")
-    parser.add_argument("--commit-comment", metavar="BOOL",
-                        help="comment on the commit of a push (report.commit_comment)")
-    parser.add_argument("--fail-on-publish-error", metavar="BOOL",
-                        help="fail when publishing fails (report.fail_on_publish_error)")
-    parser.add_argument("--fail-on", metavar="LEVEL",
-                        help="never or fail: exit 1 on a failed pipeline (report.fail_on)")
-    parser.add_argument("--template-dir", metavar="DIR",
-                        help="templates searched before the built-in ones (report.template_dir)")
-    parser.add_argument("--artifacts-url", metavar="URL",
-                        help="link to the stored artifacts (report.artifacts_url)")
+    add_options(parser, OPTIONS)
     parser.add_argument("--github-token", metavar="TOKEN",
                         help="token for the GitHub API (prefer $GITHUB_TOKEN: flags show in "
                              "process lists)")
@@ -111,8 +86,13 @@ def run_cli(args: argparse.Namespace) -> int:
     token = _token(args)
     if token:
         platform.mask(token)
-    flags = {flag: (getattr(args, attribute), path) for flag, (attribute, path) in _FLAGS.items()}
-    config = stage_config(args, ENVIRONMENT, flags, _typed)
+    try:
+        config = stage_config(args, OPTIONS)
+    except ConfigError:
+        # The stages' error results must still reach the pull request: publish them with the
+        # report's defaults, then fail on the config as every stage does.
+        publish_error_report(_cli.output_dir(args), platform, token)
+        raise
     run = run_report(config, _cli.output_dir(args), platform, token)
     report = run.report
     platform.set_output("verdict", report.verdict)
@@ -193,10 +173,19 @@ def _token(args: argparse.Namespace) -> str:
     return ""
 
 
-def _typed(override: Override) -> Override:
-    if override.path == ("report", "pull_request") and str(override.value).strip().isdigit():
-        return Override(override.path, int(str(override.value).strip()), override.source)
-    if override.path in _BOOLEAN_KEYS and isinstance(override.value, str):
-        return Override(override.path, parse_bool(override.value, override.source),
-                        override.source)
-    return override
+def publish_error_report(output_dir: Path, platform: Platform, token: str | None = None) -> None:
+    """Render and publish the results under ``output_dir`` with the report's defaults and the
+    ``SHIPML_*`` variables alone, for a pipeline whose config did not load. Never raises: a
+    problem here is logged, the config error that led here is what the user must fix."""
+    from shipml._stage import overrides
+    from shipml.config import load_config
+
+    if token is None:
+        token = _token(argparse.Namespace(github_token=None))
+        if token:
+            platform.mask(token)
+    try:
+        config = load_config(None, overrides(argparse.Namespace(), OPTIONS))
+        run_report(config, output_dir, platform, token)
+    except ShipmlError as exc:
+        log.warning("shipml report: the error report was not published: %s", exc.message)

@@ -1,0 +1,89 @@
+"""The stage registry: the one place that names shipml's stages, their order and their wiring.
+
+``cli.py`` registers one subcommand per entry, ``config.py`` assembles the schema from each
+entry's section, ``shipml run`` picks and orders stages from here, and ``report`` orders its
+sections by it. A new stage is one entry here plus its package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Half = Literal["pull_request", "release", "none"]
+KeyPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Consumes:
+    """A hand-off a stage reads: of ``kind``, into the config ``key`` that names it, unless the
+    user set that key (or its flag or variable) themselves."""
+
+    kind: str
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its command module, its config section and what it hands to the next."""
+
+    name: str
+    #: module with ``register(subparsers, common)`` for the subcommand
+    module: str
+    #: a gate leaves a result, an ``error`` one when it stops early
+    gate: bool
+    #: which half of the pipeline ``shipml run`` runs it in
+    half: Half
+    #: hand-offs it reads from an earlier stage's result (``model``, ``image``)
+    consumes: tuple[Consumes, ...] = ()
+    #: hand-off kinds it writes for later stages
+    produces: tuple[str, ...] = ()
+    #: whether ``shipml.yaml`` has a section of this name (``schema/<name>.json``)
+    section: bool = True
+
+
+#: every stage in pipeline order
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", "shipml.validate.cli", gate=True, half="pull_request"),
+    Stage("optimize", "shipml.optimize.cli", gate=True, half="pull_request", produces=("model",)),
+    Stage("latency", "shipml.latency.cli", gate=True, half="pull_request",
+          consumes=(Consumes("model", ("latency", "model")),)),
+    Stage("report", "shipml.report.cli", gate=False, half="none"),
+)
+
+#: commands that are not stages, in the order ``--help`` lists them after the stages
+COMMANDS: tuple[str, ...] = (
+    "shipml.commands.run",
+    "shipml.commands.init",
+    "shipml.commands.demo",
+    "shipml.commands.schema",
+)
+
+#: config sections that belong to no stage: read by every stage
+SHARED_SECTIONS: tuple[str, ...] = ("model",)
+
+
+def names() -> tuple[str, ...]:
+    """Return every stage name in pipeline order."""
+    return tuple(stage.name for stage in STAGES)
+
+
+def gates() -> tuple[str, ...]:
+    """Return the gate stages in pipeline order."""
+    return tuple(stage.name for stage in STAGES if stage.gate)
+
+
+def get(name: str) -> Stage | None:
+    """Return the stage called ``name``, or None."""
+    return next((stage for stage in STAGES if stage.name == name), None)
+
+
+def sections() -> tuple[str, ...]:
+    """Return the config sections in schema order: shared ones, then one per stage."""
+    return (*SHARED_SECTIONS, *(stage.name for stage in STAGES if stage.section))
+
+
+def rank(name: str) -> int:
+    """Return the position of stage ``name`` in the pipeline; unknown stages sort last."""
+    order = names()
+    return order.index(name) if name in order else len(order)

@@ -1,0 +1,133 @@
+"""The stage registry and the option tables generated from it: one entry per stage, one row per
+key, and the CLI, the environment and the schema agree on every one of them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import pytest
+
+from shipml import stages
+from shipml._stage import Option, add_options, overrides, stage_config
+from shipml.cli import build_parser, main
+from shipml.config import key_schema, key_types, load_config, schema
+from shipml.errors import ConfigError
+
+
+def _options(stage: stages.Stage) -> tuple[Option, ...]:
+    return tuple(importlib.import_module(stage.module).OPTIONS)
+
+
+def test_every_stage_is_a_command_a_schema_section_and_in_order() -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for stage in stages.STAGES:
+        assert stage.name in commands
+        if stage.section:
+            assert stage.name in schema()["properties"]
+    assert list(schema()["properties"]) == list(stages.sections())
+    assert stages.rank("latency") < stages.rank("report") < stages.rank("not-a-stage")
+
+
+@pytest.mark.parametrize("stage", stages.STAGES, ids=lambda s: s.name)
+def test_every_option_names_a_key_of_the_schema_once(stage: stages.Stage) -> None:
+    options = _options(stage)
+    assert options, f"{stage.name} has no option table"
+    for option in options:
+        assert key_schema(option.key), f"{option.flag}: {option.key} is not in the schema"
+        assert option.env.startswith("SHIPML_") and option.flag.startswith("--")
+        assert option.key[0] in (stage.name, *stages.SHARED_SECTIONS)
+    for field in ("flag", "env", "key"):
+        values = [getattr(option, field) for option in options]
+        assert len(values) == len(set(values)), f"{stage.name}: a repeated {field}"
+
+
+@pytest.mark.parametrize("stage", stages.STAGES, ids=lambda s: s.name)
+def test_a_consumed_handoff_is_an_option_of_the_stage(stage: stages.Stage) -> None:
+    keys = {option.key for option in _options(stage)}
+    for wanted in stage.consumes:
+        assert wanted.key in keys
+        assert any(wanted.kind in other.produces for other in stages.STAGES[:stages.rank(stage.name)])
+
+
+def _parse(options: tuple[Option, ...], argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_options(parser, options)
+    return parser.parse_args(argv)
+
+
+LATENCY = _options(stages.STAGES[stages.rank("latency")])
+REPORT = _options(stages.STAGES[stages.rank("report")])
+
+
+def test_values_take_the_type_the_schema_gives_their_key(tmp_path: Path) -> None:
+    args = _parse(LATENCY, ["--batch-sizes", "1, 8,32", "--tolerance", "0.2", "--html", "no"])
+    config = stage_config(args, LATENCY)
+    latency = config.section("latency")
+    assert latency["batch_sizes"] == [1, 8, 32]
+    assert latency["baseline"]["tolerance"] == 0.2
+    assert latency["html"] is False
+    assert config.where("latency", "batch_sizes") == "--batch-sizes"
+
+
+def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "shipml.yaml"
+    path.write_text("latency:\n  provider: file\n  max_time_s: 9\n")
+    args = _parse(LATENCY, ["--config", str(path), "--provider", "flag"])
+    env = {"SHIPML_PROVIDER": "environment", "SHIPML_MAX_TIME": "5"}
+    config = load_config(path, overrides(args, LATENCY, env))
+    assert config.section("latency")["provider"] == "flag"
+    assert config.section("latency")["max_time_s"] == 5.0
+    assert config.where("latency", "max_time_s") == "environment SHIPML_MAX_TIME"
+    assert load_config(path).section("latency")["provider"] == "file"
+
+
+def test_an_empty_variable_is_not_set() -> None:
+    assert overrides(_parse(LATENCY, []), LATENCY, {"SHIPML_PROVIDER": "  "}) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--batch-sizes", "1,eight"], "--batch-sizes: 'eight' is not a whole number"),
+    (["--tolerance", "ten"], "--tolerance: 'ten' is not a number"),
+    (["--html", "maybe"], "--html: 'maybe' is not a boolean; use true or false"),
+    (["--batch-sizes", "0"], "--batch-sizes: 0 is less than the minimum of 1"),
+])
+def test_a_bad_value_names_the_flag_and_what_is_valid(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        stage_config(_parse(LATENCY, argv), LATENCY)
+    assert error.value.message.startswith(message)
+
+
+def test_a_boolean_flag_alone_means_true_and_takes_a_value() -> None:
+    assert "boolean" in key_types(("report", "fail_on_publish_error"))
+    bare = stage_config(_parse(REPORT, ["--fail-on-publish-error"]), REPORT)
+    assert bare.section("report")["fail_on_publish_error"] is True
+    off = stage_config(_parse(REPORT, ["--summary", "false", "--pull-request", "7"]), REPORT)
+    assert off.section("report")["summary"] is False
+    assert off.section("report")["pull_request"] == 7
+
+
+def test_none_is_the_empty_list() -> None:
+    from shipml.validate.cli import OPTIONS
+
+    config = stage_config(_parse(OPTIONS, ["--suites", "none"]), OPTIONS)
+    assert config.section("validate")["suites"] == []
+
+
+def test_help_shows_each_key_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["latency", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--baseline-ref REF git ref to read the baseline from (latency.baseline.git_ref; " \
+           "$SHIPML_BASELINE_REF)" in text
+    assert "--html [BOOL]" in text
+
+
+def test_only_the_sections_written_count_as_configured(tmp_path: Path) -> None:
+    path = tmp_path / "shipml.yaml"
+    path.write_text("model:\n  path: m.onnx\nlatency: {}\n")
+    config = load_config(path)
+    assert config.written == {"model", "latency"}
+    assert set(config.data) >= {"validate", "optimize", "report"}  # defaults fill the rest
