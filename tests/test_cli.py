@@ -139,3 +139,13 @@ def test_an_output_dir_that_cannot_be_created_names_the_variable(
     monkeypatch.setenv("SHIPML_OUTPUT_DIR", str(tmp_path / "file" / "below"))
     assert main(["validate", "--model", "m.onnx"]) == 2
     assert "environment SHIPML_OUTPUT_DIR: " in capsys.readouterr().err
+
+
+def test_schema_output_at_a_folder_is_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--output", str(tmp_path)]) == 2
+    assert f"--output: {tmp_path} is a folder; name the file to write" in capsys.readouterr().err
+    assert main(["schema", "--output", str(tmp_path / "missing" / "s.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["schema", "--output", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["properties"]["model"]

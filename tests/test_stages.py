@@ -131,3 +131,14 @@ def test_only_the_sections_written_count_as_configured(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.written == {"model", "latency"}
     assert set(config.data) >= {"validate", "optimize", "report"}  # defaults fill the rest
+
+
+def test_the_readme_lists_every_option_with_its_variable_and_key() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for stage in stages.STAGES:
+        for option in _options(stage):
+            dotted_key = ".".join(option.key)
+            assert any(f"`{option.flag}" in row and f"`{option.env}`" in row
+                       and f"`{dotted_key}`" in row and stage.name in row for row in rows), \
+                f"README's configuration table lacks {option.flag} ({stage.name})"
