@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, first_line
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
@@ -58,7 +59,7 @@ def load_table(path: Path, key: str) -> Table:
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{key}: data file {path} is empty (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {_first_line(exc)}") from None
+        raise ConfigError(f"{key}: cannot read {path}: {first_line(exc)}") from None
     frame.columns = [str(column) for column in frame.columns]
     if frame.empty:
         raise ConfigError(f"{key}: data file {path} has no rows")
@@ -68,9 +69,13 @@ def load_table(path: Path, key: str) -> Table:
 def require_label(table: Table, label: str, key: str) -> None:
     """Raise ConfigError unless ``label`` is a column of ``table`` with at least one value."""
     if label not in table.frame.columns:
+        nearest = difflib.get_close_matches(label, table.columns, n=1, cutoff=0.6)
+        if not nearest:  # a label written in another case: `Churned` for `churned`
+            nearest = [c for c in table.columns if c.lower() == label.lower()][:1]
+        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
         raise ConfigError(
-            f"{table.source}: label column {label!r} (from {key}) is not in the data; "
-            f"columns: {', '.join(table.columns)}"
+            f"{table.source}: label column {label!r} (from {key}) is not in the data{hint} "
+            f"(columns: {', '.join(table.columns)})"
         )
     if table.frame[label].isna().all():
         raise ConfigError(f"{table.source}: label column {label!r} has no values (all NaN)")
@@ -106,7 +111,3 @@ def infer_categorical(frame: pd.DataFrame, features: list[str]) -> list[str]:
             found.append(name)
     return found
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from shipml.data import infer_categorical, infer_task, load_table
+from shipml.data import infer_categorical, infer_task, load_table, require_label
 from shipml.errors import ConfigError
 from shipml.onnx_model import OnnxModel
 
+DEFAULT_OUTPUT = "shipml.yaml"
+OUTPUT_IS_A_FOLDER = "--output: {output} is a folder; give the file to write, e.g. --output {example}"
 LABEL_NAMES = ("label", "target", "y", "class", "outcome")
 HEADER = """\
 # shipml configuration: https://shipml.dev/schema/shipml.schema.json
@@ -29,7 +33,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", required=True, metavar="PATH", help="training data")
     parser.add_argument("--test", metavar="PATH", help="test data (default: the training data)")
     parser.add_argument("--label", metavar="COLUMN", help="label column (default: detected)")
-    parser.add_argument("--output", default="shipml.yaml", metavar="PATH",
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="PATH",
                         help="where to write (default: shipml.yaml)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
     parser.set_defaults(handler=run_cli)
@@ -45,9 +49,8 @@ def starter_config(model_path: Path, train_path: Path, test_path: Path | None,
     table = load_table(train_path, "--train")
     if label is None:
         label = detect_label(model, table.columns, str(train_path))
-    elif label not in table.columns:
-        raise ConfigError(f"--label: {label!r} is not a column of {train_path}; columns: "
-                          f"{', '.join(table.columns)}")
+    else:
+        require_label(table, label, "--label")
     candidates = [c for c in table.columns if c != label]
     features = model.bind_columns(candidates, str(train_path))
     probabilities = model.run(table.frame[features].head(200))[1]
@@ -92,19 +95,59 @@ def detect_label(model: OnnxModel, columns: list[str], source: str) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Write the starter config; return 0, or raise ConfigError (exit 2)."""
+    """Write the starter config; return 0, or raise ConfigError (exit 2).
+
+    The output is checked, and a file beside it reserved, before the model is inspected; the
+    config is written to that file and moved into place, so a failure leaves any old file as it
+    was.
+    """
     output = Path(args.output)
-    if output.exists() and not args.force:
-        raise ConfigError(f"--output: {output} already exists; pass --force to overwrite it")
-    base = output.resolve().parent
-    document = starter_config(Path(args.model), Path(args.train),
-                              Path(args.test) if args.test else None, args.label, base)
-    output.write_text(HEADER + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    reserved = reserve_output(output, force=args.force)
+    try:
+        base = output.resolve().parent
+        document = starter_config(Path(args.model), Path(args.train),
+                                  Path(args.test) if args.test else None, args.label, base)
+        text = HEADER + yaml.safe_dump(document, sort_keys=False)
+        try:
+            reserved.write_text(text, encoding="utf-8")
+            os.replace(reserved, output)
+        except OSError as exc:
+            raise ConfigError(f"--output: cannot write {output} ({exc.strerror or exc})") from None
+    finally:
+        reserved.unlink(missing_ok=True)
     section = document["model"]
     print(f"wrote {output}: {section['task']} model, label {section['label']!r}, "
           f"{len(section.get('categorical_features', []))} categorical feature(s)")
     print(f"next: shipml validate --config {output}")
     return 0
+
+
+def reserve_output(output: Path, *, force: bool) -> Path:
+    """Return a new empty file in ``output``'s folder (created if missing) that can replace it.
+
+    Raises ConfigError naming ``--output`` when it is a folder or not a regular file, when it
+    exists and ``force`` is false, or when its folder cannot be created or written to.
+    """
+    if output.is_dir():
+        raise ConfigError(OUTPUT_IS_A_FOLDER.format(output=output,
+                                                    example=output / DEFAULT_OUTPUT))
+    if output.exists() and not output.is_file():
+        raise ConfigError(f"--output: {output} is not a regular file; give a file path")
+    if output.exists() and not force:
+        raise ConfigError(f"--output: {output} already exists; pass --force to overwrite it")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write {output}: {folder} "
+                          f"({exc.strerror or exc})") from None
+    os.close(handle)
+    # mkstemp makes the file private; the config gets the mode a plain write would give it.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
 
 
 def _relative(path: Path, base: Path) -> str:
