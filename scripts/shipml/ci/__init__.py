@@ -1,11 +1,13 @@
 """Where shipml runs: GitHub Actions, act, Jenkins or a laptop.
 
 Every stage talks to its CI platform through :func:`detect` and the :class:`Platform` it returns;
-no other module writes workflow commands, step outputs or summaries itself.
+no other module writes workflow commands, step outputs or summaries itself. The CLI runs inside
+:func:`guard_output`, so that nothing else it prints can be taken for a workflow command.
 """
 
 from __future__ import annotations
 
+from shipml.ci._guard import guard_output, neutralize
 from shipml.ci._platform import (
     ActPlatform,
     GitHubPlatform,
@@ -24,4 +26,6 @@ __all__ = [
     "Platform",
     "PullRequest",
     "detect",
+    "guard_output",
+    "neutralize",
 ]

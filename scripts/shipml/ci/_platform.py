@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from shipml.ci._guard import command_stream
 from shipml.errors import ConfigError
 
 AnnotationLevel = Literal["error", "warning", "notice"]
@@ -33,6 +34,8 @@ class Platform:
     name = "local"
     #: whether reports may be posted to a remote service from here (act never posts)
     can_publish = True
+    #: whether the CI reads this process's output for workflow commands (see shipml.ci.guard_output)
+    reads_workflow_commands = False
 
     def __init__(self, environ: Mapping[str, str] | None = None, stream: TextIO | None = None):
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
@@ -40,8 +43,11 @@ class Platform:
 
     @property
     def stream(self) -> TextIO:
-        """Return where workflow commands and annotations are written (stdout by default)."""
-        return self._stream if self._stream is not None else sys.stdout
+        """Return where workflow commands and annotations are written (stdout by default).
+
+        Under :func:`shipml.ci.guard_output` that is the raw stdout, past the guard.
+        """
+        return self._stream if self._stream is not None else command_stream(sys.stdout)
 
     def set_output(self, name: str, value: str) -> bool:
         """Publish a step output; return False where the platform has no step outputs."""
@@ -99,6 +105,7 @@ class GitHubPlatform(Platform):
     """GitHub Actions: step outputs, job summary and workflow commands."""
 
     name = "github"
+    reads_workflow_commands = True
 
     def set_output(self, name: str, value: str) -> bool:
         return _append_heredoc(self.environ.get("GITHUB_OUTPUT"), name, value)
