@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -14,9 +15,25 @@ from shipml.errors import ConfigError
 from shipml.results import Check
 
 PYTEST_MISSING = (
-    "pytest is not installed in this environment; install it beside shipml "
-    "(pip install 'shipml[validate]' includes it)"
+    "pytest is not installed in this environment; install it beside shipml: "
+    "pip install pytest (the validate extra includes it: "
+    "pip install \"shipml[validate] @ git+https://github.com/OWNER/shipml@v1\")"
 )
+
+#: Variables a pull request's test code must not read: tokens, keys and passwords by name, the
+#: runner's own service credentials, and the files through which a step changes later steps.
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|AUTH(?!OR_|OR$)|COOKIE|SESSION"
+    r"|_PAT$|^PAT_|_KEY$",
+    re.IGNORECASE,
+)
+_RUNNER_PRIVATE = frozenset({
+    "ACTIONS_RUNTIME_URL", "ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL", "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY",
+    "SSH_AUTH_SOCK", "GIT_ASKPASS", "SSH_ASKPASS",
+})
+#: a URL that carries a user and password (``https://user:secret@host``), whatever the name
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@:]*:[^/\s@]*@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ def run_model_tests(paths: Sequence[Path], args: Sequence[str], *, where: str, c
         "-q", "--no-header", "-o", "junit_family=xunit2", f"--junitxml={junit_path}",
         *args, *(str(path) for path in paths),
     ]
-    env = dict(environ)
+    env = scrub_environment(environ)
     env.pop("PYTEST_ADDOPTS", None)
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                                check=False)
@@ -56,6 +73,21 @@ def run_model_tests(paths: Sequence[Path], args: Sequence[str], *, where: str, c
         tail = (completed.stdout + completed.stderr).strip().splitlines()[-5:]
         raise ConfigError(f"{where}: pytest could not run the model tests: {' | '.join(tail)}")
     return PytestOutcome(checks=read_junit(junit_path), exit_code=completed.returncode)
+
+
+def scrub_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return ``environ`` without anything a pull request's model tests could abuse.
+
+    The model tests are code from the pull request: they get no token, key or password (by name,
+    e.g. ``GITHUB_TOKEN``, ``SHIPML_GITHUB_TOKEN``, ``ACTIONS_RUNTIME_TOKEN``, ``*_SECRET``), no
+    URL with credentials in it, and not the runner's files that change later steps
+    (``GITHUB_ENV``, ``GITHUB_OUTPUT``, ``GITHUB_PATH``).
+    """
+    return {
+        name: value for name, value in environ.items()
+        if not _SECRET_NAME.search(name) and name.upper() not in _RUNNER_PRIVATE
+        and not _URL_WITH_PASSWORD.search(value)
+    }
 
 
 def read_junit(path: Path) -> list[Check]:
