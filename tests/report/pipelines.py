@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shipml.results import Artifact, Check, StageResult
+from shipml.results import Artifact, Check, Column, Delta, Series, StageResult, Table
 
 STARTED = "2026-11-24T08:00:00+00:00"
 
@@ -32,15 +32,32 @@ def validate(passing: bool = True) -> StageResult:
 
 
 def optimize() -> StageResult:
+    # What optimize writes once it states its figures as a table and deltas (its metrics stay
+    # for machines): the candidates it tried and what the kept one changed.
     checks = (Check("dynamic_int8 agrees with the original on at least 99% of labels", "pass",
                     0.998, 0.99, "1000 rows"),)
-    metrics = {"chosen": "dynamic_int8", "deltas": [
-        {"name": "model size", "baseline": 4.2, "candidate": 1.1, "unit": "MB"}]}
+    metrics = {"chosen": "dynamic_int8"}
+    table = Table(
+        title="Candidates", columns=(Column("candidate", "candidate"),
+                                     Column("parity", "holds parity"),
+                                     Column("size_kib", "size", "KiB"),
+                                     Column("p50_ms", "p50", "ms"),
+                                     Column("speedup", "speed-up", "×")),
+        rows=({"candidate": "original", "parity": None, "size_kib": 4300.8, "p50_ms": 0.41,
+               "speedup": 1.0},
+              {"candidate": "dynamic_int8 (kept)", "parity": "yes", "size_kib": 1126.4,
+               "p50_ms": 0.22, "speedup": 1.86}))
+    deltas = (Delta("model size", 4.2, 1.1, "MB"),)
     return StageResult("optimize", "pass", "kept dynamic_int8: 3.8x smaller, parity held",
-                       STARTED, 8.2, metrics, checks)
+                       STARTED, 8.2, metrics, checks, tables=(table,), deltas=deltas)
 
 
 def latency(passing: bool = True) -> StageResult:
+    """A latency result built by latency's own figure functions, as ``shipml latency`` writes it."""
+    from shipml.latency import core
+    from shipml.latency._judge import BatchFigures
+    from shipml.measure.stats import Interval
+
     p95 = 4.1 if passing else 31.0
     checks = (
         Check("p95 latency at batch 1 is below 20 ms", "pass" if passing else "fail", p95, 20,
@@ -50,21 +67,28 @@ def latency(passing: bool = True) -> StageResult:
               "pass" if passing else "fail", 1.03 if passing else 1.42, 1.1,
               "ratio of medians, 95% CI"),
     )
-    metrics: dict[str, Any] = {
-        "batches": {"1": {"p50_ms": 3.2, "p95_ms": p95, "p99_ms": p95 * 1.2,
-                          "throughput_rps": 310.0},
-                    "8": {"p50_ms": 14.0, "p95_ms": 18.2, "p99_ms": 21.0,
-                          "throughput_rps": 560.0}},
-        "distribution": {"1": _distribution(3.0 if passing else 12.0), "8": _distribution(13.0)},
-        "regression": {"1": {"ratio": 1.03 if passing else 1.42, "ci_low": 1.0,
-                             "ci_high": 1.06 if passing else 1.5, "tolerance": 0.1,
-                             "baseline_p50_ms": 3.1,
-                             "candidate_p50_ms": 3.2 if passing else 4.4}},
-        "p95_ms": p95,
-    }
+
+    def figures(batch: int, p50: float, p95: float, p99: float, rps: float) -> BatchFigures:
+        exact = {50: p50, 90: p95 * 0.95, 95: p95, 99: p99}
+        return BatchFigures(batch, {p: Interval(v, v * 0.97, v * 1.03) for p, v in exact.items()},
+                            Interval(p50, p50, p50), Interval(rps, rps, rps), 12.0, 80.0, 3.0,
+                            1.0, 5.0, 2000, 3, 4.0, True)
+
+    per_batch = {1: figures(1, 3.2, p95, p95 * 1.2, 310.0), 8: figures(8, 14.0, 18.2, 21.0, 560.0)}
+    distribution = {"1": _distribution(3.0 if passing else 12.0), "8": _distribution(13.0)}
+    regression: dict[str, Any] = {"1": {"ratio": 1.03 if passing else 1.42, "ci_low": 1.0,
+                                        "ci_high": 1.06 if passing else 1.5, "tolerance": 0.1,
+                                        "baseline_p50_ms": 3.1,
+                                        "candidate_p50_ms": 3.2 if passing else 4.4}}
+    metrics: dict[str, Any] = {"batches": {str(b): f.to_metrics() for b, f in per_batch.items()},
+                               "distribution": distribution, "regression": regression,
+                               "p95_ms": p95}
     return StageResult("latency", "pass" if passing else "fail",
                        f"p95 {p95} ms at batch 1", STARTED, 64.0, metrics, checks,
-                       (Artifact("latency.html", ".shipml/artifacts/latency.html"),))
+                       (Artifact("latency.html", ".shipml/artifacts/latency.html"),),
+                       tables=(core.figures_table(per_batch),),
+                       series=core.distribution_series(distribution),
+                       deltas=core.regression_deltas(regression))
 
 
 def build() -> StageResult:
@@ -79,20 +103,39 @@ def sign() -> StageResult:
 
 
 def canary(passing: bool = True, skipped: bool = False) -> StageResult:
+    # The canary stage is not built yet: its figures as the contract lets it write them.
     if skipped:
         return StageResult("canary", "skipped", "waiting for merge to main", STARTED, 0.0)
-    steps: list[dict[str, Any]] = [{"weight": 10, "error_rate": 0.001, "p95_ms": 12.0, "status": "pass"},
-             {"weight": 50, "error_rate": 0.002 if passing else 0.04, "p95_ms": 13.5,
-              "status": "pass" if passing else "fail"}]
+    steps: list[dict[str, Any]] = [
+        {"weight": 10, "error_rate": 0.001, "p95_ms": 12.0, "status": "pass"},
+        {"weight": 50, "error_rate": 0.002 if passing else 0.04, "p95_ms": 13.5,
+         "status": "pass" if passing else "fail"}]
     if passing:
         steps.append({"weight": 100, "error_rate": 0.0015, "p95_ms": 12.8, "status": "pass"})
     checks = tuple(
         Check(f"error rate at {step['weight']}% traffic is below 1%", step["status"],
               step["error_rate"], 0.01, "")
         for step in steps)
+    labels = tuple(f"{i}: {s['weight']}%" for i, s in enumerate(steps, 1))
+    table = Table(
+        title="Promotion steps",
+        columns=(Column("step", "step"), Column("weight", "traffic weight", "%"),
+                 Column("error_rate_pct", "error rate", "%"), Column("p95_ms", "p95", "ms"),
+                 Column("status", "status")),
+        rows=tuple({"step": i, "weight": s["weight"], "error_rate_pct": s["error_rate"] * 100,
+                    "p95_ms": s["p95_ms"], "status": s["status"]}
+                   for i, s in enumerate(steps, 1)))
+    series = (
+        Series("Canary traffic weight per step", "step", "weight %", labels,
+               tuple(float(s["weight"]) for s in steps), "bar"),
+        Series("Canary error rate per step", "step", "error rate %", labels,
+               tuple(round(s["error_rate"] * 100, 4) for s in steps)),
+        Series("Canary p95 latency per step", "step", "p95 ms", labels,
+               tuple(float(s["p95_ms"]) for s in steps)),
+    )
     return StageResult("canary", "pass" if passing else "fail",
                        "promoted to 100%" if passing else "rolled back at 50%: error rate 4%",
-                       STARTED, 900.0, {"steps": steps}, checks)
+                       STARTED, 900.0, {"steps": steps}, checks, tables=(table,), series=series)
 
 
 def passing() -> list[StageResult]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipml.report.cli import ENVIRONMENT, TOKEN_VARIABLES
+from shipml.report.cli import OPTIONS, TOKEN_VARIABLES
 from tests.latency.actions import load_action, run_step
 from tests.report import pipelines
 from tests.report.conftest import TOKEN
@@ -19,12 +19,12 @@ READ_ELSEWHERE = {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", *TOKEN_VARIABLES}
 def test_every_input_reaches_a_variable_the_cli_reads() -> None:
     action = load_action("report")
     (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "report"]
-    assert step["run"].strip() == '"$SHIPML_EXECUTABLE" report'
+    assert step["run"].strip() == 'exec "$SHIPML_EXECUTABLE" report'
     assert "${{" not in step["run"]
     mapped = {expression.split("inputs.")[1].rstrip(" }"): variable
               for variable, expression in step["env"].items() if "inputs." in expression}
     assert set(mapped) == set(action["inputs"]) - {"working-directory", "python-version"}
-    assert set(mapped.values()) <= set(ENVIRONMENT) | READ_ELSEWHERE
+    assert set(mapped.values()) <= {option.env for option in OPTIONS} | READ_ELSEWHERE
     assert mapped["github-token"] == "SHIPML_GITHUB_TOKEN"
     for name, output in action["outputs"].items():
         assert output["value"] == f"${{{{ steps.report.outputs.{name} }}}}"
@@ -59,6 +59,11 @@ def test_hostile_input_is_data_not_code(tmp_path: Path, github: FakeGitHub, host
                                   _pr_env(tmp_path, github))
     assert completed.returncode == 2
     assert not (tmp_path / "pwned").exists()
-    assert completed.stderr.startswith(f"shipml report: environment SHIPML_REPORT_KEY: {hostile!r} "
-                                       "does not match")
-    assert github.requests == [] and outputs == {}
+    assert completed.stderr.splitlines()[-1].startswith(
+        f"shipml report: environment SHIPML_REPORT_KEY: {hostile!r} does not match")
+    # the error still reaches the pull request, under the default key, as text
+    (comment,) = github.comments[7]
+    assert comment["body"].startswith("<!-- shipml-report:default -->\n## 💥 shipml: not ready "
+                                      "to ship: report stopped with a configuration error")
+    assert f"<pre>environment SHIPML_REPORT_KEY: {hostile!r} does not match" in comment["body"]
+    assert outputs["verdict"] == "error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from html.parser import HTMLParser
@@ -11,10 +12,11 @@ from typing import ClassVar
 import pytest
 from markdown_it import MarkdownIt
 
+from shipml import stages
 from shipml.errors import ConfigError
 from shipml.report import build_report, fit_comment, render_html, render_markdown, render_text
 from shipml.report.model import Links, Report
-from shipml.results import Check, StageResult
+from shipml.results import Check, Column, Delta, Series, StageError, StageResult, Table
 from tests.report import pipelines
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -121,14 +123,76 @@ def test_baseline_deltas_show_direction_and_percentage() -> None:
     assert "| model size | 4.2 MB | 1.1 MB | ▼ -73.8% 🟢 better |" in passing
 
 
-def test_missing_metric_keys_render_without_charts() -> None:
-    bare = StageResult("latency", "pass", "ok", pipelines.STARTED, 1.0,
-                       {"distribution": {"1": [[1.0]]}, "batches": "nonsense", "regression": {}})
-    canary = StageResult("canary", "pass", "ok", pipelines.STARTED, 1.0,
-                         {"steps": [{"weight": 10}, "junk"]})
-    markdown = render_markdown(build_report([bare, canary]))
-    assert "```mermaid" in markdown  # only the weight chart: error rate and p95 are missing
-    assert markdown.count("```mermaid") == 1 and 'title "Canary traffic weight per step"' in markdown
+def test_sections_render_the_figures_a_stage_wrote_not_its_metrics() -> None:
+    # Metrics shaped like latency's and canary's are data for machines: no table, no chart.
+    legacy = StageResult("latency", "pass", "ok", pipelines.STARTED, 1.0,
+                         {"batches": {"1": {"p50_ms": 1.0}}, "distribution": {"1": [[1, 0.5]]},
+                          "steps": [{"weight": 10}]})
+    assert "|---:|" not in render_markdown(build_report([legacy])).split("### ✅ latency")[1]
+    figures = StageResult(
+        "anything", "pass", "ok", pipelines.STARTED, 1.0,
+        tables=(Table("Throughput", (Column("host", "host"), Column("rps", "rate", "req/s")),
+                      ({"host": "a", "rps": 1200.5}, {"host": "b", "rps": None})),
+                Table("no rows", (Column("x", "x"),), ())),
+        series=(Series("drawn", "x", "y", ("a", "b"), (1.0, 2.0), "bar"),
+                Series("not finite", "x", "y", ("a",), (math.nan,)),
+                Series("lengths differ", "x", "y", ("a", "b"), (1.0,)),
+                Series("empty", "x", "y", (), ())),
+        deltas=(Delta("error rate", 0.02, 0.01, "%", interval=(0.4, 0.6)),
+                Delta("accuracy", 0.9, 0.93, higher_is_better=True)))
+    markdown = render_markdown(build_report([figures]))
+    assert "**Throughput**\n\n| host | rate (req/s) |\n|---|---:|\n| a | 1200 |\n| b | — |\n" \
+        in markdown
+    assert "no rows" not in markdown
+    assert markdown.count("```mermaid") == 1 and 'title "drawn"' in markdown
+    assert "    bar [1, 2]\n" in markdown and 'y-axis "y" 0 --> 2\n' in markdown
+    assert "| error rate | 0.02 % | 0.01 % | ▼ -50.0% 🟢 better (ratio CI 0.4–0.6) |" in markdown
+    assert "| accuracy | 0.9 | 0.93 | ▲ +3.3% 🟢 better |" in markdown
+
+
+def test_legacy_metrics_deltas_still_render_after_the_stages_deltas() -> None:
+    result = StageResult("optimize", "pass", "ok", pipelines.STARTED, 1.0,
+                         {"deltas": [{"name": "size", "baseline": 4, "candidate": 2, "unit": "MB"},
+                                     {"name": "broken", "baseline": "x"}, "junk"]},
+                         deltas=(Delta("p50", 2.0, 2.0, "ms"),))
+    section = build_report([result]).sections[0]
+    assert [d.name for d in section.deltas] == ["p50", "size"]
+    markdown = render_markdown(build_report([result]))
+    assert "| p50 | 2 ms | 2 ms | = no change |" in markdown
+    assert "| size | 4 MB | 2 MB | ▼ -50.0% 🟢 better |" in markdown
+
+
+def test_sections_follow_the_stage_registry_then_names() -> None:
+    names = ["zeta", "latency", "alpha", "validate", "report", "optimize"]
+    results = [StageResult(name, "pass", "", pipelines.STARTED, 0.0) for name in names]
+    assert [s.name for s in build_report(results).sections] == [
+        *(name for name in stages.names() if name in names), "alpha", "zeta"]
+
+
+def test_a_negative_series_gets_an_axis_below_zero() -> None:
+    result = StageResult("x", "pass", "", pipelines.STARTED, 0.0, series=(
+        Series("change", "step", "%", ("a", "b"), (-3.0, 7.0)),))
+    assert 'y-axis "%" -5 --> 10\n' in render_markdown(build_report([result]))
+
+
+def test_a_config_error_is_not_ready_to_ship_with_its_message() -> None:
+    message = ("shipml.yaml:3 latency.budgets.1.p95: unknown key; did you mean 'p95_ms'?\n"
+               "    latency:\n      budgets:\n        \"1\": {p95_ms: 20}")
+    error = StageResult("latency", "error", "configuration error", pipelines.STARTED, 0.0,
+                        error=StageError("config", 2, message))
+    report = build_report([pipelines.validate(), error], links=LINKS)
+    assert report.verdict == "error"
+    markdown = render_markdown(report)
+    assert markdown.splitlines()[1] == ("## 💥 shipml: not ready to ship: latency stopped with a "
+                                        "configuration error")
+    assert ("💥 **latency stopped: configuration error** (exit 2)\n\n<pre>shipml.yaml:3 "
+            "latency.budgets.1.p95: unknown key; did you mean 'p95_ms'?\n    latency:\n      "
+            "budgets:\n        \"1\": {p95_ms: 20}</pre>\n") in markdown
+    text = render_text(report)
+    assert "    CONFIG ERROR (exit 2):\n      shipml.yaml:3 latency.budgets.1.p95" in text
+    html = render_html(report)
+    assert "<pre>shipml.yaml:3 latency.budgets.1.p95: unknown key; did you mean &#39;p95_ms&#39;?" \
+        in html
 
 
 def test_table_cells_escape_pipes_newlines_and_html() -> None:
@@ -168,13 +232,31 @@ def test_truncation_shortens_passing_sections_first() -> None:
     assert "### ❌ latency" in body and "```mermaid" in body
 
 
-def test_truncation_falls_back_to_failure_names_then_to_a_hard_cut() -> None:
+def test_truncation_falls_back_to_failure_names_then_to_as_many_as_fit() -> None:
     report = build_report(pipelines.big_failing(200), links=LINKS)
     body, fitted = fit_comment(report, limit=12000)
     assert fitted.names_only and len(body) <= 12000
     assert "### Failed checks (100)" in body
     assert all(c.name in body for c in report.sections[0].failures)
-    body, _ = fit_comment(report, limit=2000)
+    assert "every failed check is named" in body
+    body, fitted = fit_comment(report, limit=3000)
+    assert len(body) <= 3000 and fitted.failure_limit is not None
+    shown = [c.name for c in report.sections[0].failures if c.name in body]
+    assert len(shown) == fitted.failure_limit > 5
+    assert shown == [c.name for c in report.sections[0].failures][: len(shown)]
+    assert (f"- …and {100 - len(shown)} more failed checks: "
+            "[full report](https://github.com/octo/models/actions/runs/42#artifacts)") in body
+    assert f"only the first {len(shown)} of 100 failed checks are named" in body
+    # one name more would not have fitted
+    one_more = report.with_compact([s.name for s in report.sections], names_only=True,
+                                   failure_limit=len(shown) + 1)
+    assert len(render_markdown(one_more)) > 3000
+
+
+def test_a_hard_cut_keeps_the_marker_and_says_so() -> None:
+    result = StageResult("validate", "fail", "word " * 1000, pipelines.STARTED, 1.0,
+                         checks=(Check("c", "fail"),))
+    body, _ = fit_comment(build_report([result], links=LINKS), limit=2000)
     assert len(body) <= 2000
     assert body.startswith("<!-- shipml-report:default -->\n## ❌")
     assert body.endswith("…cut to fit GitHub's comment limit; "

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 from shipml.report.model import Report, build_report, marker
 from shipml.report.publish import upsert_comment
-from shipml.report.render import fit_comment, render_html, render_markdown, render_text
+from shipml.report.render import (
+    fit_comment,
+    fit_summary,
+    render_html,
+    render_markdown,
+    render_stage_summary,
+    render_text,
+)
 
 __all__ = [
     "Report",
     "build_report",
     "fit_comment",
+    "fit_summary",
     "marker",
     "render_html",
     "render_markdown",
+    "render_stage_summary",
     "render_text",
     "upsert_comment",
 ]

@@ -1,15 +1,21 @@
 """A small GitHub REST client on ``requests``: issue comments, commit comments, minimizing.
 
-The token is never logged and never part of an exception message: every text that leaves this
-module passes through :meth:`GitHubClient.scrub`. Pagination follows the ``Link`` header's
-``next`` URL exactly as GitHub gives it (``/repositories/<id>/…``). Rate limits are honoured as
-GitHub documents them; ``sleep`` and ``clock`` are injectable so tests assert on the waits.
+The token is checked before it is used (:func:`check_token`: one line of printable ASCII), never
+logged and never part of an exception message: every text that leaves this module passes through
+:meth:`GitHubClient.scrub`, and the exceptions of ``requests`` are named by type where their text
+could quote a header. The token goes only to the API's own origin (scheme, host and port of the
+configured API URL): pagination follows the ``Link`` header's ``next`` URL as GitHub gives it
+(``/repositories/<id>/…``) when it stays there, and stops with an error when it does not. Rate
+limits are honoured as GitHub documents them; ``sleep`` and ``clock`` are injectable so tests
+assert on the waits.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -45,8 +51,22 @@ NOT_FOUND = (
     "the pull request number, and that the token can see that repository."
 )
 UNREACHABLE = "GitHub API at {api_url} unreachable after {attempts} attempts: {reason}"
+TOKEN_MALFORMED = (
+    "the GitHub token from {source} {problem}, so it cannot be sent: a token is one line of "
+    "printable ASCII (ghs_…, ghp_…, github_pat_…). Check the secret or credential that sets it; "
+    "a value with a line break or a space usually holds two secrets or a whole header"
+)
+OFF_ORIGIN = (
+    "{what} points to {target}, not to the GitHub API at {origin}: "
+    "shipml stopped there rather than send the token to another host. Check GITHUB_API_URL "
+    "(GitHub Enterprise: https://HOST/api/v3) and any proxy in between"
+)
+BAD_API_URL = "GitHub API URL {api_url!r} is not usable ({reason}); set GITHUB_API_URL to " \
+    "https://api.github.com or https://HOST/api/v3"
 
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _SECONDARY_MIN_WAIT_S = 60.0
 
 
@@ -77,8 +97,15 @@ class GitHubClient:
         max_attempts: int = 5,
         max_wait_s: float = 900.0,
     ) -> None:
+        token = check_token(token, "the caller") if token else token
         self.api_url = api_url.rstrip("/")
+        self._origin = origin(self.api_url)
+        if not self._origin[1]:
+            raise ConfigError(BAD_API_URL.format(api_url=api_url, reason="no host"))
         self._token = token
+        # Forms the token may take in an exception's text: as is, repr-escaped, and its lines.
+        self._secrets = sorted({token, repr(token)[1:-1], *(p for p in token.split() if len(p) > 3)}
+                               - {""}, key=len, reverse=True) if token else []
         self._session = session or requests.Session()
         self._sleep = sleep or _sleep
         self._clock = clock
@@ -93,8 +120,11 @@ class GitHubClient:
         }
 
     def scrub(self, text: str) -> str:
-        """Return ``text`` with the token replaced by ``***``."""
-        return text.replace(self._token, "***") if self._token else text
+        """Return ``text`` with the token (as is, repr-escaped, or any of its parts) replaced
+        by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     # --- transport -------------------------------------------------------------------------
 
@@ -114,6 +144,10 @@ class GitHubClient:
         when GitHub stays unreachable, keeps answering 5xx or rate-limits beyond ``max_wait_s``.
         """
         url = path_or_url if "://" in path_or_url else f"{self.api_url}{path_or_url}"
+        if origin(url) != self._origin:
+            raise GitHubUnavailable(OFF_ORIGIN.format(
+                what=f"{method} {_path(url)}", target=_origin_text(url),
+                origin=_origin_text(self.api_url)))
         rate_limited = 0
         reason = ""
         for attempt in range(1, self._max_attempts + 1):
@@ -122,6 +156,15 @@ class GitHubClient:
                     method, url, headers=self._headers, json=json_body, params=params,
                     timeout=self._timeout,
                 )
+            except (requests.exceptions.InvalidHeader, UnicodeError) as exc:
+                # The text of these quotes the header, token included: name the type only.
+                raise ConfigError(TOKEN_MALFORMED.format(
+                    source="the environment", problem=f"was refused by requests "
+                                                      f"({type(exc).__name__})")) from None
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                    requests.exceptions.MissingSchema) as exc:
+                raise ConfigError(BAD_API_URL.format(api_url=self.api_url,
+                                                     reason=type(exc).__name__)) from None
             except requests.RequestException as exc:
                 reason = self.scrub(f"{type(exc).__name__}: {exc}")
                 wait = float(2 ** (attempt - 1))
@@ -190,7 +233,13 @@ class GitHubClient:
             if not isinstance(page, list):
                 raise GitHubUnavailable(f"GitHub answered GET {_path(url)} with a non-list body")
             yield from page
-            url = response.links.get("next", {}).get("url")
+            following = response.links.get("next", {}).get("url")
+            if following and origin(following) != self._origin:
+                raise GitHubUnavailable(OFF_ORIGIN.format(
+                    what=f"GitHub's next-page link after GET {_path(url)}",
+                    target=_origin_text(following),
+                    origin=_origin_text(self.api_url)))
+            url = following
             params = None  # the next URL carries its own query string
 
     # --- endpoints -------------------------------------------------------------------------
@@ -238,6 +287,45 @@ class GitHubClient:
             text = first.get("message", "") if isinstance(first, dict) else str(first)
             raise GitHubRequestError(self.scrub(f"GitHub GraphQL minimizeComment failed: {text}"),
                                      200)
+
+
+def check_token(token: str, source: str) -> str:
+    """Return ``token`` without surrounding whitespace (a trailing newline from a file or
+    ``$(cat …)``); raise ConfigError (exit 2) naming ``source`` when what is left holds
+    whitespace, control characters or anything but printable ASCII. The message never contains
+    the token or a part of it."""
+    stripped = token.strip()
+    if not stripped or _TOKEN_CHARS.fullmatch(stripped):
+        return stripped
+    if any(char in "\r\n" for char in stripped):
+        problem = "holds a line break"
+    elif any(char.isspace() for char in stripped):
+        problem = "holds whitespace"
+    elif any(ord(char) < 0x20 or ord(char) == 0x7F for char in stripped):
+        problem = "holds a control character"
+    else:
+        problem = "holds a character that is not ASCII"
+    raise ConfigError(TOKEN_MALFORMED.format(source=source, problem=problem))
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Return the origin of ``url``: scheme, host (lowercase) and port (the scheme's default
+    when none is written); the token is sent only to the API URL's origin."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return ("", "", None)
+    return (scheme, (parts.hostname or "").lower(), port)
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    if not host:
+        return "an unusable URL"
+    default = _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _sleep(seconds: float) -> None:

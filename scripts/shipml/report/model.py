@@ -1,74 +1,31 @@
-"""The report as data: a verdict, one section per stage, deltas and chart series.
+"""The report as data: a verdict, one section per stage, in pipeline order.
 
-Built only from stage results (the contract of design.md), never from a stage's code. Renderers
-(markdown, text, HTML templates) read this and nothing else. Metrics the charts read, each
-optional (a missing key means no chart, never an error):
-
-- latency: ``metrics.distribution = {"<batch>": [[ms, quantile], ...]}``; budgets per batch in
-  ``metrics.batches = {"<batch>": {"p50_ms", "p95_ms", "p99_ms", "throughput_rps"}}``; baseline
-  comparison in ``metrics.regression = {"<batch>": {"ratio", "ci_low", "ci_high", "tolerance",
-  "baseline_p50_ms", "candidate_p50_ms"}}`` (``metrics.baseline`` is read the same way).
-- canary: ``metrics.steps = [{"weight": 10, "error_rate": 0.001, "p95_ms": 12.0,
-  "status": "pass"}, ...]`` in promotion order.
-- any stage: ``metrics.deltas = [{"name", "baseline", "candidate", "unit",
-  "higher_is_better"}]`` for other comparisons with a baseline.
+Built only from stage results (the contract of design.md), never from a stage's code: a section
+shows the stage's checks, its ``error`` (kind and message), and the figures it asked for —
+``result.tables``, ``result.series`` (charts) and ``result.deltas`` (against a baseline). The
+report knows no stage by name and no stage's metric shapes; the one legacy shape still read is
+``metrics.deltas = [{"name", "baseline", "candidate", "unit", "higher_is_better"}]``.
+Renderers (markdown, text, HTML templates) read this and nothing else.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from shipml.results import Check, StageResult
+from shipml import stages
+from shipml.results import Check, Delta, Series, StageError, StageResult, Table
 
 Verdict = Literal["pass", "fail", "error", "incomplete"]
 
-#: pipeline order; stages not listed come after, by name
-STAGE_ORDER = ("validate", "optimize", "latency", "build", "sign", "canary")
+#: what a report key may be: it goes into the hidden marker, an HTML comment
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
-
-@dataclass(frozen=True)
-class Delta:
-    """A figure against its baseline, with direction and percentage."""
-
-    name: str
-    baseline: float
-    candidate: float
-    unit: str = ""
-    higher_is_better: bool = False
-    interval: tuple[float, float] | None = None
-
-    @property
-    def percent(self) -> float:
-        """Return the change in percent of the baseline (0 when the baseline is 0)."""
-        return (self.candidate / self.baseline - 1.0) * 100.0 if self.baseline else 0.0
-
-    @property
-    def better(self) -> bool | None:
-        """Return True when the change is an improvement, None when there is no change."""
-        if math.isclose(self.candidate, self.baseline):
-            return None
-        return (self.candidate > self.baseline) == self.higher_is_better
-
-
-@dataclass(frozen=True)
-class Series:
-    """One mermaid ``xychart-beta`` chart: categories on x, one bar or line series."""
-
-    title: str
-    x_label: str
-    categories: tuple[str, ...]
-    y_label: str
-    values: tuple[float, ...]
-    kind: Literal["line", "bar"] = "line"
-
-    @property
-    def y_max(self) -> float:
-        """Return a rounded-up top of the y axis."""
-        top = max(self.values, default=1.0)
-        return _nice_ceiling(top if top > 0 else 1.0)
+_STOPPED_BY = {"config": "a configuration error", "infrastructure": "an infrastructure error",
+               "internal": "an internal error"}
 
 
 @dataclass(frozen=True)
@@ -78,16 +35,27 @@ class StageSection:
     result: StageResult
     failures: tuple[Check, ...]
     warnings: tuple[Check, ...]
+    #: the stage's deltas, then those of the legacy ``metrics.deltas``
     deltas: tuple[Delta, ...] = ()
-    charts: tuple[Series, ...] = ()
-    table: tuple[Mapping[str, Any], ...] = ()
-    #: True when the section was shortened to fit a comment: failures only
+    #: the stage's charts that can be drawn (finite values, one per category)
+    series: tuple[Series, ...] = ()
+    #: True when the section was shortened to fit a size limit: failures only
     compact: bool = False
 
     @property
     def name(self) -> str:
         """Return the stage name."""
         return self.result.stage
+
+    @property
+    def error(self) -> StageError | None:
+        """Return why the stage stopped without judging, when it did."""
+        return self.result.error
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Return the stage's tables that have columns and rows."""
+        return tuple(t for t in self.result.tables if t.columns and t.rows)
 
     @property
     def groups(self) -> dict[str, list[Check]]:
@@ -100,7 +68,7 @@ class StageSection:
 
 @dataclass(frozen=True)
 class Links:
-    """Where a reader goes for more."""
+    """Where a reader goes for more (http and https links only)."""
 
     run: str = ""
     artifacts: str = ""
@@ -118,36 +86,67 @@ class Report:
     sections: tuple[StageSection, ...]
     links: Links = field(default_factory=Links)
     commit: str = ""
-    #: set when the comment was cut to fit GitHub's limit
+    #: set when the rendering was cut to fit a size limit
     truncated: bool = False
     #: last resort of truncation: only the verdict and the failure names remain
     names_only: bool = False
+    #: with ``names_only``: how many failure names fit (None: all of them)
+    failure_limit: int | None = None
+    #: the limit that cut it, in words ("comment", "job summary")
+    limit_name: str = "comment"
 
     @property
     def failures(self) -> list[tuple[str, Check]]:
         """Return every failed or errored check with its stage, in pipeline order."""
         return [(s.name, c) for s in self.sections for c in s.failures]
 
-    def with_compact(self, stages: Sequence[str], *, names_only: bool = False) -> Report:
-        """Return a copy whose named stages are shortened to their failures."""
+    @property
+    def shown_failures(self) -> list[tuple[str, Check]]:
+        """Return the failures a names-only rendering lists (all, or the first that fit)."""
+        failures = self.failures
+        return failures if self.failure_limit is None else failures[: self.failure_limit]
+
+    @property
+    def hidden_failures(self) -> int:
+        """Return how many failure names a names-only rendering leaves out."""
+        if self.failure_limit is None:
+            return 0
+        return max(sum(len(s.failures) for s in self.sections) - self.failure_limit, 0)
+
+    def with_compact(self, stages: Sequence[str], *, names_only: bool = False,
+                     failure_limit: int | None = None, limit_name: str | None = None) -> Report:
+        """Return a truncated copy: the named stages shortened to their failures, or (with
+        ``names_only``) only the first ``failure_limit`` failure names (None: all)."""
         sections = tuple(replace(s, compact=s.compact or s.name in stages) for s in self.sections)
         return replace(self, sections=sections, truncated=True,
-                       names_only=names_only or self.names_only)
+                       names_only=names_only or self.names_only, failure_limit=failure_limit,
+                       limit_name=limit_name or self.limit_name)
 
 
 def marker(key: str) -> str:
-    """Return the hidden marker that makes the comment of report ``key`` findable."""
+    """Return the hidden marker that makes the comment of report ``key`` findable.
+
+    Raises ValueError when ``key`` is not letters, digits, ``.``, ``_`` or ``-`` (1-100): any
+    other text could close the HTML comment or forge another key's marker.
+    """
+    if not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"report key {key!r} must match {KEY_PATTERN.pattern}")
     return f"<!-- shipml-report:{key} -->"
 
 
 def build_report(results: Sequence[StageResult], *, key: str = "default", title: str = "shipml",
                  links: Links | None = None, commit: str = "") -> Report:
-    """Return the report of ``results``: verdict, headline and one section per stage."""
-    ordered = sorted(results, key=lambda r: (_stage_rank(r.stage), r.stage))
+    """Return the report of ``results``: verdict, headline and one section per stage, in the
+    registry's pipeline order (unknown stages last, by name). Raises ValueError for a bad key."""
+    marker(key)
+    ordered = sorted(results, key=lambda r: (stages.rank(r.stage), r.stage))
     sections = tuple(_section(result) for result in ordered)
     verdict = overall_verdict(ordered)
+    links = links or Links()
+    safe_links = Links(run=_web_link(links.run), artifacts=_web_link(links.artifacts),
+                       full_report=_web_link(links.full_report))
     return Report(key=key, title=title, verdict=verdict, headline=_headline(verdict, sections),
-                  sections=sections, links=links or Links(), commit=commit)
+                  sections=sections, links=safe_links, commit=commit)
 
 
 def overall_verdict(results: Sequence[StageResult]) -> Verdict:
@@ -163,6 +162,35 @@ def overall_verdict(results: Sequence[StageResult]) -> Verdict:
     return "pass"
 
 
+def percent_change(delta: Delta) -> float:
+    """Return the change of ``delta`` in percent of its baseline (0 when the baseline is 0)."""
+    return (delta.candidate / delta.baseline - 1.0) * 100.0 if delta.baseline else 0.0
+
+
+def improvement(delta: Delta) -> bool | None:
+    """Return True when ``delta`` is an improvement, False when worse, None when unchanged."""
+    if math.isclose(delta.candidate, delta.baseline):
+        return None
+    return (delta.candidate > delta.baseline) == delta.higher_is_better
+
+
+def axis_range(series: Series) -> tuple[float, float]:
+    """Return a rounded bottom and top of the y axis of ``series`` (0 at the bottom unless a
+    value is negative)."""
+    top = max(series.values, default=1.0)
+    bottom = min(series.values, default=0.0)
+    upper = _nice_ceiling(top) if top > 0 else (0.0 if bottom < 0 else 1.0)
+    lower = -_nice_ceiling(-bottom) if bottom < 0 else 0.0
+    return lower, upper
+
+
+def numeric_column(table: Table, key: str) -> bool:
+    """Return True when every cell of column ``key`` is a number or empty (right-aligned)."""
+    return all(row.get(key) is None or (isinstance(row.get(key), (int, float))
+                                        and not isinstance(row.get(key), bool))
+               for row in table.rows)
+
+
 def _headline(verdict: Verdict, sections: Sequence[StageSection]) -> str:
     failed = [s.name for s in sections if s.result.status in ("fail", "error")]
     count = sum(len(s.failures) for s in sections)
@@ -171,69 +199,32 @@ def _headline(verdict: Verdict, sections: Sequence[StageSection]) -> str:
     if verdict == "incomplete":
         pending = [s.name for s in sections if s.result.status == "skipped"]
         return f"no gate failed, but not every stage ran (skipped: {', '.join(pending)})"
-    stopped = [s.name for s in sections if s.result.status == "error" and not s.failures]
+    stopped = [s for s in sections if s.result.status == "error" and not s.failures]
+    stopped_names = {s.name for s in stopped}
     parts = []
     if count:
         noun = "check" if count == 1 else "checks"
-        judged = [name for name in failed if name not in stopped]
+        judged = [name for name in failed if name not in stopped_names]
         parts.append(f"{count} {noun} failed in {', '.join(judged)}")
-    if stopped:
-        parts.append(f"{', '.join(stopped)} stopped with an error")
+    by_cause: dict[str, list[str]] = {}
+    for section in stopped:
+        cause = _STOPPED_BY.get(section.error.kind, "an error") if section.error else "an error"
+        by_cause.setdefault(cause, []).append(section.name)
+    for cause, names in by_cause.items():
+        parts.append(f"{', '.join(names)} stopped with {cause}")
     return f"not ready to ship: {'; '.join(parts) or ', '.join(failed) + ' failed'}"
 
 
 def _section(result: StageResult) -> StageSection:
     failures = tuple(c for c in result.checks if c.status in ("fail", "error"))
     warnings = tuple(c for c in result.checks if c.status == "warn")
-    metrics = result.metrics
-    deltas = list(_generic_deltas(metrics.get("deltas")))
-    charts: list[Series] = []
-    table: list[Mapping[str, Any]] = []
-    if result.stage == "latency":
-        deltas = list(_latency_deltas(metrics)) + deltas
-        charts.extend(_latency_charts(metrics))
-        table.extend(_latency_table(metrics))
-    if result.stage == "canary":
-        charts.extend(_canary_charts(metrics))
-        table.extend(_canary_table(metrics))
-    return StageSection(result=result, failures=failures, warnings=warnings,
-                        deltas=tuple(deltas), charts=tuple(charts), table=tuple(table))
+    deltas = (*result.deltas, *_legacy_deltas(result.metrics.get("deltas")))
+    series = tuple(s for s in result.series if _drawable(s))
+    return StageSection(result=result, failures=failures, warnings=warnings, deltas=deltas,
+                        series=series)
 
 
-def _latency_table(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    batches = _mapping(metrics.get("batches") or metrics.get("batch_sizes"))
-    rows: list[Mapping[str, Any]] = []
-    for batch, figures in sorted(batches.items(), key=lambda item: _as_int(item[0])):
-        if isinstance(figures, Mapping):
-            rows.append({"batch": str(batch), **{k: _number(figures.get(k)) for k in
-                                                 ("p50_ms", "p95_ms", "p99_ms", "throughput_rps")}})
-    return rows
-
-
-def _latency_deltas(metrics: Mapping[str, Any]) -> list[Delta]:
-    deltas = []
-    regression = _mapping(metrics.get("regression") or metrics.get("baseline"))
-    if "ratio" in regression:  # one comparison, not keyed by batch
-        regression = {"": regression}
-    for batch, record in sorted(regression.items(), key=lambda item: _as_int(item[0])):
-        if not isinstance(record, Mapping):
-            continue
-        base, cand = _number(record.get("baseline_p50_ms")), _number(record.get("candidate_p50_ms"))
-        ratio = _number(record.get("ratio"))
-        low, high = _number(record.get("ci_low")), _number(record.get("ci_high"))
-        name, unit = (f"p50 latency at batch {batch}" if batch else "p50 latency"), "ms"
-        if base is None or cand is None:
-            if ratio is None:
-                continue
-            base, cand = 1.0, ratio  # only the ratio is known: the percentage still holds
-            name, unit = (f"latency ratio at batch {batch}" if batch else "latency ratio"), "×"
-        interval = (low, high) if low is not None and high is not None else None
-        deltas.append(Delta(name=name, baseline=base, candidate=cand, unit=unit,
-                            interval=interval))
-    return deltas
-
-
-def _generic_deltas(records: Any) -> list[Delta]:
+def _legacy_deltas(records: Any) -> list[Delta]:
     deltas = []
     for record in records if isinstance(records, list) else []:
         if not isinstance(record, Mapping):
@@ -247,93 +238,20 @@ def _generic_deltas(records: Any) -> list[Delta]:
     return deltas
 
 
-def _latency_charts(metrics: Mapping[str, Any]) -> list[Series]:
-    charts = []
-    distribution = _mapping(metrics.get("distribution"))
-    for batch, points in sorted(distribution.items(), key=lambda item: _as_int(item[0])):
-        pairs = [(float(p[1]), float(p[0])) for p in points if _is_point(p)] \
-            if isinstance(points, list) else []
-        if len(pairs) < 2:
-            continue
-        pairs.sort()
-        charts.append(Series(
-            title=f"Latency distribution, batch {batch}",
-            x_label="percentile",
-            categories=tuple(f"p{_percentile_label(q)}" for q, _ in pairs),
-            y_label="ms",
-            values=tuple(round(ms, 4) for _, ms in pairs),
-        ))
-    return charts
+def _drawable(series: Series) -> bool:
+    return (0 < len(series.values) == len(series.categories)
+            and all(_number(value) is not None for value in series.values))
 
 
-def _canary_steps(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    steps = metrics.get("steps")
-    return [s for s in steps if isinstance(s, Mapping)] if isinstance(steps, list) else []
-
-
-def _canary_table(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    rows: list[Mapping[str, Any]] = []
-    for index, step in enumerate(_canary_steps(metrics), start=1):
-        rows.append({"step": index, "weight": _number(step.get("weight")),
-                     "error_rate": _number(step.get("error_rate")),
-                     "p95_ms": _number(step.get("p95_ms")),
-                     "status": str(step.get("status") or "")})
-    return rows
-
-
-def _canary_charts(metrics: Mapping[str, Any]) -> list[Series]:
-    steps = _canary_steps(metrics)
-    if not steps:
-        return []
-    labels = tuple(f"{i}: {_fmt(_number(s.get('weight')))}%" for i, s in enumerate(steps, 1))
-    charts = []
-    weights = [_number(s.get("weight")) for s in steps]
-    if all(w is not None for w in weights):
-        charts.append(Series("Canary traffic weight per step", "step", labels, "weight %",
-                             tuple(float(w or 0) for w in weights), kind="bar"))
-    errors = [_number(s.get("error_rate")) for s in steps]
-    if all(e is not None for e in errors):
-        charts.append(Series("Canary error rate per step", "step", labels, "error rate %",
-                             tuple(round(float(e or 0) * 100, 4) for e in errors)))
-    latencies = [_number(s.get("p95_ms")) for s in steps]
-    if all(v is not None for v in latencies):
-        charts.append(Series("Canary p95 latency per step", "step", labels, "p95 ms",
-                             tuple(float(v or 0) for v in latencies)))
-    return charts
-
-
-def _stage_rank(stage: str) -> int:
-    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
+def _web_link(url: str) -> str:
+    # Links come from the environment and configuration: only web links become links.
+    return url if re.match(r"https?://[^\s<>\"]+$", url or "") else ""
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def _is_point(point: Any) -> bool:
-    return (isinstance(point, (list, tuple)) and len(point) == 2
-            and all(_number(v) is not None for v in point))
-
-
-def _as_int(text: str) -> int:
-    return int(text) if str(text).isdigit() else 0
-
-
-def _percentile_label(quantile: float) -> str:
-    value = quantile * 100
-    return f"{value:.0f}" if math.isclose(value, round(value)) else f"{value:g}"
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "?"
-    return f"{value:g}"
 
 
 def _nice_ceiling(value: float) -> float:

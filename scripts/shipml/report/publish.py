@@ -2,9 +2,9 @@
 
 GitHub pull request: one sticky comment per report key (found by a hidden marker, edited in
 place) and the job summary. Push: job summary, and a commit comment when configured. Jenkins: the
-same PR comment through the same client. act: printed and written, never posted. Local: files
-and the terminal. Publishing problems become a warning annotation unless the caller asks them to
-fail the job.
+same PR comment through the same client. act: printed and written, never posted, with one line
+saying where it would have gone. Local: files and the terminal. Publishing problems become a
+warning annotation unless the caller asks them to fail the job.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ NO_TOKEN = (
     "      pull-requests: write\n"
     "or set GITHUB_TOKEN / SHIPML_GITHUB_TOKEN (Jenkins: a credential bound to GITHUB_TOKEN)."
 )
+DRY_RUN = "shipml report: dry run (act): would post to {target}"
 NO_REPOSITORY = (
     "pull request #{number} found but not its repository; set SHIPML_GITHUB_REPOSITORY=owner/name"
 )
@@ -61,8 +62,8 @@ def upsert_comment(client: GitHubClient, pull: PullRequest, key: str, body: str,
     outdated. Raises the client's errors.
     """
     tag = marker(key)
-    if tag not in body:
-        raise ValueError("the comment body lacks its marker")
+    if not is_marked(body, tag):
+        raise ValueError("the comment body does not start with its marker")
     repository, number = pull.repository, pull.number
     existing = _marked(client.list_issue_comments(repository, number), tag)
     if mode == "hide-superseded":
@@ -94,8 +95,16 @@ def upsert_comment(client: GitHubClient, pull: PullRequest, key: str, body: str,
     return CommentOutcome(written, action, deleted=tuple(deleted))
 
 
+def is_marked(body: str, tag: str) -> bool:
+    """Return True when a comment ``body`` is the report of marker ``tag``: its first line is
+    exactly the marker. A marker quoted anywhere else (a stage name, a check, another report's
+    text, a human's reply) does not make a comment ours."""
+    first = body.split("\n", 1)[0]
+    return first.rstrip("\r") == tag
+
+
 def _marked(comments: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
-    found = [c for c in comments if tag in str(c.get("body") or "")]
+    found = [c for c in comments if is_marked(str(c.get("body") or ""), tag)]
     return sorted(found, key=lambda c: (str(c.get("created_at") or ""), int(c["id"])))
 
 
@@ -140,13 +149,13 @@ def publish(platform: Platform, plan: PublishPlan, comment_body: str, summary_bo
         # act is a dry run: show what would be posted; a laptop gets the terminal rendering.
         print_body()
         outcome.printed = True
+        target = _target(platform, plan) if platform.name == "act" else ""
+        if target:
+            print(DRY_RUN.format(target=target))
         return outcome
     if not plan.comment and not plan.commit_comment:
         return outcome
-    pull = platform.pull_request()
-    if plan.pull_request is not None:
-        pull = PullRequest(repository=pull.repository if pull else (platform.repository() or ""),
-                           number=plan.pull_request)
+    pull = _pull(platform, plan)
     try:
         if pull is not None and plan.comment:
             _post_to_pull(platform, plan, pull, comment_body, outcome)
@@ -159,6 +168,26 @@ def publish(platform: Platform, plan: PublishPlan, comment_body: str, summary_bo
         platform.annotate("warning", f"shipml report not published: {exc.message}",
                           title="shipml report")
     return outcome
+
+
+def _pull(platform: Platform, plan: PublishPlan) -> PullRequest | None:
+    pull = platform.pull_request()
+    if plan.pull_request is not None:
+        pull = PullRequest(repository=pull.repository if pull else (platform.repository() or ""),
+                           number=plan.pull_request)
+    return pull
+
+
+def _target(platform: Platform, plan: PublishPlan) -> str:
+    # Where a real run would post: OWNER/REPO#N, or OWNER/REPO@SHA for a commit comment.
+    pull = _pull(platform, plan)
+    if pull is not None and plan.comment:
+        where = f"{pull.repository or '?'}#{pull.number}"
+    elif pull is None and plan.commit_comment and platform.commit_sha():
+        where = f"{platform.repository() or '?'}@{(platform.commit_sha() or '')[:12]}"
+    else:
+        return ""
+    return "".join(char if char.isprintable() else "?" for char in where)
 
 
 def _client(platform: Platform, plan: PublishPlan, number: int | None) -> GitHubClient:

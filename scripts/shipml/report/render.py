@@ -2,6 +2,12 @@
 
 All text comes from jinja2 templates shipped in ``shipml/report/templates``; a user template
 directory, when given, is searched first, so any template (or only one partial) can be replaced.
+
+Every field a stage, a user or the environment wrote passes an escaping filter before it reaches
+the markdown: ``cell``/``md`` (one line, HTML and markdown syntax escaped, so no ``<!--``, link,
+mention or table break can be forged), ``pre`` (HTML-escaped text kept in lines),
+``mermaid_label`` and ``url``. The HTML page is autoescaped; the text rendering keeps one line
+per field and no control characters.
 """
 
 from __future__ import annotations
@@ -9,6 +15,9 @@ from __future__ import annotations
 import functools
 import html
 import math
+import re
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +25,41 @@ import jinja2
 
 from shipml.errors import ConfigError
 from shipml.report._github import MAX_COMMENT_CHARS
-from shipml.report.model import Report, marker
+from shipml.report.model import (
+    Report,
+    axis_range,
+    build_report,
+    improvement,
+    marker,
+    numeric_column,
+    percent_change,
+)
+from shipml.results import StageResult
 
 MARKDOWN_TEMPLATE = "report.md.j2"
 TEXT_TEMPLATE = "report.txt.j2"
 HTML_TEMPLATE = "report.html.j2"
+#: one stage's section alone: the job summary of a single stage's step
+STAGE_SUMMARY_TEMPLATE = "stage_summary.md.j2"
+
+#: GitHub keeps at most 1 MiB of job summary per step ("Step isolation and limits" in
+#: https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions
+#: #adding-a-job-summary); a larger one is not shown at all. Measured in UTF-8 bytes.
+MAX_SUMMARY_BYTES = 1024 * 1024
+
+Measure = Callable[[str], int]
 
 _STATUS_MARKS = {
     "pass": "✅", "fail": "❌", "error": "💥", "warn": "⚠️", "skipped": "⏭️",
     "incomplete": "⏳",
 }
+#: markdown punctuation that could start emphasis, code, links, tables, strikethrough or math
+#: (``_`` inside a word, as in ``dynamic_int8``, cannot: it stays readable)
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+#: an ``@`` that GitHub would read as a mention
+_MENTION = re.compile(r"(?<![A-Za-z0-9])@")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def environment(template_dir: Path | None = None, *, autoescape: bool = False) -> jinja2.Environment:
@@ -49,7 +83,9 @@ def _environment(template_dir: Path | None, autoescape: bool) -> jinja2.Environm
         loader=jinja2.ChoiceLoader(loaders), autoescape=autoescape, trim_blocks=True,
         lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(cell=md_cell, num=number, mark=status_mark, pct=percent,
+    env.filters.update(cell=md_cell, md=md_text, pre=pre_text, line=one_line, url=md_url,
+                       num=number, mark=status_mark, pct=percent, change=percent_change,
+                       improvement=improvement, axis=axis_range, numeric=numeric_column,
                        mermaid_label=mermaid_label, new_detail=new_detail)
     return env
 
@@ -83,37 +119,107 @@ def render_html(report: Report, template_dir: Path | None = None) -> str:
     return render(report, HTML_TEMPLATE, template_dir)
 
 
+def render_stage_summary(result: StageResult, limit: int = MAX_SUMMARY_BYTES) -> str:
+    """Return the job-summary markdown of one stage: its section rendered exactly as the report
+    renders it (checks, error, tables, charts, deltas), cut like the report to ``limit`` UTF-8
+    bytes (GitHub's per-step limit by default). Every stage's command calls this one renderer."""
+    report = build_report([result])
+    body, _ = fit(report, limit, template=STAGE_SUMMARY_TEMPLATE, measure=utf8_size,
+                  limit_name="job summary")
+    return body
+
+
 def fit_comment(report: Report, limit: int = MAX_COMMENT_CHARS,
                 template_dir: Path | None = None) -> tuple[str, Report]:
-    """Return markdown of at most ``limit`` characters and the report it was rendered from.
+    """Return the comment markdown in at most ``limit`` characters and the report it was
+    rendered from (see :func:`fit`)."""
+    return fit(report, limit, template_dir=template_dir, measure=len, limit_name="comment")
+
+
+def fit_summary(report: Report, limit: int = MAX_SUMMARY_BYTES,
+                template_dir: Path | None = None, *, rendered: str | None = None
+                ) -> tuple[str, Report]:
+    """Return the job-summary markdown in at most ``limit`` UTF-8 bytes and the report it was
+    rendered from (see :func:`fit`)."""
+    return fit(report, limit, template_dir=template_dir, measure=utf8_size,
+               limit_name="job summary", rendered=rendered)
+
+
+def fit(report: Report, limit: int, *, template: str = MARKDOWN_TEMPLATE,
+        template_dir: Path | None = None, measure: Measure = len,
+        limit_name: str = "comment", rendered: str | None = None) -> tuple[str, Report]:
+    """Return markdown whose ``measure`` is at most ``limit``, and the report it came from.
 
     Sections are shortened one by one (passing stages first, then the longest) to their
-    failures; then only the verdict and the failure names remain; a note and the link to the
-    full report say so. A last hard cut keeps the marker and ends with the note.
+    failures; then only the verdict and the failure names remain, as many names as fit, with
+    how many more there are and the link to the full report. A last hard cut (when even the
+    headline and the stage table do not fit) keeps the marker and ends with a note.
+    ``rendered``: the full rendering, when the caller has it already.
     """
-    body = render_markdown(report, template_dir)
-    if len(body) <= limit:
+    def draw(candidate: Report) -> str:
+        return render(candidate, template, template_dir)
+
+    body = draw(report) if rendered is None else rendered
+    if measure(body) <= limit:
         return body, report
     by_priority = sorted(report.sections,
                          key=lambda s: (bool(s.failures), -len(s.result.checks)))
     compacted: list[str] = []
     current = report
-    for section in by_priority:
-        compacted.append(section.name)
-        current = report.with_compact(compacted)
-        body = render_markdown(current, template_dir)
-        if len(body) <= limit:
-            return body, current
-    current = report.with_compact(compacted, names_only=True)
-    body = render_markdown(current, template_dir)
-    if len(body) <= limit:
+    # The failure names alone bound every shortened rendering from below: when they cannot
+    # fit, compacting section by section only costs renderings.
+    if sum(measure(check.name) for _, check in report.failures) < limit:
+        for section in by_priority:
+            compacted.append(section.name)
+            current = report.with_compact(compacted, limit_name=limit_name)
+            body = draw(current)
+            if measure(body) <= limit:
+                return body, current
+    compacted = [section.name for section in by_priority]
+    current = report.with_compact(compacted, names_only=True, limit_name=limit_name)
+    body = draw(current)
+    if measure(body) <= limit:
         return body, current
-    note = "\n\n…cut to fit GitHub's comment limit"
+    # As many failure names as fit: the rendering grows with each name, so bisect.
+    low, high = 0, len(report.failures)
+    best: tuple[str, Report] | None = None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = report.with_compact(compacted, names_only=True, failure_limit=middle,
+                                        limit_name=limit_name)
+        text = draw(candidate)
+        if measure(text) <= limit:
+            best = (text, candidate)
+            low = middle + 1
+        else:
+            high = middle - 1
+    if best is not None:
+        return best
+    current = report.with_compact(compacted, names_only=True, failure_limit=0,
+                                  limit_name=limit_name)
+    return _hard_cut(draw(current), report, limit, measure, limit_name), current
+
+
+def _hard_cut(body: str, report: Report, limit: int, measure: Measure, limit_name: str) -> str:
+    note = f"\n\n…cut to fit GitHub's {limit_name} limit"
     if report.links.full_report:
-        note += f"; [full report]({report.links.full_report})"
+        note += f"; [full report]({md_url(report.links.full_report)})"
     note += "\n"
-    cut = body[: max(limit - len(note), 0)]
-    return cut[: cut.rfind("\n") + 1 or len(cut)] + note, current
+    room = limit - measure(note)
+    low, high = 0, len(body)
+    while low < high:  # the longest prefix that fits
+        middle = (low + high + 1) // 2
+        if measure(body[:middle]) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    cut = body[:low]
+    return cut[: cut.rfind("\n") + 1 or len(cut)] + note
+
+
+def utf8_size(text: str) -> int:
+    """Return the size of ``text`` in UTF-8 bytes."""
+    return len(text.encode("utf-8"))
 
 
 def new_detail(check: Any) -> str:
@@ -123,10 +229,45 @@ def new_detail(check: Any) -> str:
 
 
 def md_cell(value: Any) -> str:
-    """Return ``value`` safe inside a markdown table cell: pipes escaped, one line, no HTML."""
-    text = number(value) if isinstance(value, float) or value is None else str(value)
-    text = html.escape(text, quote=False).replace("|", "\\|")
-    return " ".join(text.split())
+    """Return ``value`` safe inside a markdown table cell or a line of text: numbers formatted,
+    see :func:`md_text` for the escaping."""
+    text = number(value) if isinstance(value, (float, bool)) or value is None else str(value)
+    return md_text(text)
+
+
+def md_text(value: Any) -> str:
+    """Return ``value`` as one line of literal markdown text: whitespace and control characters
+    folded to single spaces; ``&``, ``<`` and ``>`` as HTML entities (so no tag and no ``<!--``
+    comment); backslash before the characters of emphasis, code, links, tables, strikethrough
+    and math; a block marker at the start escaped; ``@`` kept from mentioning anyone."""
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    text = html.escape(text, quote=False)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MENTION.sub("@\u200b", text)  # a zero-width space: @team in a name pings no one
+    if re.match(r"[#>]|[-+=]+$|[-+] ", text):
+        text = "\\" + text
+    numbered = re.match(r"(\d{1,9})([.)])( |$)", text)
+    if numbered:
+        text = f"{numbered.group(1)}\\{text[len(numbered.group(1)):]}"
+    return text
+
+
+def pre_text(value: Any) -> str:
+    """Return ``value`` for inside ``<pre>…</pre>``: HTML-escaped, lines kept, other control
+    characters dropped."""
+    return html.escape(_CONTROL_BUT_NEWLINE.sub("", str(value).replace("\r\n", "\n")),
+                       quote=False)
+
+
+def one_line(value: Any) -> str:
+    """Return ``value`` on one line without control characters (terminal and log output)."""
+    return " ".join(_CONTROL.sub(" ", str(value)).split())
+
+
+def md_url(value: Any) -> str:
+    """Return a URL safe inside ``[text](url)``: spaces, brackets, quotes and parentheses
+    percent-encoded."""
+    return urllib.parse.quote(str(value), safe=":/?#@!$&'*+,;=%~-._")
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -153,5 +294,7 @@ def percent(value: float) -> str:
 
 
 def mermaid_label(value: Any) -> str:
-    """Return text safe inside a double-quoted mermaid label."""
-    return str(value).replace('"', "'").replace("\n", " ")
+    """Return text safe inside a double-quoted mermaid label in a fenced block: one line, no
+    double quote, backtick or angle bracket."""
+    text = one_line(value).replace('"', "'").replace("`", "'")
+    return text.replace("<", "‹").replace(">", "›")
