@@ -1,10 +1,6 @@
-"""The GitHub Actions layer: zizmor, the structural rules of style.md, and the actions run as the
-runner runs them (tests/actions/_runner.py), hostile inputs included.
-
-The slow tests share one real install: the setup action pip-installs this checkout with the
-validate extra into a fresh venv under a session RUNNER_TEMP (about a minute with a warm pip cache);
-every later action run in the session finds that venv ready and skips pip, as a second stage in one
-GitHub job does.
+"""The GitHub Actions layer: zizmor, the structural rules of style.md, the one setup step that every
+action carries, and setup.sh's refusals, hostile inputs included. The actions run end to end, with
+a real install, through real act in test_act.py.
 """
 
 from __future__ import annotations
@@ -22,11 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.actions._runner import ActionRun, load_action, parse_output_file, run_action
+from tests.actions._runner import load_action, parse_output_file, run_action
 
 REPO = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO / "actions" / "setup" / "setup.sh"
-EXAMPLE = REPO / "scripts" / "shipml" / "example"
 ACTION_DIRS = sorted([REPO, *(path.parent for path in (REPO / "actions").glob("*/action.yml"))])
 WORKFLOW_TEMPLATES = sorted((REPO / "workflow-templates").glob("*.yml"))
 
@@ -34,8 +29,6 @@ _PINNED_USES = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 _VERSION_COMMENT = re.compile(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _INPUT_REFERENCE = re.compile(r"\binputs\.([\w-]+)")
-#: keys of a step, other than `env:` of a `run:` step, that may read an input
-_STEP_KEYS_FOR_INPUTS = ("working-directory", "with", "if")
 #: the only owner whose actions the templates may reference by tag (see shipml-pr.yml)
 _OWN_ACTIONS = re.compile(r"^OWNER/shipml(/[\w./-]+)?@v\d+$")
 
@@ -114,13 +107,14 @@ def test_action_is_a_thin_composite(action_dir: Path) -> None:
     for name in action.get("inputs") or {}:
         assert _KEBAB.match(name), f"input {name!r} is not kebab-case"
     for number, step in enumerate(_steps(action_dir)):
-        assert ("run" in step) != ("uses" in step), f"step {number}: exactly one of run/uses"
-        if "run" in step:
-            assert step.get("shell") == "bash"
-            assert "${{" not in step["run"], f"step {number}: an expression inside run:"
-            assert "if" not in step, f"step {number}: no logic in YAML"
-            for name in step.get("env") or {}:
-                assert name.startswith("SHIPML_"), f"step {number}: env {name} is not SHIPML_*"
+        # act (and GitHub's runner) fetch every `uses:` of a composite action before evaluating
+        # `if:`: one third-party step would break every offline act run, skipped or not.
+        assert "uses" not in step, f"step {number}: a `uses:` step ({step['uses']})"
+        assert step.get("shell") == "bash"
+        assert "${{" not in step["run"], f"step {number}: an expression inside run:"
+        assert "if" not in step, f"step {number}: no logic in YAML"
+        for name in step.get("env") or {}:
+            assert name.startswith("SHIPML_"), f"step {number}: env {name} is not SHIPML_*"
 
 
 @pytest.mark.parametrize("action_dir", ACTION_DIRS, ids=_ids(ACTION_DIRS))
@@ -139,8 +133,7 @@ def test_every_input_reaches_run_steps_only_through_shipml_env(action_dir: Path)
                         assert re.fullmatch(r"\$\{\{ inputs\.[\w-]+ \}\}", str(env_value)), (
                             f"step {number}: {env_name} must be exactly one input")
             else:
-                assert key in _STEP_KEYS_FOR_INPUTS, f"step {number}: inputs used in {key}:"
-                assert key == "working-directory" or "uses" in step, f"step {number}: {key}:"
+                assert key == "working-directory", f"step {number}: inputs used in {key}:"
             referenced |= names
     assert referenced == set(action.get("inputs") or {}), "declared and used inputs differ"
 
@@ -167,35 +160,71 @@ def test_pins_agree_across_actions_and_templates() -> None:
     assert {repo: len(found) for repo, found in pins.items()} == {repo: 1 for repo in pins}
 
 
+def _validate_variables() -> set[str]:
+    from shipml.validate import cli as validate_cli
+
+    options = getattr(validate_cli, "OPTIONS", None)
+    if options is not None:
+        return {option.env for option in options}
+    return set(validate_cli.ENVIRONMENT)
+
+
 def test_validate_action_maps_every_variable_the_cli_reads() -> None:
-    from shipml.validate.cli import ENVIRONMENT
+    environment = _validate_variables()
 
     stage = next(s for s in _steps(REPO / "actions" / "validate") if "run" in s and "validate" in s["run"])
-    assert set(ENVIRONMENT) | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR"} <= set(stage["env"])
+    assert environment | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR"} <= set(stage["env"])
     outputs = load_action(REPO / "actions" / "validate")["outputs"]
     assert {"status", "result", "report", "junit"} <= set(outputs)
 
 
 def test_top_level_action_runs_the_pipeline_with_every_input_wired() -> None:
-    from shipml.validate.cli import ENVIRONMENT
+    environment = _validate_variables()
 
     stage = next(s for s in _steps(REPO) if s.get("id") == "shipml")
-    assert stage["run"] == '"$SHIPML_EXECUTABLE" run'
-    assert set(ENVIRONMENT) | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", "SHIPML_STAGES",
+    assert stage["run"] == 'exec "$SHIPML_EXECUTABLE" run'
+    assert environment | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", "SHIPML_STAGES",
                                "SHIPML_BASELINE_REF", "SHIPML_GITHUB_TOKEN"} <= set(stage["env"])
     outputs = load_action(REPO)["outputs"]
     assert {"status", "validate-status", "latency-status", "results-dir", "comment-url"} <= set(outputs)
 
 
-def test_stage_actions_carry_the_setup_block_of_actions_setup() -> None:
-    def uses_steps(action_dir: Path) -> list[tuple[str, str]]:
-        return [(s.get("id", ""), s["uses"]) for s in _steps(action_dir) if "uses" in s]
+_SETUP_BLOCK = re.compile(r"^    # --- shipml setup ---\n(.*?)^    # --- end shipml setup ---\n",
+                          re.MULTILINE | re.DOTALL)
+#: the extras each action installs (validate's deepchecks stack only where validate runs)
+_EXTRAS = {".": "validate", "actions/validate": "validate", "actions/optimize": '""',
+           "actions/latency": '""', "actions/report": '""'}
 
-    reference = uses_steps(REPO / "actions" / "setup")
-    for action_dir in (REPO / "actions" / "validate", REPO):
-        assert uses_steps(action_dir) == reference
-        runs = [s["run"] for s in _steps(action_dir) if "run" in s]
-        assert runs[0].endswith("setup.sh\" plan") and runs[1].endswith("setup.sh\" install")
+
+def _setup_block(action_dir: Path) -> str:
+    blocks = _SETUP_BLOCK.findall((action_dir / "action.yml").read_text(encoding="utf-8"))
+    assert len(blocks) == 1, f"{action_dir}: expected one `# --- shipml setup ---` block"
+    return str(blocks[0])
+
+
+@pytest.mark.parametrize("action_dir", [d for d in ACTION_DIRS if d.name != "setup"],
+                         ids=_ids([d for d in ACTION_DIRS if d.name != "setup"]))
+def test_setup_block_is_the_one_of_actions_setup(action_dir: Path) -> None:
+    # The block is copied because a composite action cannot `uses:` its sibling portably; the
+    # copies may differ only in the script's path and in what actions/setup takes as inputs.
+    name = str(action_dir.relative_to(REPO)) or "."
+    expected = (_setup_block(REPO / "actions" / "setup")
+                .replace("${{ inputs.extras }}", _EXTRAS[name])
+                .replace("${{ inputs.venv-path }}", '""')
+                .replace("${{ inputs.add-to-path }}", '"false"'))
+    if action_dir == REPO:
+        expected = expected.replace('"$GITHUB_ACTION_PATH/../setup/setup.sh"',
+                                    '"$GITHUB_ACTION_PATH/actions/setup/setup.sh"')
+    assert _setup_block(action_dir) == expected
+    stage = _steps(action_dir)[-1]
+    assert stage["env"]["SHIPML_EXECUTABLE"] == "${{ steps.install.outputs.shipml }}"
+    assert stage["run"].startswith('exec "$SHIPML_EXECUTABLE" ')
+
+
+def test_every_action_is_set_up_by_the_block_alone() -> None:
+    for action_dir in ACTION_DIRS:
+        first = _steps(action_dir)[0]
+        assert first["id"] == "install" and first["run"].endswith('setup.sh" install')
 
 
 def test_workflow_template_is_least_privilege_and_has_metadata() -> None:
@@ -212,6 +241,10 @@ def test_workflow_template_is_least_privilege_and_has_metadata() -> None:
                     assert step["with"]["persist-credentials"] is False
                 if uses:
                     assert _PINNED_USES.match(uses) or _OWN_ACTIONS.match(uses), uses
+        # Copied by hand, a `branches: [$default-branch]` filter stays literal and never fires.
+        trigger = workflow[True]  # YAML 1.1 reads the key `on` as true
+        assert trigger == {"pull_request": None}, trigger
+        assert "$default-branch" not in template.read_text(encoding="utf-8")
         metadata = json.loads(template.with_suffix(".properties.json").read_text(encoding="utf-8"))
         assert {"name", "description", "iconName", "categories", "filePatterns"} <= set(metadata)
         for pattern in metadata["filePatterns"]:
@@ -224,6 +257,26 @@ def test_jenkinsfile_runs_the_pipeline_and_publishes_junit_and_html() -> None:
     assert "shipml run" in text
     assert "junit " in text and "validate.junit.xml" in text
     assert "publishHTML" in text and "report/report.html" in text and "validate.html" in text
+    # a stock Jenkins has no `linux` label: such an agent would stay queued
+    assert "agent any" in text and "label 'linux'" not in text
+    # the git-ref baseline needs the target branch, which a PR checkout may lack
+    assert 'refs/remotes/origin/${CHANGE_TARGET}' in text and "git fetch" in text
+    # Jenkins' default CSP blanks deepchecks' page: the file says how to view it
+    assert "hudson.model.DirectoryBrowserSupport.CSP" in text
+
+
+def test_install_commands_work_without_a_pypi_release() -> None:
+    from shipml.validate._pytest import PYTEST_MISSING
+
+    git_install = '"shipml[validate] @ git+https://github.com/OWNER/shipml@v1"'
+    jenkinsfile = (REPO / "workflow-templates" / "Jenkinsfile.example").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "'shipml[validate] @ git+https://github.com/OWNER/shipml@v1'" in jenkinsfile
+    assert f"pip install {git_install}" in readme
+    assert git_install in PYTEST_MISSING
+    for text in (jenkinsfile, readme, PYTEST_MISSING):
+        # the bare requirement, which PyPI cannot satisfy
+        assert not re.search(r"pip install ([\'\"]?)shipml\[validate\]\1(?!\s*@)(\s|$)", text, re.MULTILINE)
 
 
 # --- the setup script without pip ---------------------------------------------------------------
@@ -264,9 +317,80 @@ def test_plan_names_the_venv_and_a_key_of_version_extras_python_and_os(tmp_path:
 def test_setup_rejects_a_venv_path_with_a_newline(tmp_path: Path) -> None:
     run = run_action(REPO / "actions" / "setup", {"venv-path": f"{tmp_path}/v\n/usr/evil/bin"},
                      workspace=tmp_path / "ws", runner_temp=tmp_path / "temp")
-    assert run.step("plan").returncode == 2
-    assert "contains a newline" in run.step("plan").stderr
+    assert run.step("install").returncode == 2
+    assert "contains a newline" in run.step("install").stderr
     assert run.github_path == []
+
+
+@pytest.mark.parametrize("venv_path", [
+    "$(touch {marker})", "{tmp}/`touch {marker}`", "{tmp}/a b", "{tmp}/x';touch {marker};'",
+    '{tmp}/x";touch {marker};"', "{tmp}/$HOME", "{tmp}/v\\", "{tmp}/caf\u00e9",
+])
+def test_setup_refuses_a_venv_path_outside_the_allowed_characters(tmp_path: Path, venv_path: str) -> None:
+    # pip writes a /bin/sh launcher for such paths, and setup.sh used to run it: `$(...)` ran.
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    value = venv_path.format(marker=marker, tmp=tmp_path)
+    env = _setup_env(tmp_path, SHIPML_SETUP_VENV=value, SHIPML_SETUP_ADD_TO_PATH="true",
+                     GITHUB_PATH=str(tmp_path / "path"))
+    (tmp_path / "path").write_text("", encoding="utf-8")
+    completed = subprocess.run(["bash", str(SETUP_SCRIPT), "install"], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, check=False)
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert "holds a character outside letters, digits and . _ + - /" in completed.stderr
+    assert not marker.exists()
+    assert (tmp_path / "output").read_text(encoding="utf-8") == ""
+    assert (tmp_path / "path").read_text(encoding="utf-8") == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output", "path"]
+
+
+def test_setup_refuses_a_runner_temp_with_odd_characters(tmp_path: Path) -> None:
+    odd = tmp_path / "run $(id)"
+    odd.mkdir()
+    completed = subprocess.run(["bash", str(SETUP_SCRIPT), "plan"],
+                               env=_setup_env(tmp_path, RUNNER_TEMP=str(odd)),
+                               capture_output=True, text=True, check=False)
+    assert completed.returncode == 2
+    assert "the default venv path (from RUNNER_TEMP)" in completed.stderr
+
+
+def test_under_act_the_venv_lives_in_the_cache_and_is_reused_across_runs(tmp_path: Path) -> None:
+    outputs, _ = _plan(tmp_path, ACT="true", XDG_CACHE_HOME=str(tmp_path / "cache"),
+                       SHIPML_SETUP_EXTRAS="validate")
+    assert outputs["venv"] == str(tmp_path / "cache" / "shipml" / "act-venv-0.1.0-validate")
+    # an explicit venv-path still wins under act
+    explicit, _ = _plan(tmp_path, ACT="true", SHIPML_SETUP_VENV=str(tmp_path / "v"))
+    assert explicit["venv"] == str(tmp_path / "v")
+
+
+def test_python_version_comes_from_the_tool_cache(tmp_path: Path) -> None:
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    minor = ".".join(version.split(".")[:2])
+    tool = tmp_path / "toolcache" / "Python" / version / "x64" / "bin"
+    tool.mkdir(parents=True)
+    used = tmp_path / "used"
+    launcher = tool / "python3"
+    launcher.write_text(f'#!/bin/sh\ntouch "{used}"\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    launcher.chmod(0o755)
+    outputs, _ = _plan(tmp_path, SHIPML_SETUP_PYTHON_VERSION=minor,
+                       RUNNER_TOOL_CACHE=str(tmp_path / "toolcache"))
+    assert used.exists()
+    assert f"-py{version}-" in outputs["key"]
+
+
+@pytest.mark.parametrize(("environ", "code", "message"), [
+    ({"SHIPML_SETUP_PYTHON_VERSION": "3.11; touch x"}, 2, "is not a Python version such as 3.11"),
+    ({"SHIPML_SETUP_PYTHON_VERSION": "3.99"}, 2, "uses: actions/setup-python@<full sha>"),
+    ({"SHIPML_SETUP_PYTHON_VERSION": "3.99", "ACT": "true"}, 0, "under act python3 on PATH is used"),
+])
+def test_python_version_that_is_not_there(tmp_path: Path, environ: dict[str, str], code: int,
+                                          message: str) -> None:
+    env = _setup_env(tmp_path, RUNNER_TOOL_CACHE=str(tmp_path / "none"),
+                     XDG_CACHE_HOME=str(tmp_path / "cache"), **environ)
+    completed = subprocess.run(["bash", str(SETUP_SCRIPT), "plan"], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, check=False)
+    assert completed.returncode == code, completed.stderr
+    assert message in completed.stdout + completed.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_setup_never_empties_a_folder_that_is_not_a_venv(tmp_path: Path) -> None:
@@ -302,138 +426,9 @@ def test_setup_rejects_hostile_extras_before_running_anything(tmp_path: Path, ex
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     run = run_action(REPO / "actions" / "setup", {"extras": extras.format(marker=marker)},
                      workspace=tmp_path / "ws", runner_temp=tmp_path / "temp")
-    plan = run.step("plan")
-    assert plan.returncode == 2
-    assert "is not a comma-separated list of extras" in plan.stderr
-    assert not [line for line in (plan.stdout + plan.stderr).splitlines() if line.startswith("::")]
-    assert [s.step_id for s in run.steps if s.ran] == ["plan"]
+    install = run.step("install")
+    assert install.returncode == 2
+    assert "is not a comma-separated list of extras" in install.stderr
+    assert not [line for line in (install.stdout + install.stderr).splitlines() if line.startswith("::")]
     assert not marker.exists()
     assert not (tmp_path / "temp" / "shipml-venv-validate").exists()
-
-
-# --- the actions, run the way the runner runs them ----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def runner_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("runner_temp")
-
-
-@pytest.fixture(scope="session")
-def first_setup(runner_temp: Path, tmp_path_factory: pytest.TempPathFactory) -> ActionRun:
-    """The real install: actions/setup into a fresh venv, pip from PyPI (with pip's cache)."""
-    run = run_action(REPO / "actions" / "setup", {"extras": "validate"},
-                     workspace=tmp_path_factory.mktemp("workspace"), runner_temp=runner_temp)
-    assert not run.failed, run.log
-    return run
-
-
-@pytest.fixture
-def example_workspace(tmp_path: Path) -> Path:
-    workspace = tmp_path / "workspace"
-    shutil.copytree(EXAMPLE, workspace, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    return workspace
-
-
-@pytest.mark.slow
-def test_setup_installs_shipml_from_this_checkout_into_a_fresh_venv(
-    first_setup: ActionRun, runner_temp: Path
-) -> None:
-    install = first_setup.step("install")
-    venv = runner_temp / "shipml-venv-validate"
-    assert first_setup.step("plan").outputs["ready"] == "false"
-    assert install.outputs["reused"] == "false"
-    assert "installing shipml[validate]" in install.stdout
-    assert first_setup.outputs["python"] == str(venv / "bin" / "python")
-    assert first_setup.outputs["shipml"] == str(venv / "bin" / "shipml")
-    assert first_setup.outputs["cache-hit"] == "false"
-    probe = subprocess.run(
-        [first_setup.outputs["python"], "-c",
-         "import shipml, deepchecks; print(shipml.__file__); print(deepchecks.__version__)"],
-        capture_output=True, text=True, check=True,
-    )
-    location, deepchecks_version = probe.stdout.split()
-    assert Path(location).is_relative_to(venv), "shipml must be installed, not linked to the checkout"
-    assert deepchecks_version == "0.19.1"
-    version = subprocess.run([first_setup.outputs["shipml"], "--version"], capture_output=True,
-                             text=True, check=True)
-    assert version.stdout.strip() == "shipml 0.1.0"
-    # add-to-path (default true) exposes the console script alone, not the venv's python.
-    assert first_setup.github_path == [str(venv / "shipml-path")]
-    assert sorted(p.name for p in (venv / "shipml-path").iterdir()) == ["shipml"]
-
-
-@pytest.mark.slow
-def test_second_setup_in_a_job_reuses_the_venv_without_pip(
-    first_setup: ActionRun, runner_temp: Path, tmp_path: Path
-) -> None:
-    site_packages = next((runner_temp / "shipml-venv-validate" / "lib").glob("python*/site-packages"))
-    before = {p.name: p.stat().st_mtime_ns for p in site_packages.iterdir()}
-    run = run_action(REPO / "actions" / "setup", {"extras": "validate"},
-                     workspace=tmp_path, runner_temp=runner_temp)
-    assert not run.failed, run.log
-    assert run.step("plan").outputs["ready"] == "true"
-    install = run.step("install")
-    assert "reusing the cached venv" in install.stdout and "pip not run" in install.stdout
-    assert install.outputs["reused"] == "true"
-    assert run.outputs["cache-hit"] == "true"
-    assert run.outputs["shipml"] == first_setup.outputs["shipml"]
-    assert {p.name: p.stat().st_mtime_ns for p in site_packages.iterdir()} == before
-
-
-@pytest.mark.slow
-def test_validate_action_passes_on_the_bundled_example(
-    first_setup: ActionRun, runner_temp: Path, example_workspace: Path
-) -> None:
-    run = run_action(REPO / "actions" / "validate", {}, workspace=example_workspace,
-                     runner_temp=runner_temp)
-    assert not run.failed, run.log
-    assert run.step("install").outputs["reused"] == "true"
-    assert set(run.step("validate").outputs) == {"status", "result", "report", "junit"}
-    assert run.outputs["status"] == "pass"
-    result_path = example_workspace / run.outputs["result"]
-    assert result_path == example_workspace / ".shipml" / "results" / "validate.json"
-    result = json.loads(result_path.read_text(encoding="utf-8"))
-    assert (result["stage"], result["status"]) == ("validate", "pass")
-    assert (example_workspace / run.outputs["junit"]).is_file()
-    assert (example_workspace / run.outputs["report"]).is_file()
-
-
-@pytest.mark.slow
-def test_validate_action_does_not_execute_hostile_inputs(
-    first_setup: ActionRun, runner_temp: Path, example_workspace: Path, tmp_path: Path
-) -> None:
-    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
-    hostile_label = f'benign"; touch {marker} #\nstatus<<EOF\npass\nEOF'
-    run = run_action(REPO / "actions" / "validate",
-                     {"label": hostile_label, "pytest": f"$(touch {marker})"},
-                     workspace=example_workspace, runner_temp=runner_temp)
-    validate = run.step("validate")
-    assert validate.returncode == 2, run.log
-    assert "label column" in validate.stderr and "is not in the data" in validate.stderr
-    assert not marker.exists()
-    assert validate.outputs == {}
-    assert run.outputs["status"] == ""
-
-
-@pytest.mark.slow
-def test_top_level_action_cannot_have_its_outputs_forged(
-    first_setup: ActionRun, runner_temp: Path, example_workspace: Path
-) -> None:
-    # A value that reaches $GITHUB_OUTPUT and carries a fake delimiter and fake outputs.
-    hostile_dir = "out\nstatus<<EOF\nfail\nEOF\nforged=1"
-    run = run_action(REPO, {"output-dir": hostile_dir, "suites": "data_integrity",
-                            "stages": "validate"},
-                     workspace=example_workspace, runner_temp=runner_temp)
-    assert not run.failed, run.log
-    shipml = run.step("shipml")
-    assert "status<<EOF" in shipml.output_file_text  # the hostile text did reach the file
-    assert set(shipml.outputs) == {"status", "result", "report", "junit", "results-dir",
-                                   "validate-status"}
-    assert run.outputs["status"] == "pass"
-    assert run.outputs["validate-status"] == "pass"
-    assert run.outputs["optimize-status"] == ""
-    assert run.outputs["results-dir"] == f"{hostile_dir}/results"
-    result = json.loads((example_workspace / hostile_dir / "results" / "validate.json")
-                        .read_text(encoding="utf-8"))
-    assert result["status"] == "pass"

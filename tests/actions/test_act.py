@@ -1,0 +1,152 @@
+"""The actions through real act, offline, in host mode, as a user runs them before pushing.
+
+Hostile inputs go in where a pull request or a careless config could put them: command
+substitution, backticks, spaces, and newlines that carry workflow commands. act reads the step log
+for commands as GitHub's runner does (``::add-mask::`` masks every later occurrence, ``::warning::``
+shows a 🚧 line), so "nothing injected" is checked on act's own log. One venv is installed per
+session (act's and shipml's caches live in one XDG_CACHE_HOME); every later run reuses it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.actions._act import ActRun, copy_action_source, run_workflow
+
+pytestmark = [pytest.mark.act, pytest.mark.slow]
+
+SETUP = "OWNER/shipml/actions/setup@v1"
+VALIDATE = "OWNER/shipml/actions/validate@v1"
+PIPELINE = "OWNER/shipml@v1"
+
+
+@pytest.fixture(scope="session")
+def act_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("act_home")
+
+
+@pytest.fixture(scope="session")
+def action_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_action_source(tmp_path_factory.mktemp("action") / "shipml")
+
+
+def _pwned(tmp_path: Path) -> Path:
+    return tmp_path / f"pwned-{uuid.uuid4().hex}"
+
+
+def assert_nothing_injected(run: ActRun, token: str) -> None:
+    """No forged command took effect: no mask, no warning or error line carrying ``token``."""
+    lines = run.log.splitlines()
+    assert not [line for line in lines if "\u2699  ***" in line], "a mask was added"
+    assert not [line for line in lines if token in line and ("\U0001f6a7" in line or "\u2757" in line)]
+    assert not [line for line in lines if "::stop-commands::" in line and "\u2699" in line]
+    # "shipml" was the forged mask: were it masked, act would print *** for it from then on.
+    assert "shipml" in run.log.split("Set up job", 1)[-1]
+
+
+@pytest.fixture(scope="session")
+def installed(act_home: Path, action_source: Path, tmp_path_factory: pytest.TempPathFactory) -> ActRun:
+    """The real install: actions/setup with the validate extra into the act venv, once a session."""
+    run = run_workflow([{"id": "setup", "uses": SETUP, "with": {"extras": "validate"}}],
+                       workspace=tmp_path_factory.mktemp("ws") / "repo", source=action_source,
+                       cache_home=act_home)
+    assert run.returncode == 0, run.log[-6000:]
+    return run
+
+
+def test_setup_installs_into_the_act_venv_and_a_second_run_reuses_it(
+    installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    venv = act_home / "shipml" / "act-venv-0.1.0-validate"
+    first = installed.outputs("setup")
+    assert installed.outcome("setup") == "success"
+    assert first["python"] == str(venv / "bin" / "python")
+    assert first["shipml"] == str(venv / "bin" / "shipml")
+    assert first["cache-hit"] in ("false", "true")  # true when an earlier test already installed
+    again = run_workflow([{"id": "setup", "uses": SETUP, "with": {"extras": "validate"}}],
+                         workspace=tmp_path / "repo", source=action_source, cache_home=act_home)
+    assert again.returncode == 0, again.log[-6000:]
+    assert again.outputs("setup")["cache-hit"] == "true"
+    assert again.outputs("setup")["shipml"] == first["shipml"]
+    assert "pip not run" in again.log
+    # nothing was cloned: the actions carry no third-party `uses:` step
+    assert "git clone" not in again.log
+
+
+def test_setup_refuses_hostile_venv_paths_and_runs_nothing(
+    act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    marker = _pwned(tmp_path)
+    token = uuid.uuid4().hex
+    hostile = [
+        f"$(touch {marker})",
+        f"/tmp/`touch {marker}`",
+        f"/tmp/a b/$(touch {marker})",
+        f'/tmp/x";touch {marker};"',
+        f"/tmp/v\n::add-mask::shipml\n::warning::{token}",
+    ]
+    steps = [{"id": f"h{number}", "uses": SETUP, "continue-on-error": True,
+              "with": {"venv-path": value, "extras": ""}} for number, value in enumerate(hostile)]
+    run = run_workflow(steps, workspace=tmp_path / "repo", source=action_source, cache_home=act_home)
+    assert run.returncode == 0, run.log[-6000:]  # every step failed, each with continue-on-error
+    for number in range(len(hostile)):
+        assert run.outcome(f"h{number}") == "failure", number
+        assert run.outputs(f"h{number}").get("shipml", "") == ""
+    assert run.log.count("holds a character outside letters, digits and . _ + - /") == 4
+    assert "contains a newline" in run.log
+    assert not marker.exists()
+    assert_nothing_injected(run, token)
+
+
+def test_validate_action_does_not_execute_or_echo_hostile_inputs(
+    installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    marker = _pwned(tmp_path)
+    token = uuid.uuid4().hex
+    run = run_workflow(
+        [{"id": "validate", "uses": VALIDATE, "continue-on-error": True,
+          "with": {"label": f'benign"; touch {marker} #\n::add-mask::shipml\n::warning::{token}',
+                   "pytest": f"$(touch {marker})`touch {marker}`"}}],
+        workspace=tmp_path / "repo", source=action_source, cache_home=act_home)
+    assert run.outcome("validate") == "failure", run.log[-6000:]
+    assert "pip not run" in run.log
+    assert "is not in the data" in run.log
+    assert not marker.exists()
+    assert_nothing_injected(run, token)
+
+
+def test_pipeline_passes_on_the_example_with_a_hostile_title_and_posts_nothing(
+    installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    token = uuid.uuid4().hex
+    run = run_workflow(
+        [{"id": "shipml", "uses": PIPELINE,
+          "with": {"stages": "validate,report", "suites": "data_integrity"}}],
+        workspace=tmp_path / "repo", source=action_source, cache_home=act_home,
+        env={"SHIPML_REPORT_TITLE": f"wine\n::add-mask::shipml\n::warning::{token}\n##[error]{token}"})
+    assert run.returncode == 0, run.log[-6000:]
+    outputs = run.outputs("shipml")
+    assert outputs["status"] == "pass"
+    assert outputs["validate-status"] == "pass"
+    assert outputs["optimize-status"] == outputs["latency-status"] == ""
+    assert outputs["results-dir"] == ".shipml/results"
+    assert outputs["comment-url"] == ""
+    assert outputs["markdown"].endswith(".md")
+    assert token in run.log  # the title was printed, as text
+    assert_nothing_injected(run, token)
+
+
+def test_pipeline_error_message_with_a_hostile_provider_injects_nothing(
+    installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    token = uuid.uuid4().hex
+    run = run_workflow(
+        [{"id": "shipml", "uses": PIPELINE, "continue-on-error": True, "with": {"stages": "latency"}}],
+        workspace=tmp_path / "repo", source=action_source, cache_home=act_home,
+        env={"SHIPML_PROVIDER": f"cpu\n::add-mask::shipml\n::warning::{token}"})
+    assert run.outcome("shipml") == "failure", run.log[-6000:]
+    assert "provider" in run.log and token in run.log
+    assert_nothing_injected(run, token)
