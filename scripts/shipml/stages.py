@@ -48,6 +48,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("optimize", "shipml.optimize.cli", gate=True, half="pull_request", produces=("model",)),
     Stage("latency", "shipml.latency.cli", gate=True, half="pull_request",
           consumes=(Consumes("model", ("latency", "model")),)),
+    Stage("sign", "shipml.sign.cli", gate=True, half="release",
+          consumes=(Consumes("image", ("sign", "image")),), produces=("signature",)),
     Stage("report", "shipml.report.cli", gate=False, half="none"),
 )
 
