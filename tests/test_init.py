@@ -65,7 +65,7 @@ def test_a_failure_keeps_the_old_file_and_leaves_no_temporary(
         binary_case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "shipml.yaml"
     output.write_text("model: {path: mine.onnx}\n")
-    code, err = init(binary_case, capsys, "--output", str(output), "--force", "--label", "nope")
+    code, _ = init(binary_case, capsys, "--output", str(output), "--force", "--label", "nope")
     assert code == 2
     assert output.read_text() == "model: {path: mine.onnx}\n"
     assert [path.name for path in tmp_path.iterdir()] == ["shipml.yaml"]

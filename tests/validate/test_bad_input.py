@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -98,7 +100,8 @@ def test_csv_without_the_label_column(case: Case, capsys: pytest.CaptureFixture[
     code, err = validate(case, capsys)
     assert code == 2
     assert err == (f"shipml validate: {case.test}: label column 'churned' (from {case.config}:3 "
-                   f"model.label) is not in the data; columns: age, income, score, tenure, plan\n")
+                   f"model.label) is not in the data (columns: age, income, score, tenure, "
+                   f"plan)\n")
 
 
 def test_label_all_nan(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,8 +151,8 @@ def test_unknown_check_lists_valid_ones(case: Case, capsys: pytest.CaptureFixtur
     case.write_config({"suites": [], "checks": [{"check": "FeatureDrfit"}]})
     code, err = validate(case, capsys)
     assert code == 2
-    assert f"{case.config}:9 validate.checks[0].check: unknown check 'FeatureDrfit'. " \
-           "Did you mean 'FeatureDrift'? Valid: BoostingOverfit," in err
+    assert f"{case.config}:9 validate.checks[0].check: unknown check 'FeatureDrfit'; " \
+           "did you mean 'FeatureDrift'? (valid: BoostingOverfit," in err
 
 
 def test_unknown_condition_lists_the_checks_conditions(
@@ -159,7 +162,7 @@ def test_unknown_condition_lists_the_checks_conditions(
     code, err = validate(case, capsys)
     assert code == 2
     assert "validate.checks[0].conditions[0].condition: unknown condition of FeatureDrift " \
-           "'drift_below'. Valid: drift_score_less_than" in err
+           "'drift_below' (valid: drift_score_less_than)" in err
 
 
 def test_condition_parameters_it_does_not_take(case: Case,
@@ -168,8 +171,121 @@ def test_condition_parameters_it_does_not_take(case: Case,
         {"condition": "drift_score_less_than", "params": {"max_score": 0.1}}]}]})
     code, err = validate(case, capsys)
     assert code == 2
-    assert "validate.checks[0].conditions[0].params: condition drift_score_less_than of " \
-           "FeatureDrift does not accept these parameters" in err
+    assert err == (f"shipml validate: {case.config}:13 validate.checks[0].conditions[0].params."
+                   "max_score: condition drift_score_less_than of FeatureDrift has no parameter "
+                   "'max_score' (valid: allowed_num_features_exceeding_threshold, "
+                   "max_allowed_categorical_score, max_allowed_numeric_score)\n")
+
+
+def explicit_check(case: Case, capsys: pytest.CaptureFixture[str],
+                   check: dict[str, Any]) -> tuple[int, str]:
+    case.write_config({"suites": [], "html": False, "workers": 1, "checks": [check]})
+    return validate(case, capsys)
+
+
+def test_a_misspelled_check_parameter_is_not_ignored(case: Case,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "FeatureDrift",
+                                              "params": {"n_sampels": 500}})
+    assert code == 2
+    assert err.startswith(f"shipml validate: {case.config}:13 validate.checks[0].params."
+                          "n_sampels: FeatureDrift has no parameter 'n_sampels'; did you mean "
+                          "'n_samples'? (valid: aggregation_method, categorical_drift_method, ")
+    assert "n_samples, n_top_columns" in err
+
+
+def test_a_parameter_of_the_wrong_type_is_bad_input_not_a_failed_gate(
+        case: Case, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "TrainTestPerformance",
+                                              "params": {"scorers": 5}})
+    assert code == 2
+    assert err == (f"shipml validate: {case.config}:13 validate.checks[0].params.scorers: "
+                   "TrainTestPerformance takes a mapping or a list of strings for scorers, "
+                   "not 5 (an integer)\n")
+
+
+def test_a_number_written_as_text(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "FeatureDrift",
+                                              "params": {"n_samples": "1e4"}})
+    assert code == 2
+    assert err.endswith("validate.checks[0].params.n_samples: FeatureDrift takes an integer for "
+                        "n_samples, not '1e4' (a string)\n")
+
+
+def test_a_value_the_check_refuses_when_built(case: Case,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "SimpleModelComparison",
+                                              "params": {"strategy": "best"}})
+    assert code == 2
+    assert err == (f"shipml validate: {case.config}:12 validate.checks[0].params: "
+                   "SimpleModelComparison refused its parameters: SimpleModelComparison: "
+                   "strategy best is not allowed. allowed strategies are ('stratified', "
+                   "'most_frequent', 'uniform', 'tree').\n")
+
+
+@pytest.mark.deepchecks
+def test_a_value_the_check_rejects_when_it_runs(case: Case,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "TrainTestPerformance",
+                                              "params": {"scorers": ["acuracy"]}})
+    assert code == 2
+    assert (f"\nshipml validate: {case.config}:12 validate.checks[0].params: "
+            "TrainTestPerformance failed with these parameters when it ran: "
+            "Scorer name acuracy is unknown. See metric guide for a list of allowed scorer "
+            "names; check their values") in err
+    assert "(valid parameters: n_samples, random_state, scorers)" in err
+    assert not (case.folder / "out" / "results" / "validate.json").exists() or \
+        json.loads((case.folder / "out" / "results" / "validate.json").read_text())[
+            "status"] == "error"
+
+
+@pytest.mark.deepchecks
+def test_a_column_the_check_does_not_know(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "FeatureDrift",
+                                              "params": {"columns": ["incom"]}})
+    assert code == 2
+    assert "validate.checks[0].params: FeatureDrift failed with these parameters when it ran: " \
+           "Given columns do not exist in dataset: incom" in err
+
+
+def test_a_condition_parameter_of_the_wrong_type(case: Case,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "TrainTestPerformance", "conditions": [
+        {"condition": "test_performance_greater_than", "params": {"min_score": "high"}}]})
+    assert code == 2
+    assert err.endswith("validate.checks[0].conditions[0].params.min_score: condition "
+                        "test_performance_greater_than of TrainTestPerformance takes a number for "
+                        "min_score, not 'high' (a string)\n")
+
+
+@pytest.mark.deepchecks
+def test_a_condition_value_rejected_when_judged(case: Case,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = explicit_check(case, capsys, {"check": "TrainTestPerformance", "conditions": [
+        {"condition": "class_performance_imbalance_ratio_less_than",
+         "params": {"score": "Recal"}}]})
+    assert code == 2
+    assert ("validate.checks[0].conditions[0].params: condition "
+            "class_performance_imbalance_ratio_less_than of TrainTestPerformance failed with these "
+            "parameters when it ran: Exception in condition: DeepchecksValueError: Data was not "
+            "calculated using the scoring function: Recal; check their values") in err
+    assert "(valid parameters: score, threshold)" in err
+
+
+def test_a_misspelled_label_suggests_the_column(case: Case,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(case, capsys, "--label", "churnd")
+    assert code == 2
+    assert err == (f"shipml validate: {case.train}: label column 'churnd' (from --label) is not "
+                   "in the data; did you mean 'churned'? (columns: age, income, score, tenure, "
+                   "plan, churned)\n")
+
+
+def test_a_label_in_another_case_suggests_the_column(case: Case,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(case, capsys, "--label", "CHURNED")
+    assert code == 2
+    assert "is not in the data; did you mean 'churned'?" in err
 
 
 def test_unknown_data_file_type(case: Case, capsys: pytest.CaptureFixture[str]) -> None:

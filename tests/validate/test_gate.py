@@ -33,7 +33,8 @@ def test_sound_binary_model_passes_all_three_suites(binary_case: Case, tmp_path:
     assert code == 0
     assert result["status"] == "pass"
     assert result["stage"] == "validate"
-    assert set(result) == {"stage", "status", "summary", "started_at", "duration_s", "metrics",
+    # the contract's fields (tests/test_results.py holds the whole set)
+    assert set(result) >= {"stage", "status", "summary", "started_at", "duration_s", "metrics",
                            "checks", "artifacts"}
     assert result["metrics"]["task"] == "binary"
     assert result["metrics"]["categorical_features"] == ["plan"]

@@ -22,7 +22,8 @@ SUITES = ["data_integrity", "train_test_validation", "model_evaluation"]
 def _validate(case: Case, folder: Path, workers: int) -> dict[str, Any]:
     case.write_config({"suites": SUITES, "html": True, "workers": workers})
     assert main(["validate", "--config", str(case.config), "--output-dir", str(folder)]) == 0
-    return json.loads((folder / "results" / "validate.json").read_text())
+    result: dict[str, Any] = json.loads((folder / "results" / "validate.json").read_text())
+    return result
 
 
 def test_two_workers_give_the_serial_result(binary_case: Case, tmp_path: Path) -> None:

@@ -22,10 +22,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from shipml.config import Config
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, first_line
 from shipml.results import Check, CheckStatus
 from shipml.validate._inputs import ModelInputs
 from shipml.validate._parallel import run_suite
+from shipml.validate._params import check_parameters, parameters
 
 log = logging.getLogger("shipml.validate")
 
@@ -35,6 +36,9 @@ INSTALL_HINT = (
     "(the validate action does this in its own environment)"
 )
 SUITE_NAMES = ("data_integrity", "train_test_validation", "model_evaluation", "full_suite")
+REFUSED_PARAMETERS = "{where}: {owner} refused its parameters: {reason}"
+REJECTED_AT_RUN = ("{where}: {owner} failed with these parameters when it ran: {reason}; check "
+                   "their values (valid parameters: {valid})")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?%?")
 
 
@@ -48,11 +52,25 @@ class Outcome:
     suite_result: Any = None
 
 
+@dataclass(frozen=True)
+class _Given:
+    """Parameters the user wrote for a check or condition: where, whose, and the names it
+    takes."""
+
+    where: str
+    owner: str
+    valid: str
+
+
 @dataclass
 class _Plan:
     suite: Any
     severities: dict[int, list[str]]
     config_lines: dict[str, int]
+    #: id() of each explicit check built with parameters -> where they are written
+    given_params: dict[int, _Given] = field(default_factory=dict)
+    #: id() of each explicit check -> where each of its conditions' parameters are written
+    condition_params: dict[int, list[_Given | None]] = field(default_factory=dict)
 
 
 def import_deepchecks() -> Any:
@@ -82,7 +100,7 @@ def build_plan(config: Config) -> _Plan:
     parameters the check or condition does not take.
     """
     import_deepchecks()
-    from deepchecks.tabular import Suite, checks, suites
+    from deepchecks.tabular import Suite, suites
 
     section = config.section("validate")
     valid_checks = check_names()
@@ -112,44 +130,18 @@ def build_plan(config: Config) -> _Plan:
 
     severities: dict[int, list[str]] = {}
     config_lines: dict[str, int] = {}
+    given_params: dict[int, _Given] = {}
+    condition_params: dict[int, list[_Given | None]] = {}
     for index, spec in enumerate(section["checks"]):
-        where = config.where("validate", "checks", index, "check")
         name = spec["check"]
-        check_class = getattr(checks, name, None) if name in valid_checks else None
-        if check_class is None:
-            raise ConfigError(_unknown(where, "check", name, valid_checks))
-        try:
-            check = check_class(**spec.get("params", {}))
-        except TypeError as exc:
-            raise ConfigError(
-                f"{config.where('validate', 'checks', index, 'params')}: {name} does not accept "
-                f"these parameters: {_first_line(exc)}"
-            ) from None
-        except Exception as exc:  # deepchecks validates parameters with its own errors
-            raise ConfigError(
-                f"{config.where('validate', 'checks', index, 'params')}: {name}: {_first_line(exc)}"
-            ) from None
-        levels: list[str] = []
-        for c_index, condition in enumerate(spec.get("conditions", [])):
-            c_where = config.where("validate", "checks", index, "conditions", c_index, "condition")
-            method_name = "add_condition_" + condition["condition"].removeprefix("add_condition_")
-            method = getattr(check, method_name, None)
-            if method is None:
-                valid = sorted(m.removeprefix("add_condition_") for m in dir(check)
-                               if m.startswith("add_condition_"))
-                valid = valid or ["(none: this check only displays)"]
-                raise ConfigError(_unknown(c_where, f"condition of {name}",
-                                           condition["condition"], valid))
-            try:
-                method(**condition.get("params", {}))
-            except TypeError as exc:
-                raise ConfigError(
-                    f"{config.where('validate', 'checks', index, 'conditions', c_index, 'params')}"
-                    f": condition {condition['condition']} of {name} does not accept these "
-                    f"parameters: {_first_line(exc)}"
-                ) from None
-            levels.append(condition.get("severity", "fail"))
-        severities[id(check)] = levels
+        check, given = _explicit_check(config, index, spec, valid_checks)
+        if given is not None:
+            given_params[id(check)] = given
+        conditions = spec.get("conditions", [])
+        condition_params[id(check)] = [
+            _add_condition(config, (index, c_index), check, condition)
+            for c_index, condition in enumerate(conditions)]
+        severities[id(check)] = [condition.get("severity", "fail") for condition in conditions]
         line = config.lines.get(("validate", "checks", index))
         if line:
             config_lines.setdefault(name, line)
@@ -168,7 +160,67 @@ def build_plan(config: Config) -> _Plan:
             count = len(getattr(check, "_conditions", {}))
             severities[id(check)] = ["warn"] * count
     return _Plan(suite=Suite("shipml validate", *selected), severities=severities,
-                 config_lines=config_lines)
+                 config_lines=config_lines, given_params=given_params,
+                 condition_params=condition_params)
+
+
+def _explicit_check(config: Config, index: int, spec: dict[str, Any],
+                    valid_checks: list[str]) -> tuple[Any, _Given | None]:
+    """Return the check ``validate.checks[index]`` names, built with its parameters, and where
+    those are written (None without parameters).
+
+    Raises ConfigError for an unknown check, a parameter its ``__init__`` does not take, a value
+    of the wrong type, and a value the check refuses when it is built.
+    """
+    from deepchecks.tabular import checks
+
+    name = spec["check"]
+    check_class = getattr(checks, name, None) if name in valid_checks else None
+    if check_class is None:
+        raise ConfigError(_unknown(config.where("validate", "checks", index, "check"), "check",
+                                   name, valid_checks))
+    params = spec.get("params", {})
+    check_parameters(params, check_class.__init__, name,
+                     lambda key: config.where("validate", "checks", index, "params", key))
+    where = config.where("validate", "checks", index, "params")
+    try:
+        check = check_class(**params)
+    except Exception as exc:  # deepchecks validates some values with its own errors
+        raise ConfigError(REFUSED_PARAMETERS.format(where=where, owner=name,
+                                                    reason=first_line(exc))) from None
+    if not params:
+        return check, None
+    return check, _Given(where, name, ", ".join(sorted(parameters(check_class.__init__))))
+
+
+def _add_condition(config: Config, position: tuple[int, int], check: Any,
+                   condition: dict[str, Any]) -> _Given | None:
+    """Add ``validate.checks[i].conditions[j]`` to ``check``; return where its parameters are
+    written (None without parameters).
+
+    Raises ConfigError for an unknown condition, a parameter it does not take, or a value it
+    refuses."""
+    index, c_index = position
+    name = type(check).__name__
+    key = ("validate", "checks", index, "conditions", c_index)
+    method_name = "add_condition_" + condition["condition"].removeprefix("add_condition_")
+    method = getattr(check, method_name, None)
+    if method is None:
+        valid = sorted(m.removeprefix("add_condition_") for m in dir(check)
+                       if m.startswith("add_condition_"))
+        valid = valid or ["(none: this check only displays)"]
+        raise ConfigError(_unknown(config.where(*key, "condition"), f"condition of {name}",
+                                   condition["condition"], valid))
+    params = condition.get("params", {})
+    owner = f"condition {condition['condition']} of {name}"
+    check_parameters(params, method, owner, lambda param: config.where(*key, "params", param))
+    where = config.where(*key, "params")
+    try:
+        method(**params)
+    except Exception as exc:
+        raise ConfigError(REFUSED_PARAMETERS.format(where=where, owner=owner,
+                                                    reason=first_line(exc))) from None
+    return _Given(where, owner, ", ".join(sorted(parameters(method)))) if params else None
 
 
 def run_plan(plan: _Plan, inputs: ModelInputs, *, feature_importance: pd.Series | None,
@@ -277,7 +329,13 @@ def _outcome(plan: _Plan, suite_result: Any) -> Outcome:
         check = result.check
         check_name = type(check).__name__
         if isinstance(result, CheckFailure):
-            reason = _first_line(result.exception)
+            reason = first_line(result.exception)
+            given = plan.given_params.get(id(check))
+            if given is not None and _rejects_values(result.exception):
+                # The user's parameters are the likely cause: a bad input, not a broken model.
+                raise ConfigError(REJECTED_AT_RUN.format(where=given.where, owner=given.owner,
+                                                         reason=reason.rstrip("."),
+                                                         valid=given.valid))
             if isinstance(result.exception, DeepchecksBaseError):
                 # deepchecks' own refusal: the check does not apply to this data or task.
                 outcome.not_run[result.get_header()] = reason
@@ -294,8 +352,15 @@ def _outcome(plan: _Plan, suite_result: Any) -> Outcome:
             continue
         conditions = list(getattr(check, "_conditions", {}).values())
         levels = plan.severities.get(id(check), [])
+        condition_given = plan.condition_params.get(id(check), [])
         for index, condition_result in enumerate(result.conditions_results):
             status = category_status.get(condition_result.category, "error")
+            given = condition_given[index] if index < len(condition_given) else None
+            if status == "error" and given is not None:
+                raise ConfigError(REJECTED_AT_RUN.format(
+                    where=given.where, owner=given.owner,
+                    reason=first_line(condition_result.details).rstrip("."),
+                    valid=given.valid))
             if status == "fail" and index < len(levels) and levels[index] == "warn":
                 status = "warn"
             params = conditions[index].params if index < len(conditions) else {}
@@ -308,6 +373,14 @@ def _outcome(plan: _Plan, suite_result: Any) -> Outcome:
                 group=check_name,
             ))
     return outcome
+
+
+def _rejects_values(exc: BaseException) -> bool:
+    """Return True for the errors a bad parameter value raises on first use: a wrong type or
+    value (deepchecks' DeepchecksValueError), not "this check does not apply to this data"."""
+    from deepchecks.core.errors import DeepchecksValueError
+
+    return type(exc) in (TypeError, ValueError, KeyError, DeepchecksValueError)
 
 
 def _threshold(params: dict[str, Any], sentence: str) -> Any:
@@ -335,10 +408,6 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _unknown(where: str, kind: str, name: str, valid: list[str]) -> str:
     nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-    return f"{where}: unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}"
+    hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+    return f"{where}: unknown {kind} {name!r}{hint} (valid: {', '.join(valid)})"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from shipml.config import Config
 from shipml.data import Table, Task, infer_categorical, infer_task, load_table, require_label
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, first_line
 from shipml.onnx_model import OnnxModel
 
 MISSING_KEY = (
@@ -131,9 +131,9 @@ def _predict(model: OnnxModel, table: Table, features: list[str]) -> Predictions
     except ConfigError:
         raise
     except Exception as exc:  # onnxruntime's own exception types
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"{model.path}: onnxruntime could not run the model on {table.source}: {detail}"
+            f"{model.path}: onnxruntime could not run the model on {table.source}: "
+            f"{first_line(exc)}"
         ) from None
     return Predictions(labels=labels, probabilities=probabilities)
 
