@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shipml import stages
 from shipml.cli import main
 from shipml.commands.run import select_stages
 from shipml.errors import ConfigError
@@ -36,7 +37,8 @@ def test_unknown_stage_names_the_source_and_the_valid_ones() -> None:
     with pytest.raises(ConfigError) as error:
         select_stages("validate,lantecy", [], "environment SHIPML_STAGES")
     assert error.value.message == ("environment SHIPML_STAGES: unknown stage 'lantecy'; valid stages: "
-                                   "validate, optimize, latency, report")
+                                   + ", ".join(stages.pipeline()))
+    assert "serve" not in stages.pipeline()  # runs until stopped: never a pipeline stage
 
 
 def _example(tmp_path: Path, **sections: object) -> Path:

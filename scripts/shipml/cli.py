@@ -129,6 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    from shipml.ci import guard_output
+
+    # Whatever the stage prints (a value from a flag, a file, an exception) cannot become a
+    # workflow command on the runner: one guard over both streams for the whole command.
+    with guard_output():
+        return _dispatch(args, handler, debug)
+
+
+def _dispatch(args: argparse.Namespace, handler: Handler, debug: bool) -> int:
+    """Run ``handler`` and turn what it raises into an exit code and, for a gate, a result."""
     clock = StageClock()
     gate = args.command in GATE_STAGES
     try:

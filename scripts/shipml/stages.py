@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Half = Literal["pull_request", "release", "none"]
+#: which half of the pipeline a stage belongs to: ``always`` runs last in both (report),
+#: ``none`` is never run by ``shipml run`` (serve)
+Half = Literal["pull_request", "release", "always", "none"]
 KeyPath = tuple[str, ...]
 
 
@@ -48,9 +50,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("optimize", "shipml.optimize.cli", gate=True, half="pull_request", produces=("model",)),
     Stage("latency", "shipml.latency.cli", gate=True, half="pull_request",
           consumes=(Consumes("model", ("latency", "model")),)),
+    Stage("build", "shipml.build.cli", gate=True, half="release",
+          consumes=(Consumes("model", ("build", "model")),), produces=("image",)),
     Stage("sign", "shipml.sign.cli", gate=True, half="release",
           consumes=(Consumes("image", ("sign", "image")),), produces=("signature",)),
-    Stage("report", "shipml.report.cli", gate=False, half="none"),
+    Stage("serve", "shipml.serve.cli", gate=False, half="none"),
+    Stage("report", "shipml.report.cli", gate=False, half="always"),
 )
 
 #: commands that are not stages, in the order ``--help`` lists them after the stages
@@ -68,6 +73,11 @@ SHARED_SECTIONS: tuple[str, ...] = ("model",)
 def names() -> tuple[str, ...]:
     """Return every stage name in pipeline order."""
     return tuple(stage.name for stage in STAGES)
+
+
+def pipeline() -> tuple[str, ...]:
+    """Return the stages ``shipml run`` can run, in order."""
+    return tuple(stage.name for stage in STAGES if stage.half != "none")
 
 
 def gates() -> tuple[str, ...]:

@@ -45,7 +45,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stages", metavar="LIST",
                         help="comma-separated stages to run, in pipeline order "
-                             f"({', '.join(stages.names())}); default: $SHIPML_STAGES, else the "
+                             f"({', '.join(stages.pipeline())}); default: $SHIPML_STAGES, else the "
                              "stages with a section in shipml.yaml, then report")
     parser.set_defaults(handler=run_cli, writes_results=True)
 
@@ -57,7 +57,7 @@ def select_stages(explicit: str | None, written: Sequence[str], source: str) -> 
     whose sections the user wrote are run (validate when there are none), followed by report.
     Raises ConfigError for an unknown stage or a list that names none.
     """
-    pipeline = stages.names()
+    pipeline = stages.pipeline()
     if explicit is not None:
         asked = [name.strip() for name in explicit.split(",") if name.strip()]
         unknown = [name for name in asked if name not in pipeline]
