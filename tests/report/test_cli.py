@@ -11,6 +11,8 @@ import pytest
 
 from shipml.cli import main
 from shipml.report.model import marker
+from shipml.report.render import MAX_SUMMARY_BYTES
+from shipml.results import StageError, StageResult
 from tests.report import pipelines
 from tests.report.conftest import TOKEN
 from tests.report.fake_github import HUMAN, FakeGitHub, serve
@@ -342,3 +344,123 @@ def test_200_failing_checks_fit_in_one_comment_with_every_failure_name(
     assert "Shortened to fit GitHub's comment limit" in body
     assert len((tmp_path / ".shipml/report/report.md").read_text()) > 65536
 
+
+
+def test_act_prints_a_dry_run_line_for_the_comment_it_would_post(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    github_pr_env(monkeypatch, workdir, github)
+    monkeypatch.setenv("ACT", "true")
+    assert main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("shipml report: dry run (act): would post to octo/models#7\n")
+    assert main(["report", "--comment", "false"]) == 0
+    assert "dry run" not in capsys.readouterr().out
+    assert github.requests == []
+
+
+def test_act_on_a_push_names_the_commit_it_would_comment_on(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    github_pr_env(monkeypatch, workdir, github, number=None)
+    monkeypatch.setenv("ACT", "true")
+    assert main(["report", "--commit-comment", "true"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "shipml report: dry run (act): would post to octo/models@feedfacefeed\n")
+    assert github.requests == []
+
+
+def test_a_marker_quoted_in_another_report_does_not_make_it_a_duplicate(
+        tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    github_pr_env(monkeypatch, tmp_path, github)
+    forged = StageResult("x <!-- shipml-report:other -->", "pass", "<!-- shipml-report:other -->",
+                         pipelines.STARTED, 1.0)
+    pipelines.write([pipelines.validate(), forged], tmp_path / ".shipml")
+    github.add_comment(7, f"quoting it:\n{marker('other')}\nplease fix", HUMAN)
+    github.add_comment(7, f"{marker('other')} but more on the line", HUMAN)
+    assert main(["report"]) == 0  # key default, its body quotes the other key's marker
+    ours = github.comments[7][-1]
+    assert ours["body"].count("<!--") == 1
+    assert main(["report", "--key", "other"]) == 0
+    assert main(["report", "--key", "other"]) == 0
+    bodies = github.bodies(7)
+    assert len(bodies) == 4 and github.requests_of("DELETE") == []
+    assert bodies[2] == ours["body"]  # the default report is untouched
+    assert bodies[3].startswith(marker("other") + "\n")
+
+
+def test_a_config_error_replaces_ready_to_ship_with_the_error(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    github_pr_env(monkeypatch, workdir, github)
+    assert main(["report"]) == 0
+    assert "ready to ship" in github.bodies(7)[0]
+    (workdir / "shipml.yaml").write_text("report:\n  title: [not, text]\n")
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    message = err.splitlines()[-1].removeprefix("shipml report: ")
+    assert message.startswith("shipml.yaml:2 report.title")
+    (body,) = github.bodies(7)
+    assert body.startswith(f"{MARK}\n## 💥 shipml: not ready to ship: report stopped with a "
+                           "configuration error\n")
+    assert f"<pre>{message}</pre>" in body
+
+
+def test_an_error_result_of_a_stage_is_reported_once_with_its_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipml.ci import detect
+    from shipml.report.cli import publish_error_report
+
+    monkeypatch.chdir(tmp_path)
+    error = StageError("config", 2, "shipml.yaml:4 latency.warmup: 1e12 is more than 100000")
+    pipelines.write([pipelines.validate(),
+                     StageResult("latency", "error", error.message, pipelines.STARTED, 0.0,
+                                 error=error)], tmp_path / ".shipml")
+    (tmp_path / ".shipml/results/optimize.json").write_text("{broken")
+    run = publish_error_report(tmp_path / ".shipml", detect({}), "", error.message)
+    assert run is not None and run.report.verdict == "error"
+    assert [s.name for s in run.report.sections] == ["validate", "latency"]
+    assert run.report.headline == "not ready to ship: latency stopped with a configuration error"
+    markdown = (tmp_path / ".shipml/report/report.md").read_text()
+    assert markdown.count(error.message) == 2  # the summary row and the section's message
+
+
+def test_a_result_nested_100000_deep_is_exit_2_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / ".shipml/results"
+    folder.mkdir(parents=True)
+    (folder / "validate.json").write_text(
+        '{"stage": "validate", "status": "pass", "metrics": ' + "[" * 100_000 + "]" * 100_000
+        + "}")
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RecursionError" not in err
+    assert err == ("shipml report: .shipml/results/validate.json: not a shipml stage result "
+                   "(nested too deeply)\n")
+
+
+def test_20000_failing_checks_keep_as_many_names_as_fit_in_comment_and_summary(
+        tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    results = pipelines.big_failing(20_000)
+    pipelines.write(results, tmp_path / ".shipml")
+    files = github_pr_env(monkeypatch, tmp_path, github)
+    assert main(["report"]) == 0
+    failures = [c.name for c in results[0].checks if c.status == "fail"]
+    body = marked(github)[0]
+    assert len(body) <= 65536
+    named = [name for name in failures if f"**validate**: {name}\n" in body.replace("\\_", "_")]
+    assert len(named) > 600 and named == failures[: len(named)]
+    assert (f"- …and {len(failures) - len(named)} more failed checks: [full report]"
+            "(https://github.com/octo/models/actions/runs/42#artifacts)") in body
+    assert f"only the first {len(named)} of {len(failures)} failed checks are named" in body
+    assert "every failure is kept" not in body
+    summary = files["summary"].read_bytes()
+    assert 60_000 < len(summary) <= MAX_SUMMARY_BYTES
+    text = summary.decode()
+    assert "Shortened to fit GitHub's job summary limit" in text
+    assert failures[0] in text and failures[500] in text
+    assert len((tmp_path / ".shipml/report/report.md").read_bytes()) > 8 * MAX_SUMMARY_BYTES

@@ -14,8 +14,16 @@ from markdown_it import MarkdownIt
 
 from shipml import stages
 from shipml.errors import ConfigError
-from shipml.report import build_report, fit_comment, render_html, render_markdown, render_text
+from shipml.report import (
+    build_report,
+    fit_comment,
+    render_html,
+    render_markdown,
+    render_stage_summary,
+    render_text,
+)
 from shipml.report.model import Links, Report
+from shipml.report.render import MAX_SUMMARY_BYTES
 from shipml.results import Check, Column, Delta, Series, StageError, StageResult, Table
 from tests.report import pipelines
 
@@ -295,3 +303,45 @@ def test_broken_user_template_is_a_config_error(tmp_path: Path) -> None:
         render_markdown(report_of("passing"), tmp_path)
     with pytest.raises(ConfigError, match="is not a folder"):
         render_markdown(report_of("passing"), tmp_path / "missing")
+
+
+@pytest.mark.parametrize("result", [pipelines.latency(), pipelines.validate(False),
+                                    pipelines.optimize(), pipelines.canary(False),
+                                    StageResult("validate", "error", "stopped", pipelines.STARTED,
+                                                0.0, error=StageError("internal", 3, "boom"))],
+                         ids=["latency", "validate", "optimize", "canary", "error"])
+def test_a_stage_summary_is_its_section_of_the_report(result: StageResult) -> None:
+    summary = render_stage_summary(result)
+    mark = {"fail": "❌", "pass": "✅", "error": "💥"}[result.status]
+    assert summary.startswith(f"### {mark} {result.stage}\n")
+    assert summary in render_markdown(build_report([result]))
+    for table in result.tables:
+        assert f"**{table.title}**" in summary
+    assert summary.count("```mermaid") == len(result.series)
+    if result.error:
+        assert "<pre>boom</pre>" in summary
+
+
+def test_a_huge_stage_summary_is_cut_under_githubs_step_limit() -> None:
+    (result, _) = pipelines.big_failing(20_000)
+    summary = render_stage_summary(result)
+    assert 500_000 < len(summary.encode()) <= MAX_SUMMARY_BYTES
+    assert summary.startswith("> [!NOTE]\n> Shortened to fit GitHub's job summary limit")
+    assert summary.count("- **validate**: feature_") > 5000
+    small = render_stage_summary(result, limit=5000)
+    assert len(small.encode()) <= 5000 and "more failed checks: see report.md" in small
+
+
+@pytest.mark.parametrize("limit", [40_000, 12_000, 3_000])
+def test_shortened_comments_are_well_formed_markdown(limit: int) -> None:
+    report = build_report(pipelines.big_failing(300), links=LINKS)
+    body, fitted = fit_comment(report, limit=limit)
+    assert fitted.truncated
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(body)
+    balance = _Balance()
+    balance.feed(html)
+    assert balance.problems == [] and balance.stack == []
+    # the note is a quote of its own, the stage table a table of its own
+    assert re.search(r"<blockquote>\s*<p>\[!NOTE\]\s+Shortened[^<]*"
+                     r"(<a [^>]*>Full report</a>.)?</p>\s*</blockquote>", html)
+    assert html.count("<table>") >= 1 and "<hr />" in html

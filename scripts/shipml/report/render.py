@@ -58,6 +58,8 @@ _STATUS_MARKS = {
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 #: an ``@`` that GitHub would read as a mention
 _MENTION = re.compile(r"(?<![A-Za-z0-9])@")
+#: text with none of these is literal markdown as it is
+_MAYBE_MARKUP = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029&<>\\`*_\[\]|~$@]|^[\s#>+=\d-]|\s$|\s\s")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -240,6 +242,14 @@ def md_text(value: Any) -> str:
     folded to single spaces; ``&``, ``<`` and ``>`` as HTML entities (so no tag and no ``<!--``
     comment); backslash before the characters of emphasis, code, links, tables, strikethrough
     and math; a block marker at the start escaped; ``@`` kept from mentioning anyone."""
+    text = str(value)
+    # Shortening a long report renders the same names again and again: cache the short ones.
+    return _md_text_cached(text) if len(text) < 512 else _md_text(text)
+
+
+def _md_text(value: str) -> str:
+    if not _MAYBE_MARKUP.search(value):
+        return value
     text = " ".join(_CONTROL.sub(" ", str(value)).split())
     text = html.escape(text, quote=False)
     text = _MD_SPECIAL.sub(r"\\\1", text)
@@ -250,6 +260,9 @@ def md_text(value: Any) -> str:
     if numbered:
         text = f"{numbered.group(1)}\\{text[len(numbered.group(1)):]}"
     return text
+
+
+_md_text_cached = functools.lru_cache(maxsize=1 << 15)(_md_text)
 
 
 def pre_text(value: Any) -> str:
