@@ -62,9 +62,10 @@ def main_bench() -> None:
         }))
         # The bare loop feeds exactly what shipml feeds: the first test row.
         from shipml.config import load_config
-        from shipml.latency.inputs import build_input_plan
+        from shipml.measure.inputs import build_input_plan, input_settings
 
-        plan = build_input_plan(load_config(folder / "shipml.yaml"), folder / "model.onnx")
+        config = load_config(folder / "shipml.yaml")
+        plan = build_input_plan(folder / "model.onnx", input_settings(config, "latency"))
         import pickle
 
         with open(folder / "feeds.pkl", "wb") as handle:

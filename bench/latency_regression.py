@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shipml.cli import main  # noqa: E402
-from shipml.latency import _stats  # noqa: E402
-from shipml.latency.harness import Harness, HarnessSettings, interleave  # noqa: E402
-from shipml.latency.inputs import InputPlan, model_inputs, resolve_dims, token_vocab  # noqa: E402
-from tests.latency.models import add_redundant_work, export_encoder, write_config  # noqa: E402
+from shipml.measure import stats  # noqa: E402
+from shipml.measure.harness import Harness, HarnessSettings, interleave  # noqa: E402
+from shipml.measure.inputs import InputPlan, model_inputs, resolve_dims, token_vocab  # noqa: E402
+from tests._models import add_redundant_work, export_encoder, write_config  # noqa: E402
 
 SEQUENCE = 128
 TARGET_SLOWDOWN = 1.15
@@ -43,7 +43,7 @@ def true_ratio(baseline: Path, candidate: Path, rounds: int = 30) -> float:
     with Harness(HarnessSettings()) as harness:
         feeds = harness.save_feeds(plan.feeds(1))
         base, cand = interleave(harness, [baseline, candidate], feeds, rounds, time_s=0.5)
-    return _stats.ratio_of_medians(base.groups, cand.groups, 0.95).estimate
+    return stats.ratio_of_medians(base.groups, cand.groups, 0.95).estimate
 
 
 def calibrated_slower(model: Path, folder: Path) -> tuple[Path, float]:

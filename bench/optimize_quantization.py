@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shipml.cli import main  # noqa: E402
-from tests.latency.models import export_encoder  # noqa: E402
+from tests._models import export_encoder  # noqa: E402
 
 
 def main_bench() -> None:
@@ -36,8 +36,8 @@ def main_bench() -> None:
         (folder / "shipml.yaml").write_text(yaml.safe_dump({
             "model": {"path": str(model)},
             "optimize": {"candidates": ["dynamic_int8"], "parity": {"rows": 64},
-                         "timing": {"rounds": 10, "process_time_s": 0.5}},
-            "latency": {"inputs": {"dims": {"sequence_length": 128}}},
+                         "timing": {"rounds": 10, "process_time_s": 0.5},
+                         "inputs": {"dims": {"sequence_length": 128}}},
         }))
         with contextlib.redirect_stdout(io.StringIO()):
             code = main(["optimize", "--config", str(folder / "shipml.yaml"),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, first_line
 
 Layout = Literal["tensor", "columns"]
 
@@ -68,6 +68,9 @@ def load_session(path: Path, key: str = "model.path", providers: Sequence[str] |
         raise ConfigError(f"{key}: {path} is a directory; expected {ONNX_MAGIC_HINT}")
     if path.stat().st_size == 0:
         raise ConfigError(f"{key}: model file {path} is empty; expected {ONNX_MAGIC_HINT}")
+    if options is None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # a failing run is reported once, by the caller
     try:
         return ort.InferenceSession(
             str(path),
@@ -75,9 +78,9 @@ def load_session(path: Path, key: str = "model.path", providers: Sequence[str] |
             providers=list(providers) if providers else ["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own pybind exception types
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"{key}: {path} is not a valid ONNX model (truncated or another format?): {detail}"
+            f"{key}: {path} is not a valid ONNX model (truncated or another format?): "
+            f"{first_line(exc)}"
         ) from None
 
 
@@ -152,10 +155,14 @@ class OnnxModel:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def bind_columns(self, columns: Sequence[str], source: str) -> list[str]:
+    def bind_columns(self, columns: Sequence[str], source: str,
+                     reference: Sequence[str] | None = None) -> list[str]:
         """Return the data columns the model reads, in order; check they exist in ``columns``.
 
-        Raises ConfigError naming the model's inputs and the data's columns when they do not match.
+        ``reference``: the feature columns of another data set the model reads (train's, when
+        ``source`` is the test set), used to name the columns ``source`` lacks. Raises
+        ConfigError naming the missing columns, or the model's inputs and the data's columns
+        when they do not match.
         """
         available = list(columns)
         if self.layout == "columns":
@@ -170,10 +177,19 @@ class OnnxModel:
         missing = [name for name in chosen if name not in available]
         if missing:
             raise ConfigError(
-                f"model.features lists {missing}, which are not columns of {source}; "
-                f"data columns: {available}"
+                f"{source}: feature columns {missing} are missing; the model reads {chosen} "
+                f"(model.features); data columns: {available}"
             )
         width = self.n_tensor_features()
+        lacking = [name for name in reference or () if name not in available]
+        # Some of the reference's columns present, some not: those are what the data lacks. None
+        # present: another table altogether, which the width message below describes better.
+        if lacking and len(lacking) < len(reference or ()) and \
+                (width is None or width != len(chosen)):
+            raise ConfigError(
+                f"{source}: feature columns {lacking} are missing; the model reads "
+                f"{list(reference or ())}; data columns: {available}"
+            )
         if width is not None and width != len(chosen):
             raise ConfigError(
                 f"{self.path}: model input {self.inputs[0].name!r} takes {width} features but "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.latency.models import add_redundant_work, export_encoder
+from tests._models import add_redundant_work
+from tests._models import encoder as encoder  # the shared session fixture
 
 
 @pytest.fixture(scope="session")
@@ -16,14 +17,6 @@ def slow_example(example: Path) -> Path:
     target = example / "slow.onnx"
     add_redundant_work(example / "model.onnx", target, matmuls=12)
     return target
-
-
-@pytest.fixture(scope="session")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny transformer encoder with dynamic batch and sequence axes (vocabulary 500)."""
-    path = tmp_path_factory.mktemp("encoder") / "encoder.onnx"
-    export_encoder(path)
-    return path
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from shipml.cli import main
-from tests.latency.models import FAST, write_config
+from tests._models import FAST, write_config
 
 MODEL = {"path": "model.onnx", "label": "benign", "test": "test.csv"}
 
@@ -24,7 +24,7 @@ def fail(folder: Path, document: dict[str, Any], capsys: pytest.CaptureFixture[s
     assert "Traceback" not in captured.err
     # an error result, so that the report does not judge only the stages that finished
     result = json.loads((folder / "out" / "results" / "latency.json").read_text())
-    assert (result["status"], result["metrics"]["exit_code"]) == ("error", 2)
+    assert (result["status"], result["error"]["exit_code"]) == ("error", 2)
     assert captured.err.startswith(f"shipml latency: {result['summary']}")
     return captured.err
 
@@ -101,8 +101,8 @@ def test_data_that_does_not_fit_the_model(
     (workdir / "other.csv").write_text("a,b\n1,2\n")
     err = fail(workdir, {"model": {**MODEL, "test": "other.csv"}, "latency": FAST}, capsys)
     assert err.startswith(
-        "shipml latency: model.test: " + str(workdir / "model.onnx") + ": model inputs "
-        "['size_band', ")
+        f"shipml latency: {workdir / 'shipml.yaml'}:4 model.test: {workdir / 'model.onnx'}: "
+        "model inputs ['size_band', ")
     assert "data columns: ['a', 'b']" in err
 
 
@@ -128,3 +128,76 @@ def test_no_model_configured(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = fail(tmp_path, {"latency": FAST}, capsys)
     assert err == ("shipml latency: no model to measure: set model.path (or latency.model, or "
                    "--model), e.g.\n  model:\n    path: model.onnx\n")
+
+
+@pytest.mark.parametrize("ref", ["--output=/tmp/shipml-pwned", "-p", "--end-of-options"])
+def test_git_ref_that_git_would_read_as_an_option(
+        workdir: Path, capsys: pytest.CaptureFixture[str], ref: str) -> None:
+    err = fail(workdir, {"model": MODEL, "latency": {**FAST, "baseline": {"git_ref": ref}}},
+               capsys)
+    assert err == (
+        f"shipml latency: {workdir / 'shipml.yaml'}:13 latency.baseline.git_ref: git_ref "
+        f"{ref!r} starts with '-', which git would read as an option; give a branch, tag or "
+        "commit, e.g. origin/main\n")
+    assert not Path("/tmp/shipml-pwned").exists()
+
+
+def test_git_show_is_told_where_options_end() -> None:
+    import inspect
+
+    from shipml.latency import _baseline
+
+    assert '["show", "--end-of-options", f"{git_ref}:{inside}"]' in inspect.getsource(
+        _baseline.resolve_baseline)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("warmup", 1.0e12, "latency.warmup: 1000000000000.0 is greater than the maximum of 100000"),
+    ("min_runs", 10**9, "latency.min_runs: 1000000000 is greater than the maximum of 1000000"),
+    ("max_time_s", 1e9, "latency.max_time_s: 1000000000.0 is greater than the maximum of 3600"),
+    ("inputs", {"dims": {"sequence_length": 1_000_000_000}},
+     "latency.inputs.dims.sequence_length: 1000000000 is greater than the maximum of 1048576"),
+])
+def test_unbounded_numbers_are_bad_keys_not_an_overloaded_runner(
+        tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str], key: str,
+        value: Any, message: str) -> None:
+    err = fail(tmp_path, {"model": {"path": str(encoder)}, "latency": {**FAST, key: value}},
+               capsys)
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_feeds_above_the_ceiling_are_refused_before_allocating(
+        tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(tmp_path, {"model": {"path": str(encoder)}, "latency": {
+        **FAST, "batch_sizes": [1, 4096], "inputs": {"dims": {"sequence_length": 100_000}}}},
+        capsys)
+    assert err == (
+        f"shipml latency: {tmp_path / 'shipml.yaml'}:14 latency.inputs.dims: a batch of 4096 "
+        "would feed 3125 MiB (input 'input_ids' [4096, 100000] tensor(int64)), more than "
+        "latency.inputs.max_feed_mb allows (1024 MiB); use smaller dims or batch sizes, or raise "
+        "latency.inputs.max_feed_mb\n")
+
+
+def test_tensor_data_that_does_not_fit_names_the_file_and_the_input(
+        tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "tokens.jsonl"
+    data.write_text('{"input_ids": [1, 2, 3]}\n{"input_ids": [4, 5]}\n')
+    err = fail(tmp_path, {"model": {"path": str(encoder)},
+                          "latency": {**FAST, "inputs": {"data": "tokens.jsonl"}}}, capsys)
+    assert err == (
+        f"shipml latency: {tmp_path / 'shipml.yaml'}:11 latency.inputs.data: {data}: input "
+        "'input_ids' is ragged: line 1 has shape [3], line 2 has [2]; pad every row to one "
+        "shape (and mark the padding in the attention mask)\n")
+
+
+def test_a_missing_column_is_named(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    test = pd.read_csv(workdir / "test.csv").drop(columns=["mean_radius"])
+    test.to_csv(workdir / "short.csv", index=False)
+    err = fail(workdir, {"model": {**MODEL, "test": "short.csv", "train": "train.csv"},
+                         "latency": FAST}, capsys)
+    assert err.startswith(f"shipml latency: {workdir / 'shipml.yaml'}:4 model.test: ")
+    assert "model inputs ['mean_radius'] are not columns of" in err
+    assert "model.features" not in err

@@ -9,9 +9,9 @@ import pytest
 from shipml.config import load_config
 from shipml.latency import _judge
 from shipml.latency.core import _judge_budgets, settings_from
-from shipml.latency.harness import Harness, measure_adaptive
-from shipml.latency.inputs import build_input_plan
-from tests.latency.models import FAST, write_config
+from shipml.measure.harness import Harness, measure_adaptive
+from shipml.measure.inputs import build_input_plan, input_settings
+from tests._models import FAST, write_config
 
 
 @pytest.mark.parametrize("policy", ["fail", "warn"])
@@ -22,7 +22,7 @@ def test_straddled_budget_is_remeasured_then_judged_by_policy(workdir: Path, pol
     config = load_config(config_path)
     section = config.section("latency")
     settings = settings_from(section, ("CPUExecutionProvider",))
-    plan = build_input_plan(config, workdir / "model.onnx")
+    plan = build_input_plan(workdir / "model.onnx", input_settings(config, "latency"))
     with Harness(settings) as harness:
         feeds = harness.save_feeds(plan.feeds(1))
         measurement = measure_adaptive(harness, workdir / "model.onnx", {1: feeds})[1]

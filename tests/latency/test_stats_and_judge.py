@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shipml.latency import _judge, _stats
+from shipml.latency import _judge
+from shipml.measure import stats as _stats
 
 RNG = np.random.default_rng(7)
 

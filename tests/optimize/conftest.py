@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.latency.models import export_encoder
+from tests._models import export_encoder
 
 
 def _mlp_folder(folder: Path, *, regression: bool) -> Path:

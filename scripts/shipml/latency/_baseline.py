@@ -34,6 +34,7 @@ def resolve_baseline(config: Config, model_path: Path, scratch: Path) -> tuple[P
                 f"{config.where('latency', 'baseline', 'path')}: baseline model {path} not found")
         return path, str(path)
     where = config.where("latency", "baseline", "git_ref")
+    check_git_ref(str(git_ref), where)
     git = shutil.which("git")
     if git is None:
         raise ConfigError(f"{where}: git_ref {git_ref!r} needs git, which is not installed")
@@ -58,12 +59,26 @@ def resolve_baseline(config: Config, model_path: Path, scratch: Path) -> tuple[P
                 f"latency.baseline.path to its path inside the repository"
             )
     inside = inside.replace(os.sep, "/")
-    content = _git(git, ["show", f"{git_ref}:{inside}"], root, where)
+    # --end-of-options: whatever the ref says, git reads it as a revision, never as an option.
+    content = _git(git, ["show", "--end-of-options", f"{git_ref}:{inside}"], root, where)
     if not content:
         raise ConfigError(f"{where}: {git_ref}:{inside} is empty")
     target = scratch / "baseline.onnx"
     target.write_bytes(content)
     return target, f"{git_ref}:{inside}"
+
+
+def check_git_ref(git_ref: str, where: str) -> None:
+    """Raise ConfigError for a ref git could take as an option or that holds control
+    characters; return None for one it can only read as a revision."""
+    if git_ref.startswith("-"):
+        raise ConfigError(
+            f"{where}: git_ref {git_ref!r} starts with '-', which git would read as an option; "
+            f"give a branch, tag or commit, e.g. origin/main"
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in git_ref):
+        raise ConfigError(f"{where}: git_ref {git_ref!r} holds control characters; give a "
+                          f"branch, tag or commit, e.g. origin/main")
 
 
 def compare_inputs(baseline: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, ...],
@@ -87,8 +102,9 @@ def compare_inputs(baseline: tuple[TensorSpec, ...], candidate: tuple[TensorSpec
 def _git(git: str, arguments: list[str], cwd: Path, where: str) -> bytes:
     completed = subprocess.run([git, *arguments], cwd=cwd, capture_output=True, check=False)
     if completed.returncode != 0:
-        message = completed.stderr.decode(errors="replace").strip().splitlines()
-        first = message[0] if message else f"exit code {completed.returncode}"
+        message = [line for line in completed.stderr.decode(errors="replace").splitlines()
+                   if line.strip()]
+        first = message[0].strip() if message else f"exit code {completed.returncode}"
         raise ConfigError(f"{where}: `git {' '.join(arguments)}` failed: {first}\n{FETCH_HINT}")
     return completed.stdout
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shipml.latency import _stats
-from shipml.latency.harness import Measurement
+from shipml.measure import stats
+from shipml.measure.harness import Measurement
 from shipml.results import Check, CheckStatus
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -30,9 +30,9 @@ class BatchFigures:
     """Every figure reported for one batch size."""
 
     batch_size: int
-    percentiles: Mapping[int, _stats.Interval]
-    mean: _stats.Interval
-    throughput: _stats.Interval
+    percentiles: Mapping[int, stats.Interval]
+    mean: stats.Interval
+    throughput: stats.Interval
     memory_mb: float
     peak_rss_mb: float
     session_create_ms: float
@@ -43,12 +43,12 @@ class BatchFigures:
     seconds: float
     converged: bool
 
-    def interval(self, figure: str) -> _stats.Interval:
+    def interval(self, figure: str) -> stats.Interval:
         """Return the interval of ``figure`` (p50, p90, p95, p99, throughput or memory)."""
         if figure == "throughput":
             return self.throughput
         if figure == "memory":
-            return _stats.Interval(self.memory_mb, self.memory_mb, self.memory_mb)
+            return stats.Interval(self.memory_mb, self.memory_mb, self.memory_mb)
         return self.percentiles[int(figure[1:])]
 
     def to_metrics(self) -> dict[str, Any]:
@@ -79,14 +79,14 @@ def summarize(measurement: Measurement, confidence: float) -> BatchFigures:
     """Return the figures of one measured batch size."""
     mean = measurement.mean(confidence)
     batch = measurement.batch_size
-    throughput = _stats.Interval(
+    throughput = stats.Interval(
         estimate=batch * 1000.0 / mean.estimate,
         low=batch * 1000.0 / mean.high if mean.high > 0 else 0.0,
         high=batch * 1000.0 / mean.low if mean.low > 0 else float("inf"),
     )
     return BatchFigures(
         batch_size=batch,
-        percentiles={p: measurement.percentile(p, confidence) for p in _stats.PERCENTILES},
+        percentiles={p: measurement.percentile(p, confidence) for p in stats.PERCENTILES},
         mean=mean,
         throughput=throughput,
         memory_mb=max(measurement.memory_mb),
@@ -119,7 +119,7 @@ def budget_name(key: str, limit: float, batch_size: int) -> str:
     """Return the check's sentence, e.g. ``p95 latency at batch 1 is below 20 ms``."""
     _, upper, unit, stem = BUDGET_KEYS[key]
     relation = "is below" if upper else "is at least"
-    return f"{stem} at batch {batch_size} {relation} {_limit(limit)} {unit}"
+    return f"{stem} at batch {batch_size} {relation} {_format_limit(limit)} {unit}"
 
 
 def budget_check(key: str, limit: float, figures: BatchFigures, verdict: Verdict,
@@ -130,8 +130,8 @@ def budget_check(key: str, limit: float, figures: BatchFigures, verdict: Verdict
     if figure == "memory":
         described = f"peak {interval.estimate:.1f} MiB added to the process"
     else:
-        described = (f"{figure} {_number(interval.estimate)} {unit} ({confidence:.0%} CI "
-                     f"{_number(interval.low)}–{_number(interval.high)} {unit}) over "
+        described = (f"{figure} {_format_figure(interval.estimate)} {unit} ({confidence:.0%} CI "
+                     f"{_format_figure(interval.low)}–{_format_figure(interval.high)} {unit}) over "
                      f"{figures.runs} runs in {figures.processes} processes")
     status: CheckStatus
     if verdict == "pass":
@@ -143,14 +143,14 @@ def budget_check(key: str, limit: float, figures: BatchFigures, verdict: Verdict
         detail = f"{described}: the whole interval is {side} the budget"
     else:
         status = "pass" if policy == "pass" else policy
-        detail = (f"{described}: the interval straddles the {_limit(limit)} {unit} budget after "
+        detail = (f"{described}: the interval straddles the {_format_limit(limit)} {unit} budget after "
                   f"{remeasured} re-measurement(s); inconclusive, policy {policy}")
     return Check(name=budget_name(key, limit, figures.batch_size), status=status,
                  observed=round(interval.estimate, 6), threshold=limit, detail=detail,
                  group="budget")
 
 
-def regression_check(batch_size: int, ratio: _stats.Interval, tolerance: float, *,
+def regression_check(batch_size: int, ratio: stats.Interval, tolerance: float, *,
                      rounds: int, baseline_p50: float, candidate_p50: float, baseline: str,
                      confidence: float) -> Check:
     """Judge candidate/baseline median latency: fail only when the whole interval lies above
@@ -158,8 +158,8 @@ def regression_check(batch_size: int, ratio: _stats.Interval, tolerance: float, 
     limit = 1.0 + tolerance
     detail = (f"candidate/baseline median {ratio.estimate:.3f} ({confidence:.0%} CI "
               f"{ratio.low:.3f}–{ratio.high:.3f}) over {rounds} interleaved rounds; baseline "
-              f"{baseline} p50 {_number(baseline_p50)} ms, candidate p50 "
-              f"{_number(candidate_p50)} ms")
+              f"{baseline} p50 {_format_figure(baseline_p50)} ms, candidate p50 "
+              f"{_format_figure(candidate_p50)} ms")
     status: CheckStatus
     if ratio.low > limit:
         status, verdict = "fail", "the whole interval is above the tolerance"
@@ -174,7 +174,8 @@ def regression_check(batch_size: int, ratio: _stats.Interval, tolerance: float, 
     )
 
 
-def _number(value: float) -> str:
+def _format_figure(value: float) -> str:
+    # A measured figure in a message: three significant digits at most, ∞ for an open bound.
     if value == float("inf"):
         return "∞"
     if abs(value) >= 100:
@@ -186,5 +187,5 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _limit(value: float) -> str:
+def _format_limit(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"

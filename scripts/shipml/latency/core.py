@@ -11,14 +11,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from shipml._stage import annotate_checks
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.errors import ConfigError
-from shipml.latency import _judge, _stats
+from shipml.latency import _judge
 from shipml.latency._baseline import compare_inputs, resolve_baseline
 from shipml.latency._html import render_html
-from shipml.latency.harness import (
+from shipml.measure import stats
+from shipml.measure.harness import (
     Harness,
     HarnessSettings,
     Measurement,
@@ -27,8 +27,18 @@ from shipml.latency.harness import (
     measure_more,
     resolve_providers,
 )
-from shipml.latency.inputs import build_input_plan, model_inputs
-from shipml.results import Artifact, Check, StageClock, StageResult, stage_status
+from shipml.measure.inputs import build_input_plan, input_settings, model_inputs
+from shipml.results import (
+    Artifact,
+    Check,
+    Column,
+    Delta,
+    Series,
+    StageClock,
+    StageResult,
+    Table,
+    stage_status,
+)
 
 log = logging.getLogger("shipml.latency")
 
@@ -90,7 +100,8 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
     providers = resolve_providers(section["provider"], config.where(STAGE, "provider"))
     batch_sizes = [int(b) for b in section["batch_sizes"]]
     budgets = _budgets(config, batch_sizes)
-    plan = build_input_plan(config, model_path, key=model_key, batch_sizes=batch_sizes)
+    plan = build_input_plan(model_path, input_settings(config, STAGE), key=model_key,
+                            batch_sizes=batch_sizes)
     settings = settings_from(section, providers)
     baseline_cfg = section["baseline"]
     regression_batches = [int(b) for b in (baseline_cfg.get("batch_sizes") or batch_sizes[:1])]
@@ -130,12 +141,12 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
         "ci_width": settings.ci_width,
         "inputs": plan.describe(),
         "batches": {str(b): figures[b].to_metrics() for b in batch_sizes},
-        "distribution": {str(b): _stats.cdf_points(measurements[b].pooled())
+        "distribution": {str(b): stats.cdf_points(measurements[b].pooled())
                          for b in batch_sizes},
         "regression": regression,
     }
     first = figures[batch_sizes[0]]
-    for percentile in _stats.PERCENTILES:  # headline figures of the first batch size
+    for percentile in stats.PERCENTILES:  # headline figures of the first batch size
         metrics[f"p{percentile}_ms"] = round(first.percentiles[percentile].estimate, 6)
     metrics["throughput_rps"] = round(first.throughput.estimate, 3)
 
@@ -149,14 +160,57 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
     result = StageResult(
         stage=STAGE, status=status, summary=summary, started_at=clock.started_at,
         duration_s=clock.elapsed(), metrics=metrics, checks=tuple(checks),
-        artifacts=tuple(artifacts),
+        artifacts=tuple(artifacts), tables=(figures_table(figures),),
+        series=distribution_series(metrics["distribution"]),
+        deltas=regression_deltas(regression),
     )
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_html(result), encoding="utf-8")
     result_path = result.write(output_dir)
-    annotate_checks(result, config, platform)
     return LatencyRun(result=result, result_path=result_path, html_path=html_path)
+
+
+def figures_table(figures: Mapping[int, _judge.BatchFigures]) -> Table:
+    """Return the table of figures per batch size: p50, p95, p99 and throughput."""
+    columns = (Column("batch", "batch"), Column("p50_ms", "p50", "ms"),
+               Column("p95_ms", "p95", "ms"), Column("p99_ms", "p99", "ms"),
+               Column("throughput_rps", "throughput", "rows/s"))
+    rows = tuple({"batch": batch,
+                  **{f"p{p}_ms": round(figures[batch].percentiles[p].estimate, 6)
+                     for p in (50, 95, 99)},
+                  "throughput_rps": round(figures[batch].throughput.estimate, 3)}
+                 for batch in sorted(figures))
+    return Table(title="Latency per batch size", columns=columns, rows=rows)
+
+
+def distribution_series(distribution: Mapping[str, list[list[float]]]) -> tuple[Series, ...]:
+    """Return one chart per batch size: latency (ms) at each percentile of its CDF."""
+    charts = []
+    for batch, points in sorted(distribution.items(), key=lambda item: int(item[0])):
+        pairs = sorted((float(quantile), float(ms)) for ms, quantile in points)
+        if len(pairs) < 2:
+            continue
+        charts.append(Series(
+            title=f"Latency distribution, batch {batch}", x_label="percentile", y_label="ms",
+            categories=tuple(f"p{_percentile_label(q)}" for q, _ in pairs),
+            values=tuple(float(f"{ms:.6g}") for _, ms in pairs)))
+    return tuple(charts)
+
+
+def regression_deltas(regression: Mapping[str, Mapping[str, Any]]) -> tuple[Delta, ...]:
+    """Return the p50 of baseline and candidate per compared batch size, with the interval of
+    their ratio (candidate/baseline)."""
+    return tuple(
+        Delta(name=f"p50 latency at batch {batch}", baseline=float(record["baseline_p50_ms"]),
+              candidate=float(record["candidate_p50_ms"]), unit="ms", higher_is_better=False,
+              interval=(float(record["ci_low"]), float(record["ci_high"])))
+        for batch, record in sorted(regression.items(), key=lambda item: int(item[0])))
+
+
+def _percentile_label(quantile: float) -> str:
+    value = quantile * 100
+    return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:g}"
 
 
 def _budgets(config: Config, batch_sizes: list[int]) -> dict[int, dict[str, float]]:
@@ -213,7 +267,7 @@ def _regression(harness: Harness, baseline: tuple[Path, str], candidate: Path, b
     started = time.perf_counter()
     base, cand = interleave(harness, [baseline[0], candidate], feeds, rounds, time_s=time_s,
                             labels=labels, mode=mode)
-    ratio = _stats.ratio_of_medians(base.groups, cand.groups, confidence)
+    ratio = stats.ratio_of_medians(base.groups, cand.groups, confidence)
     # An interval that straddles the limit is undecided: buy more rounds (two at a time, so
     # the AB/BA order stays balanced) until it decides or the time cap is spent.
     while ratio.low <= limit < ratio.high and \
@@ -222,7 +276,7 @@ def _regression(harness: Harness, baseline: tuple[Path, str], candidate: Path, b
                                           time_s=time_s, labels=labels, mode=mode)
         base.merge(more_base)
         cand.merge(more_cand)
-        ratio = _stats.ratio_of_medians(base.groups, cand.groups, confidence)
+        ratio = stats.ratio_of_medians(base.groups, cand.groups, confidence)
     rounds = len(base.groups)
     base_p50 = float(np.median(base.pooled()))
     cand_p50 = float(np.median(cand.pooled()))
@@ -239,8 +293,8 @@ def _regression(harness: Harness, baseline: tuple[Path, str], candidate: Path, b
         "seconds": round(time.perf_counter() - started, 3),
         "baseline_p50_ms": round(base_p50, 6), "candidate_p50_ms": round(cand_p50, 6),
         "round_ratios": [round(value, 5) for value in round_ratios],
-        "baseline_distribution": _stats.cdf_points(base.pooled()),
-        "candidate_distribution": _stats.cdf_points(cand.pooled()),
+        "baseline_distribution": stats.cdf_points(base.pooled()),
+        "candidate_distribution": stats.cdf_points(cand.pooled()),
     }
     return check, record
 

@@ -10,11 +10,14 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from shipml.latency.inputs import InputPlan
+from shipml.errors import ConfigError
+from shipml.measure.inputs import InputPlan
 from shipml.onnx_model import OnnxModel, load_session
 from shipml.results import Check, CheckStatus
 
 Kind = Literal["classification", "regression", "embedding"]
+#: rows per run when the model is fed tensors (synthetic or from a tensor file)
+BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,9 @@ class Answers:
 
 
 def infer_kind(plan: InputPlan, original: Path, task: str) -> Kind:
-    """Return the parity kind for a model: classification, regression or embedding."""
-    if plan.source == "data":
+    """Return the parity kind for a model: classification or regression for a tabular model fed
+    rows of a table, embedding (outputs compared by cosine) for any other."""
+    if plan.table is not None:
         model = OnnxModel(original)
         if model.is_classifier or task in ("binary", "multiclass"):
             return "classification"
@@ -42,24 +46,59 @@ def infer_kind(plan: InputPlan, original: Path, task: str) -> Kind:
 
 def answers(path: Path, plan: InputPlan, rows: int, kind: Kind,
             features: list[str] | None = None) -> Answers:
-    """Run the model at ``path`` on the parity rows and return its answers."""
-    if plan.source == "data" and kind != "embedding":
-        assert plan.rows is not None
-        frame = plan.rows.iloc[:rows]
+    """Run the model at ``path`` on the parity rows and return its answers: labels or values
+    of a tabular model on table rows; else each row's float outputs (class probabilities
+    included) as one vector, and its integer or text outputs as one label.
+
+    Raises whatever onnxruntime raises when the model cannot run on these inputs."""
+    if plan.table is not None and kind != "embedding":
+        frame = plan.table.iloc[:rows]
         model = OnnxModel(path, features=features)
         predictions = model.predict(frame)
         if kind == "classification":
             return Answers(labels=np.asarray(predictions))
         return Answers(values=np.asarray(predictions, dtype=np.float64))
+    import onnxruntime as ort
+
     session = load_session(path)
-    batch = 8
-    vectors = []
-    for start in range(0, rows, batch):
-        outputs = session.run(None, plan.feeds(min(batch, rows - start), offset=start))
-        floats = [np.asarray(o, dtype=np.float64).reshape(len(o), -1) for o in outputs
-                  if isinstance(o, np.ndarray) and np.issubdtype(o.dtype, np.floating)]
-        vectors.append(np.concatenate(floats, axis=1))
-    return Answers(vectors=np.concatenate(vectors))
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a failing run is reported once, by the caller
+    vectors: list[NDArray[Any]] = []
+    labels: list[NDArray[Any]] = []
+    for start in range(0, rows, BATCH):
+        count = min(BATCH, rows - start)
+        floats, texts = _per_row(session.run(None, plan.feeds(count, offset=start), quiet), count)
+        if floats:
+            vectors.append(np.concatenate(floats, axis=1))
+        if texts:
+            labels.append(np.array(["|".join(row) for row in np.concatenate(texts, axis=1)]))
+    if not vectors and not labels:
+        raise ConfigError(f"{path}: the model has no output per row that parity can compare "
+                          f"(numbers, labels or class probabilities)")
+    return Answers(labels=np.concatenate(labels) if labels else None,
+                   vectors=np.concatenate(vectors) if vectors else None)
+
+
+def _per_row(outputs: list[Any], count: int) -> tuple[list[NDArray[Any]], list[NDArray[Any]]]:
+    """Split one batch's outputs into numbers and labels, one row per example; outputs that are
+    not per row (a scalar, another first axis) are left out."""
+    floats: list[NDArray[Any]] = []
+    texts: list[NDArray[Any]] = []
+    for output in outputs:
+        if isinstance(output, list):  # ZipMap: one {class: probability} dict per row
+            if len(output) == count and all(isinstance(row, dict) for row in output):
+                keys = sorted(output[0]) if output else []
+                floats.append(np.array([[row[key] for key in keys] for row in output],
+                                       dtype=np.float64).reshape(count, -1))
+            continue
+        value = np.asarray(output)
+        if value.ndim == 0 or value.shape[0] != count:
+            continue
+        if np.issubdtype(value.dtype, np.floating):
+            floats.append(value.astype(np.float64).reshape(count, -1))
+        else:
+            texts.append(value.astype(str).reshape(count, -1))
+    return floats, texts
 
 
 def measure(original: Answers, candidate: Answers, truth: NDArray[Any] | None) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from shipml.latency.inputs import InputPlan
+from shipml.measure.inputs import InputPlan
 
 TRANSFORMS = ("graph", "dynamic_int8", "static_int8", "fp16")
+#: rows per calibration batch of static_int8
+CALIBRATION_BATCH = 16
 _LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile",
             "distribution": "Distribution"}
@@ -40,6 +42,31 @@ def apply(name: str, source: Path, target: Path, settings: Mapping[str, Any],
             raise ValueError(f"unknown transform {name!r}")
 
 
+def normalized(source: Path, target: Path) -> Path:
+    """Return ``source``, or ``target`` holding it with its opset imports normalised: one entry
+    per domain, ``ai.onnx`` spelt as the default domain ``""``, the highest version kept.
+
+    Exporters such as skl2onnx (a StandardScaler + LogisticRegression pipeline, target_opset 17)
+    write the default domain twice; onnxruntime runs such a model, but its quantizer stops with
+    "Failed to find proper ai.onnx domain".
+    """
+    import onnx
+
+    model = onnx.load(str(source))
+    versions: dict[str, int] = {}
+    for entry in model.opset_import:
+        domain = "" if entry.domain == "ai.onnx" else entry.domain
+        versions[domain] = max(versions.get(domain, 0), int(entry.version))
+    current = [(entry.domain, int(entry.version)) for entry in model.opset_import]
+    if current == list(versions.items()):
+        return source
+    del model.opset_import[:]
+    for domain, version in versions.items():
+        model.opset_import.append(onnx.helper.make_opsetid(domain, version))
+    onnx.save(model, str(target))
+    return target
+
+
 def _graph(source: Path, target: Path, level: str) -> None:
     import onnxruntime as ort
 
@@ -62,7 +89,7 @@ def _dynamic(source: Path, target: Path, settings: Mapping[str, Any]) -> None:
 class _Reader:
     """Feeds calibration batches to onnxruntime's static quantizer."""
 
-    def __init__(self, plan: InputPlan, rows: int, batch: int = 16) -> None:
+    def __init__(self, plan: InputPlan, rows: int, batch: int = CALIBRATION_BATCH) -> None:
         # Equal batches: the histogram calibrators (entropy, percentile, distribution) stack
         # what they collect and reject a ragged last batch.
         batch = max(1, min(batch, rows))

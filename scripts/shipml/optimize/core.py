@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shipml._stage import annotate_checks
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.data import load_table
-from shipml.errors import ConfigError
-from shipml.latency import _stats
-from shipml.latency.core import settings_from
-from shipml.latency.harness import Harness, interleave, resolve_providers
-from shipml.latency.inputs import InputPlan, build_input_plan, data_plan
+from shipml.errors import ConfigError, first_line
+from shipml.measure import stats
+from shipml.measure.harness import Harness, HarnessSettings, interleave, resolve_providers
+from shipml.measure.inputs import DataFile, InputPlan, build_input_plan, input_settings
 from shipml.optimize import _parity, _transforms
-from shipml.results import Artifact, Check, StageClock, StageResult, stage_status
+from shipml.results import (
+    Artifact,
+    Check,
+    Column,
+    Handoff,
+    StageClock,
+    StageResult,
+    Table,
+    stage_status,
+)
 
 log = logging.getLogger("shipml.optimize")
 
@@ -31,6 +40,13 @@ NO_MODEL = (
     "no model to optimize: set model.path (or optimize.model, or --model), e.g.\n"
     "  model:\n    path: model.onnx"
 )
+OUTPUT_IS_ORIGINAL = (
+    "optimize.output {output} is the model being optimized ({model_key}); the original stays "
+    "as it is, so write the kept model elsewhere, e.g.\n"
+    "  optimize:\n    output: dist/model.optimized.onnx"
+)
+#: confidence of the interval that must lie below 1 for a candidate to displace the original
+TIMING_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,7 @@ def run_optimize(config: Config, output_dir: Path, platform: Platform) -> Optimi
     section = config.section(STAGE)
     model_cfg = config.section("model")
     original, model_key = _original(config, section)
+    output = _output(config, section, output_dir, original, model_key)
     candidates = list(section["candidates"])
     pick = section["pick"]
     if pick not in ("fastest", "none") and pick not in candidates:
@@ -62,35 +79,48 @@ def run_optimize(config: Config, output_dir: Path, platform: Platform) -> Optimi
         )
     parity_cfg = section["parity"]
     parity_plan = _plan(config, original, model_key, parity_cfg.get("data"),
-                        (STAGE, "parity", "data"), model_cfg)
+                        (STAGE, "parity", "data"), ("test", "train"), _parity.BATCH)
     calibration_plan: InputPlan | None = None
     static_cfg = section["static_int8"]
     if "static_int8" in candidates:
         calibration_plan = _plan(config, original, model_key, static_cfg.get("data"),
-                                 (STAGE, "static_int8", "data"), model_cfg, prefer="train")
+                                 (STAGE, "static_int8", "data"), ("train", "test"),
+                                 _transforms.CALIBRATION_BATCH)
     kind: _parity.Kind = (parity_cfg["kind"] if parity_cfg["kind"] != "auto"
                           else _parity.infer_kind(parity_plan, original, model_cfg["task"]))
     rows = _parity_rows(parity_plan, int(parity_cfg["rows"]), kind)
     truth = _truth(parity_plan, model_cfg, rows, kind)
     features = model_cfg.get("features")
-    reference = _parity.answers(original, parity_plan, rows, kind, features)
+    try:
+        reference = _parity.answers(original, parity_plan, rows, kind, features)
+    except ConfigError:
+        raise
+    except Exception as exc:  # onnxruntime's own types: the model cannot run on these inputs
+        raise ConfigError(
+            f"{model_key}: onnxruntime could not run {original} on the parity inputs "
+            f"({parity_plan.data_source or 'synthetic tensors'}): {first_line(exc)}"
+        ) from None
 
     work = output_dir / "artifacts" / "optimize"
+    work.mkdir(parents=True, exist_ok=True)
     checks: list[Check] = []
     records: dict[str, dict[str, Any]] = {}
     holding: list[str] = []
+    source = original
     for name in candidates:
         target = work / f"model.{name}.onnx"
         record: dict[str, Any] = {"path": str(target)}
         records[name] = record
         try:
-            _transforms.apply(name, original, target, section[name] if name in section else {},
+            if source == original:  # once, and only when a transform is tried
+                source = _transforms.normalized(original, work / "model.source.onnx")
+            _transforms.apply(name, source, target, section[name] if name in section else {},
                               calibration_plan, int(static_cfg["rows"]))
             answered = _parity.answers(target, parity_plan, rows, kind, features)
         except ConfigError:
             raise
         except Exception as exc:  # a transform that cannot apply is an ERROR record
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc)
             checks.append(Check(name=f"{name} transform applies to the model", status="error",
                                 detail=f"{type(exc).__name__}: {detail}", group=f"parity:{name}"))
             record.update({"error": detail, "holds_parity": False})
@@ -122,9 +152,6 @@ def run_optimize(config: Config, output_dir: Path, platform: Platform) -> Optimi
             records[name]["speedup"] = timing["speedup"][name]
     elif pick not in ("fastest", "none") and pick in holding:
         chosen = pick
-    output = (config.resolve_path(section["output"], STAGE, "output") if section.get("output")
-              else output_dir / "artifacts" / "model.optimized.onnx")
-    output.parent.mkdir(parents=True, exist_ok=True)
     chosen_path = original if chosen == "original" else work / f"model.{chosen}.onnx"
     shutil.copyfile(chosen_path, output)
     log.info("optimize: keeping %s → %s", chosen, output)
@@ -144,13 +171,14 @@ def run_optimize(config: Config, output_dir: Path, platform: Platform) -> Optimi
         metrics["original"]["p50_ms"] = timing["p50_ms"]["original"]
     status = stage_status(checks, section["fail_on"])
     result = StageResult(
-        stage=STAGE, status=status, summary=_summary(chosen, records, checks, timing),
+        stage=STAGE, status=status, summary=summary(chosen, records, checks, timing),
         started_at=clock.started_at, duration_s=clock.elapsed(), metrics=metrics,
         checks=tuple(checks),
         artifacts=(Artifact(name=output.name, path=str(output)),),
+        handoff=(Handoff(kind="model", path=str(output), sha256=_sha256(output)),),
+        tables=(candidates_table(metrics),),
     )
     result_path = result.write(output_dir)
-    annotate_checks(result, config, platform)
     return OptimizeRun(result=result, result_path=result_path, model_path=output, chosen=chosen)
 
 
@@ -164,27 +192,51 @@ def _original(config: Config, section: Mapping[str, Any]) -> tuple[Path, str]:
     return config.resolve_path(model["path"], "model", "path"), config.where("model", "path")
 
 
+def _output(config: Config, section: Mapping[str, Any], output_dir: Path, original: Path,
+            model_key: str) -> Path:
+    """Return where the kept model goes; ConfigError, before any work, when that is the original
+    itself or a place no file can be written."""
+    where = config.where(STAGE, "output")
+    if not section.get("output"):
+        output = output_dir / "artifacts" / "model.optimized.onnx"
+        where = f"--output-dir {output_dir}"
+    else:
+        output = config.resolve_path(section["output"], STAGE, "output")
+    if _same_file(output, original):
+        raise ConfigError(f"{where}: " + OUTPUT_IS_ORIGINAL.format(output=output,
+                                                                    model_key=model_key))
+    if output.is_dir():
+        raise ConfigError(f"{where}: {output} is a directory; give the path of a file, e.g. "
+                          f"dist/model.optimized.onnx")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot create the folder of {output}: "
+                          f"{exc.strerror or first_line(exc)}") from None
+    return output
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
 def _plan(config: Config, original: Path, model_key: str, value: str | None,
-          key: tuple[str, ...], model_cfg: Mapping[str, Any], prefer: str = "test"
-          ) -> InputPlan:
+          key: tuple[str, ...], prefer: Sequence[str], batch: int) -> InputPlan:
+    settings = input_settings(config, STAGE, prefer=prefer)
     if value:
-        return data_plan(original, model_key, config.resolve_path(value, *key),
-                         config.where(*key), model_cfg)
-    order = (prefer, "train" if prefer == "test" else "test")
-    plan = build_input_plan(config, original, key=model_key)
-    if plan.source == "data":
-        for name in order:
-            if model_cfg.get(name):
-                return data_plan(original, model_key,
-                                 config.resolve_path(model_cfg[name], "model", name),
-                                 config.where("model", name), model_cfg)
-    return plan
+        settings = settings.preferring(DataFile(config.resolve_path(value, *key),
+                                                config.where(*key)))
+    return build_input_plan(original, settings, key=model_key, batch_sizes=[batch])
 
 
 def _parity_rows(plan: InputPlan, wanted: int, kind: _parity.Kind) -> int:
-    if plan.source == "data":
-        assert plan.rows is not None
-        return min(wanted, len(plan.rows))
+    if plan.row_count is not None:
+        return min(wanted, plan.row_count)
     # Synthetic tensors: enough rows to see a difference, few enough for a big encoder.
     return min(wanted, 64) if kind == "embedding" else wanted
 
@@ -192,7 +244,7 @@ def _parity_rows(plan: InputPlan, wanted: int, kind: _parity.Kind) -> int:
 def _truth(plan: InputPlan, model_cfg: Mapping[str, Any], rows: int, kind: _parity.Kind
            ) -> NDArray[Any] | None:
     label = model_cfg.get("label")
-    if kind != "classification" or not label or not plan.data_source:
+    if kind != "classification" or not label or plan.table is None:
         return None
     table = load_table(Path(plan.data_source), "model.label")
     if label not in table.frame.columns:
@@ -202,11 +254,17 @@ def _truth(plan: InputPlan, model_cfg: Mapping[str, Any], rows: int, kind: _pari
 
 def _time(config: Config, original: Path, model_key: str, candidates: list[Path],
           names: list[str], timing_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    latency = config.section("latency")
-    providers = resolve_providers(latency["provider"], config.where("latency", "provider"))
-    settings = settings_from(latency, providers)
+    threads = timing_cfg["threads"]
+    settings = HarnessSettings(
+        providers=resolve_providers(timing_cfg["provider"],
+                                    config.where(STAGE, "timing", "provider")),
+        intra_op=int(threads["intra_op"]), inter_op=int(threads["inter_op"]),
+        warmup=int(timing_cfg["warmup"]), process_time_s=float(timing_cfg["process_time_s"]),
+        confidence=TIMING_CONFIDENCE,
+    )
     batch = int(timing_cfg["batch_size"])
-    plan = build_input_plan(config, original, key=model_key, batch_sizes=[batch])
+    plan = build_input_plan(original, input_settings(config, STAGE), key=model_key,
+                            batch_sizes=[batch])
     with Harness(settings) as harness:
         feeds = harness.save_feeds(plan.feeds(batch))
         measured = interleave(harness, [original, *candidates], feeds, int(timing_cfg["rounds"]),
@@ -215,7 +273,8 @@ def _time(config: Config, original: Path, model_key: str, candidates: list[Path]
     speedup = {name: p50["original"] / p50[name] for name in names}
     ratios = {}
     for name, measurement in zip(names[1:], measured[1:], strict=True):
-        ratio = _stats.ratio_of_medians(measured[0].groups, measurement.groups, 0.95)
+        ratio = stats.ratio_of_medians(measured[0].groups, measurement.groups,
+                                       TIMING_CONFIDENCE)
         ratios[name] = [round(ratio.estimate, 4), round(ratio.low, 4), round(ratio.high, 4)]
     log.info("optimize: p50 at batch %d: %s", batch,
              ", ".join(f"{name} {value:.4g} ms" for name, value in p50.items()))
@@ -225,8 +284,35 @@ def _time(config: Config, original: Path, model_key: str, candidates: list[Path]
             "ratio_to_original": ratios}
 
 
-def _summary(chosen: str, records: Mapping[str, Mapping[str, Any]], checks: list[Check],
-             timing: Mapping[str, Any]) -> str:
+def candidates_table(metrics: Mapping[str, Any]) -> Table:
+    """Return the table of the original and each candidate: size, parity, p50 and speed-up."""
+    columns = (Column("candidate", "candidate"), Column("size_kib", "size", "KiB"),
+               Column("parity", "parity"), Column("p50_ms", "p50", "ms"),
+               Column("speedup", "speed-up", "×"))
+    original = metrics["original"]
+    rows: list[dict[str, Any]] = [{
+        "candidate": "original" + (" (kept)" if metrics["chosen"] == "original" else ""),
+        "size_kib": round(original["size_bytes"] / 1024, 1), "parity": "",
+        "p50_ms": original.get("p50_ms"), "speedup": 1.0 if original.get("p50_ms") else None,
+    }]
+    for name, record in metrics["candidates"].items():
+        if record.get("error"):
+            parity = f"error: {record['error']}"
+        else:
+            parity = "holds" if record.get("holds_parity") else "broken"
+        size = record.get("size_bytes")
+        rows.append({
+            "candidate": name + (" (kept)" if name == metrics["chosen"] else ""),
+            "size_kib": round(size / 1024, 1) if size else None, "parity": parity,
+            "p50_ms": record.get("p50_ms"), "speedup": record.get("speedup"),
+        })
+    return Table(title="Optimization candidates", columns=columns, rows=tuple(rows))
+
+
+def summary(chosen: str, records: Mapping[str, Mapping[str, Any]], checks: Sequence[Check],
+            timing: Mapping[str, Any]) -> str:
+    """Return the one-line summary: how many candidates hold parity, which one was kept, and
+    which could not be applied (errors) apart from which broke parity (failed checks)."""
     held = [name for name, record in records.items() if record.get("holds_parity")]
     text = f"{len(held)}/{len(records)} candidates hold parity"
     if chosen != "original" and timing:
@@ -237,9 +323,22 @@ def _summary(chosen: str, records: Mapping[str, Mapping[str, Any]], checks: list
         text += "; kept the original (no candidate was faster beyond noise)"
     else:
         text += "; kept the original"
+    errored = [name for name, record in records.items() if record.get("error")]
     broken = sorted({c.group.split(":", 1)[1] for c in checks
-                     if c.status in ("fail", "error") and ":" in c.group})
+                     if c.status == "fail" and ":" in c.group} - set(errored))
+    notes = []
+    if errored:
+        notes.append(f"could not apply: {', '.join(errored)}")
     if broken:
-        text += f" (broke parity: {', '.join(broken)})"
+        notes.append(f"broke parity: {', '.join(broken)}")
+    if notes:
+        text += f" ({'; '.join(notes)})"
     return text
 
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""Statistics over latency samples: percentiles with intervals, CDF points, ratio of medians.
+"""Statistics over timing samples: percentiles with intervals, CDF points, ratio of medians.
 
 Samples come from several fresh processes. An interval that only counted samples would ignore
 what differs between processes (memory layout, a neighbour waking up), so every interval here is

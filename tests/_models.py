@@ -1,4 +1,5 @@
-"""Real tiny models for the latency and optimize tests and the bench: builders, not fixtures."""
+"""Real tiny models and configs for the measuring tests (latency, optimize, measure) and the
+bench: builders, not fixtures."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 #: harness settings that keep a test run short (the gate logic is the same at any scale)
@@ -115,3 +117,91 @@ def export_encoder(path: Path, *, vocab: int = 500, width: int = 64, layers: int
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "sequence_length"},
                                         "embedding": {0: "batch"}})
+
+
+def export_identity_sum(path: Path, *, width: int = 4, weight_mib: float = 0.0) -> None:
+    """Write a tiny model, ``y = sum(x @ W)`` over a float input ``[batch, width]``: a few
+    microseconds a run. ``weight_mib`` makes ``W`` that large (a model that holds memory)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    columns = max(1, int(weight_mib * 2**20 / 4 / width))
+    weight = np.full((width, columns), 0.5, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]),
+         helper.make_node("ReduceSum", ["h"], ["y"], keepdims=0)],
+        "identity_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def export_failing_at_run_time(path: Path) -> None:
+    """Write a model that loads but cannot run: it reshapes ``[batch, 4]`` to a fixed ``[3, 5]``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "failing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])],
+        [numpy_helper.from_array(np.array([3, 5], dtype=np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def export_scaled_logistic(folder: Path) -> Path:
+    """Export a StandardScaler + LogisticRegression pipeline as a user would (``zipmap: False``,
+    ``target_opset=17``) with its data; skl2onnx writes the default-domain opset import twice.
+    Returns the model's path; ``train.csv`` and ``test.csv`` sit beside it (label ``y``)."""
+    import warnings
+
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(11)
+    features = rng.standard_normal((600, 6)).astype(np.float32)
+    target = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(int)
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())])
+    pipeline.fit(features[:400], target[:400])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_model = to_onnx(pipeline, features[:1], options={"zipmap": False},
+                             target_opset=17)
+    path = folder / "model.onnx"
+    path.write_bytes(onnx_model.SerializeToString())
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(6)])
+    frame["y"] = target
+    frame[:400].to_csv(folder / "train.csv", index=False)
+    frame[400:].to_csv(folder / "test.csv", index=False)
+    return path
+
+
+def token_rows(rows: int, sequence: int, *, vocab: int = 500, seed: int = 0) -> np.ndarray:
+    """Return ``rows`` × ``sequence`` token ids below ``vocab`` (int64), as real inputs."""
+    return np.random.default_rng(seed).integers(0, vocab, size=(rows, sequence), dtype=np.int64)
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write one JSON object per line to ``path`` and return it."""
+    import json
+
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny transformer encoder with dynamic batch and sequence axes (vocabulary 500)."""
+    path = tmp_path_factory.mktemp("encoder") / "encoder.onnx"
+    export_encoder(path)
+    return path

@@ -1,6 +1,6 @@
 """The measuring harness: fresh child processes, pinned threads, warm-up, adaptive repetitions.
 
-Every measurement runs in a new ``python -I shipml/latency/_worker.py`` process. The parent only
+Every measurement runs in a new ``python -I shipml/measure/_worker.py`` process. The parent only
 schedules: it interleaves batch sizes (and, for comparisons, models) process by process, so a
 noisy minute on the runner is shared by everything measured in it, and it stops a batch size once
 every reported percentile's confidence interval is narrow enough, or its time cap is spent.
@@ -25,12 +25,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shipml.errors import ConfigError, InfrastructureError
-from shipml.latency import _stats
+from shipml.measure import stats
 
-log = logging.getLogger("shipml.latency")
+log = logging.getLogger("shipml.measure")
 
 WORKER = Path(__file__).with_name("_worker.py")
-#: provider aliases accepted in ``latency.provider``
+#: a measuring process stops after this many timed runs, whatever its time budget
+MAX_RUNS = 1_000_000
+#: provider aliases accepted wherever a provider is configured
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -84,7 +86,9 @@ class Measurement:
         self.session_create_ms.append(float(outcome["session_create_ms"]))
         self.model_load_ms.append(float(outcome["model_load_ms"]))
         self.first_run_ms.append(float(outcome["first_run_ms"]))
-        self.memory_mb.append(max(0.0, outcome["peak_rss_mb"] - outcome["base_rss_mb"]))
+        # What the model and its session added; not the feeds, not the sample buffers.
+        model_peak = outcome.get("model_peak_rss_mb", outcome["peak_rss_mb"])
+        self.memory_mb.append(max(0.0, float(model_peak) - float(outcome["base_rss_mb"])))
         self.peak_rss_mb.append(float(outcome["peak_rss_mb"]))
         self.seconds += seconds
 
@@ -98,18 +102,18 @@ class Measurement:
         self.peak_rss_mb.extend(other.peak_rss_mb)
         self.seconds += other.seconds
 
-    def percentile(self, percentile: float, confidence: float) -> _stats.Interval:
+    def percentile(self, percentile: float, confidence: float) -> stats.Interval:
         """Return a latency percentile (ms) with its confidence interval."""
-        return _stats.percentile_interval(self.groups, percentile, confidence,
+        return stats.percentile_interval(self.groups, percentile, confidence,
                                           seed=int(percentile))
 
-    def mean(self, confidence: float) -> _stats.Interval:
+    def mean(self, confidence: float) -> stats.Interval:
         """Return the mean latency (ms) with its confidence interval."""
-        return _stats.mean_interval(self.groups, confidence)
+        return stats.mean_interval(self.groups, confidence)
 
     def widest(self, confidence: float) -> float:
         """Return the largest relative interval width over the reported percentiles."""
-        return max(self.percentile(p, confidence).relative_width for p in _stats.PERCENTILES)
+        return max(self.percentile(p, confidence).relative_width for p in stats.PERCENTILES)
 
     def pooled(self) -> NDArray[Any]:
         """Return all samples (ms) in one array."""
@@ -147,7 +151,7 @@ class Harness:
 
     def __init__(self, settings: HarnessSettings, workdir: Path | None = None) -> None:
         self.settings = settings
-        self._tmp = tempfile.TemporaryDirectory(prefix="shipml-latency-", dir=workdir)
+        self._tmp = tempfile.TemporaryDirectory(prefix="shipml-measure-", dir=workdir)
         self.workdir = Path(self._tmp.name)
         self._count = 0
 
@@ -196,7 +200,7 @@ class Harness:
             "result": str(result_path), "providers": list(settings.providers),
             "intra_op": settings.intra_op, "inter_op": settings.inter_op,
             "warmup": settings.warmup, "time_s": budget,
-            "hard_time_s": hard_time_s, "min_runs": min_runs, "max_runs": 1_000_000,
+            "hard_time_s": hard_time_s, "min_runs": min_runs, "max_runs": MAX_RUNS,
         }
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         started = time.perf_counter()
@@ -227,7 +231,7 @@ class Harness:
             where = ", ".join(label for label in labels if label) or names
             raise ConfigError(
                 f"{where}: onnxruntime could not run {names} on the benchmark inputs: "
-                f"{outcome['error'].strip().splitlines()[0]}"
+                f"{outcome['error']}"
             )
         return list(outcome["models"]), seconds
 

@@ -1,9 +1,15 @@
-"""The measuring child: ``python -m shipml.latency._worker SPEC.json``.
+"""The measuring child: ``python -I shipml/measure/_worker.py SPEC.json``.
 
 One fresh process per measurement, so that no run inherits another's warm caches, allocator state
 or JIT-ed kernels. The spec names the model, the pickled feeds, the provider, the thread counts and
 how long to measure; the child writes its timings as JSON to the spec's ``result`` path. Only the
 call to ``session.run`` sits between the two ``perf_counter_ns`` readings.
+
+Memory is what the model and its session add: the peak resident size reached by session creation,
+the first run and the warm-up, over the resident size once the feeds are loaded. The harness's own
+buffers (the feeds, the samples of a million runs) are not the model's and are left out.
+
+Run as a file with ``-I``: it imports nothing from shipml.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import pickle
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import onnxruntime as ort
 
+    with open(spec["feeds"], "rb") as handle:
+        feeds = pickle.load(handle)  # written by the parent process, never user input
+    gc.collect()
+    # The baseline: interpreter, onnxruntime and the feeds. Reset the high-water mark so that
+    # loading the feeds (briefly twice their size) does not count as the model's.
     base_rss = _rss_mb()
+    _reset_peak()
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(spec["intra_op"])
     options.inter_op_num_threads = int(spec["inter_op"])
@@ -48,9 +61,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         models.append({"model_load_ms": load_ns / 1e6, "session_create_ms": session_ns / 1e6,
                        "providers": session.get_providers()})
 
-    with open(spec["feeds"], "rb") as handle:
-        feeds = pickle.load(handle)  # written by the parent process, never user input
-
     for run, record in zip(runs, models, strict=True):
         started = time.perf_counter_ns()
         run(None, feeds)
@@ -58,12 +68,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(int(spec["warmup"])):
         for run in runs:
             run(None, feeds)
+    # The model's peak, read before the timing loop grows the sample buffers.
+    model_peak = _peak_rss_mb()
 
     min_runs = int(spec["min_runs"])
     budget_ns = int(float(spec["time_s"]) * 1e9)
     hard_ns = int(float(spec["hard_time_s"]) * 1e9)
     max_runs = int(spec["max_runs"])
-    samples: list[list[int]] = [[] for _ in runs]
+    samples = [array("q") for _ in runs]  # 8 bytes a run, not a Python int
     clock = time.perf_counter_ns
     gc.disable()
     try:
@@ -97,8 +109,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         gc.enable()
     peak = _peak_rss_mb()
     for record, bucket in zip(models, samples, strict=True):
-        record["samples_ns"] = bucket
+        record["samples_ns"] = bucket.tolist()
         record["base_rss_mb"] = base_rss
+        record["model_peak_rss_mb"] = model_peak
         record["peak_rss_mb"] = peak
     return {"models": models, "pid": os.getpid()}
 
@@ -110,6 +123,15 @@ def _rss_mb() -> float:
         return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError, AttributeError):
         return _peak_rss_mb()
+
+
+def _reset_peak() -> None:
+    # Linux: writing 5 to clear_refs resets VmHWM to the current resident size.
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
 
 
 def _peak_rss_mb() -> float:
@@ -136,7 +158,8 @@ def main(argv: list[str]) -> int:
     try:
         outcome = measure(spec)
     except Exception as exc:  # reported to the parent, which turns it into a precise error
-        outcome = {"error": f"{type(exc).__name__}: {exc}"}
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        outcome = {"error": f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"}
     Path(spec["result"]).write_text(json.dumps(outcome), encoding="utf-8")
     return 1 if "error" in outcome else 0
 
