@@ -109,6 +109,18 @@ def test_warn_severity_reports_without_failing_and_fail_on_warn_fails(
     assert result["status"] == "fail"
 
 
+def test_each_check_that_did_not_pass_is_annotated_once(
+        drift_case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checks = [{"check": "FeatureDrift", "conditions": [
+        {"condition": "drift_score_less_than", "params": {"max_allowed_numeric_score": 0.2}}]}]
+    capsys.readouterr()
+    code, _ = run(drift_case, tmp_path, {"suites": [], "checks": checks, "workers": 1})
+    assert code == 1
+    annotations = [line for line in capsys.readouterr().err.splitlines()
+                   if line.startswith("error: ") and "Feature Drift" in line]
+    assert len(annotations) == 1, annotations
+
+
 def test_suites_none_from_the_action_runs_only_the_explicit_checks(
         drift_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIPML_SUITES", "none")  # what `suites: none` on the action sets

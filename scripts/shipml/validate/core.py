@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shipml.ci import Platform
-from shipml.ci._platform import AnnotationLevel
 from shipml.config import Config
 from shipml.junit import render_junit
 from shipml.results import (
@@ -39,6 +39,8 @@ class ValidateRun:
     result_path: Path
     html_path: Path | None
     junit_path: Path
+    #: the config line of each explicit check, by check class name (for annotations)
+    check_lines: Mapping[str, int] = field(default_factory=dict)
 
 
 def run_validate(config: Config, output_dir: Path, platform: Platform) -> ValidateRun:
@@ -127,9 +129,9 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
         ("shipml.validate.deepchecks", outcome.checks), ("shipml.validate.pytest", pytest_checks),
     ]), encoding="utf-8")
     result_path = result.write(output_dir)
-    _announce(result, plan.config_lines, config, platform)
+    # The command's conclusion annotates the checks that did not pass (shipml._stage).
     return ValidateRun(result=result, result_path=result_path, html_path=html_path,
-                       junit_path=junit_path)
+                       junit_path=junit_path, check_lines=plan.config_lines)
 
 
 def _summary(checks: tuple[Check, ...], counts: dict[str, int]) -> str:
@@ -151,19 +153,6 @@ def _summary(checks: tuple[Check, ...], counts: dict[str, int]) -> str:
         shown = ", ".join(failed[:5]) + (", …" if len(failed) > 5 else "")
         text += f" ({shown})"
     return text
-
-
-def _announce(result: StageResult, config_lines: dict[str, int], config: Config,
-              platform: Platform) -> None:
-    file = str(config.file) if config.file is not None else None
-    for check in result.checks:
-        if check.status == "pass":
-            continue
-        level: AnnotationLevel = "warning" if check.status == "warn" else "error"
-        line = (config_lines.get(check.group) or config.lines.get(("validate",))) if file else None
-        platform.annotate(level, f"{check.name} — observed: {check.observed}; "
-                          f"threshold: {check.threshold}", file=file, line=line,
-                          title=f"shipml validate: {check.status.upper()}")
 
 
 def _usable_cpus() -> int:
