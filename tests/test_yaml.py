@@ -91,7 +91,9 @@ def test_an_undefined_alias_is_a_syntax_error_with_its_line(tmp_path: Path) -> N
 
 def test_100k_nested_brackets_are_refused_without_recursion_error(tmp_path: Path) -> None:
     path = write(tmp_path, "[" * 100_000 + "]" * 100_000)
-    assert refused(path).startswith(f"{path}:1:")
+    message = refused(path)
+    assert message.startswith(f"{path}:1:")
+    assert message.endswith(f": nesting deeper than {MAX_DEPTH} levels; a shipml.yaml needs a few")
 
 
 def test_nesting_deeper_than_the_limit(tmp_path: Path) -> None:

@@ -210,6 +210,8 @@ def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1000) met while scanning
+            raise ConfigError(f"{_where(path, mark)}: {TOO_DEEP.format(limit=MAX_DEPTH)}") from None
         raise ConfigError(f"{_where(path, mark)}: YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
