@@ -1,0 +1,125 @@
+"""Servers for the HTTP tests: ``shipml serve`` started as a real process on 127.0.0.1 with a port
+the kernel picks, stopped by its own pid, its JSON log kept for the assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import Case
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Server:
+    """A running ``shipml serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+    scheme: str = "http"
+    ready_s: float = 0.0
+    _log_offset: int = field(default=0)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[str]:
+        """Return every line the server has logged so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Return the JSON log records (of event ``name``)."""
+        found = []
+        for line in self.log_lines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or record.get("event") == name:
+                found.append(record)
+        return found
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM this server (by pid) and return its exit code; SIGKILL after ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+
+def write_serve_config(folder: Path, case: Case | None = None, *, features: bool = False,
+                       **serve: Any) -> Path:
+    """Write ``folder/shipml.yaml`` with the case's ``model:`` keys and a ``serve:`` section."""
+    document: dict[str, Any] = {}
+    if case is not None:
+        document["model"] = {"path": str(case.model), "label": case.label, "train": str(case.train)}
+    if serve:
+        document["serve"] = serve
+    path = folder / "shipml.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def start_server(folder: Path, *args: str, env: dict[str, str] | None = None,
+                 scheme: str = "http", verify: str | bool = True, wait_ready: bool = True) -> Server:
+    """Start ``shipml serve --port 0 ARGS`` in ``folder``; return once it answers ready."""
+    log_path = folder / f"server-{time.monotonic_ns()}.log"
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("SHIPML_", "PROMETHEUS_"))}
+    environment.update(env or {})
+    started = time.perf_counter()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shipml", "serve", "--port", "0", *args],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    server = Server(process=process, log_path=log_path, port=0, scheme=scheme)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.port:
+        listening = server.events("listening")
+        if listening:
+            server.port = int(listening[0]["port"])
+            break
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"server did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    while wait_ready:
+        try:
+            answer = requests.get(f"{server.url}/v2/health/ready", timeout=5, verify=verify)
+            if answer.status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"server did not get ready:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    server.ready_s = time.perf_counter() - started
+    return server
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers a test starts; each still running at the end is stopped by its pid."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
