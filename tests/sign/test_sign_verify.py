@@ -358,3 +358,17 @@ def test_a_fresh_image_is_pushed_with_the_test_helper(registry: Registry) -> Non
     client = RegistryClient(registry.address)
     digest = push_test_image(client, "team/helper", "v1")
     assert client.resolve(Reference(registry.address, "team/helper", tag="v1")) == digest
+
+
+def test_a_key_from_an_environment_variable_signs(
+        registry: Registry, key_pair: KeyPair, workspace: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    image = pushed(registry)
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", key_pair.private.read_text())
+    monkeypatch.setenv("COSIGN_PASSWORD", key_pair.password)
+    assert main(["sign", "--key", "env://RELEASE_SIGNING_KEY",
+                 str(image.with_digest(image.digest))]) == 0
+    assert _verify(image.with_digest(image.digest), key_pair.public) == 0
+    assert main(["sign", "--key", "env://UNSET_KEY", str(image.with_digest(image.digest))]) == 2
+    assert "env://UNSET_KEY: the environment variable UNSET_KEY is not set" in \
+        capsys.readouterr().err

@@ -79,7 +79,7 @@ KEYLESS_NEEDS_COSIGN = ("keyless signing needs the cosign CLI on PATH; add befor
                         "  - uses: sigstore/cosign-installer@<sha> # v3")
 NO_PUBLIC_KEY = "shipml verify needs the public key: --key cosign.pub (or sign.public_key)"
 KEY_URI_NEEDS_COSIGN = ("{key}: key URIs (KMS, k8s://, …) need the cosign CLI on PATH; the "
-                        "built-in signer reads key files")
+                        "built-in signer reads key files and env://VARIABLE")
 KEY_EXISTS = ("{path} already exists; shipml keygen does not overwrite keys: move it away or "
               "choose another --output-key-prefix")
 
@@ -179,7 +179,7 @@ def run_sign(args: argparse.Namespace) -> int:
                                         "run": platform.run_url() or ""})
     client = _client(image, section)
     if cosign is not None:
-        key_arg = None if key_text is None else _key_argument(config, key_text)
+        key_arg = None if key_text is None else _key_argument(config, key_text, "key")
         plain = _plain_http(image, section)
         _cosign.sign(cosign, image, key_arg, annotations=section["annotations"],
                      tlog=section["tlog"], plain_http=plain)
@@ -195,12 +195,12 @@ def run_sign(args: argparse.Namespace) -> int:
         signature_digest = attestation_digest = ""
     else:
         from shipml.sign.core import attest_image, describe_key, sign_image
-        from shipml.sign.keys import load_private_key, read_password
+        from shipml.sign.keys import is_encrypted, load_private_key, read_password
 
         key_path = _key_file(config, key_text, "key")
-        password = _password_if_encrypted(key_path, read_password)
-        if password:
-            platform.mask(password)
+        # Not masked: a workflow reads it from a secret, which the runner masks already, and
+        # ::add-mask:: would print it wherever no runner reads the log.
+        password = read_password(key_path) if is_encrypted(key_path) else None
         key = load_private_key(key_path, password)
         client.resolve(image)  # the image must exist before anything is written beside it
         signed = sign_image(client, image, key, section["annotations"])
@@ -252,16 +252,6 @@ def _gate_results(output: Path, names: list[str]) -> list[StageResult]:
     return found
 
 
-def _password_if_encrypted(path: Path, read: Any) -> str | None:
-    from shipml.sign.keys import ENCRYPTED_LABELS
-
-    try:
-        head = path.read_text(encoding="ascii", errors="replace")[:200]
-    except OSError:
-        return None  # load_private_key says why
-    return str(read(path)) if any(label in head for label in ENCRYPTED_LABELS) else None
-
-
 # --- verify -------------------------------------------------------------------------------------
 
 
@@ -282,7 +272,7 @@ def run_verify(args: argparse.Namespace) -> int:
     model_sha256 = file_sha256(model) if model is not None else ""
     cosign = _cosign.find_cosign(section["cosign"])
     if cosign is not None:
-        key_arg = _key_argument(config, section["public_key"])
+        key_arg = _key_argument(config, section["public_key"], "public_key")
         plain = _plain_http(image, section)
         passed, said = _cosign.verify(cosign, image, key_arg, tlog=section["tlog"],
                                       plain_http=plain)
@@ -427,14 +417,17 @@ def _model_path(config: Config, *, strict: bool = False) -> Path | None:
     return path
 
 
-def _key_file(config: Config, text: str, key: str) -> Path:
+def _key_file(config: Config, text: str, key: str) -> Path | str:
+    if text.startswith("env://"):
+        return text
     if "://" in text:
         raise ConfigError(KEY_URI_NEEDS_COSIGN.format(key=config.where("sign", key)))
     return config.resolve_path(text, "sign", key)
 
 
-def _key_argument(config: Config, text: str) -> str:
-    return text if "://" in text else str(config.resolve_path(text, "sign", "key"))
+def _key_argument(config: Config, text: str, key: str) -> str:
+    # cosign takes KMS and k8s:// URIs as they are; a file is passed as an absolute path
+    return text if "://" in text else os.path.abspath(config.resolve_path(text, "sign", key))
 
 
 def _registry_options(section: dict[str, Any]) -> Any:

@@ -72,9 +72,10 @@ def read_password(path: Path | str, *, confirm: bool = False,
     raise ConfigError(NO_PASSWORD.format(path=path))
 
 
-def load_private_key(path: Path, password: str | None = None) -> PrivateKey:
-    """Return the private key in ``path`` (cosign's encrypted format or PKCS#8 PEM); the
-    password is read with :func:`read_password` when the file is encrypted and none is given.
+def load_private_key(path: Path | str, password: str | None = None) -> PrivateKey:
+    """Return the private key in ``path`` (cosign's encrypted format or PKCS#8 PEM), or in the
+    environment variable an ``env://NAME`` reference names (as cosign reads it); the password
+    is read with :func:`read_password` when the key is encrypted and none is given.
 
     Raises ConfigError when the file is missing, unreadable, encrypted with another password,
     or holds something other than a PKCS#8 EC, RSA or Ed25519 key.
@@ -101,7 +102,7 @@ def load_private_key(path: Path, password: str | None = None) -> PrivateKey:
     return key
 
 
-def load_public_key(path: Path) -> PublicKey:
+def load_public_key(path: Path | str) -> PublicKey:
     """Return the public key in a PKIX ``PUBLIC KEY`` PEM (``cosign.pub``); raise ConfigError
     when the file is missing or holds something else."""
     label, body = _read_pem(path)
@@ -219,7 +220,23 @@ def pem_encode(label: str, der: bytes) -> bytes:
     return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode()
 
 
-def _read_pem(path: Path) -> tuple[str, bytes]:
+def is_encrypted(path: Path | str) -> bool:
+    """Return whether the key ``path`` names is in cosign's encrypted format (False when it
+    cannot be read: loading it says why)."""
+    try:
+        return _read_pem(path)[0] in ENCRYPTED_LABELS
+    except ConfigError:
+        return False
+
+
+def _read_pem(path: Path | str) -> tuple[str, bytes]:
+    if isinstance(path, str) and path.startswith("env://"):
+        name = path[len("env://"):]
+        if name not in os.environ:
+            raise ConfigError(f"{path}: the environment variable {name} is not set; map the "
+                              f"secret to it (env: {name}: ${{{{ secrets.{name} }}}})")
+        return _parse_pem(os.environ[name], path)
+    path = Path(path)
     try:
         if path.stat().st_size > MAX_KEY_FILE_BYTES:
             raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a key file")
@@ -231,6 +248,10 @@ def _read_pem(path: Path) -> tuple[str, bytes]:
         raise ConfigError(f"key file {path} is a folder, not a file") from None
     except (OSError, UnicodeDecodeError):
         raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found="no PEM text")) from None
+    return _parse_pem(text, path)
+
+
+def _parse_pem(text: str, path: Path | str) -> tuple[str, bytes]:
     match = _PEM.search(text)
     if match is None:
         raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found="no PEM block"))
