@@ -193,7 +193,8 @@ _SETUP_BLOCK = re.compile(r"^    # --- shipml setup ---\n(.*?)^    # --- end shi
                           re.MULTILINE | re.DOTALL)
 #: the extras each action installs (validate's deepchecks stack only where validate runs)
 _EXTRAS = {".": "validate", "actions/validate": "validate", "actions/optimize": '""',
-           "actions/latency": '""', "actions/report": '""'}
+           "actions/latency": '""', "actions/report": '""', "actions/build": "build",
+           "actions/sign": "sign"}
 
 
 def _setup_block(action_dir: Path) -> str:
@@ -208,6 +209,7 @@ def test_setup_block_is_the_one_of_actions_setup(action_dir: Path) -> None:
     # The block is copied because a composite action cannot `uses:` its sibling portably; the
     # copies may differ only in the script's path and in what actions/setup takes as inputs.
     name = str(action_dir.relative_to(REPO)) or "."
+    assert name in _EXTRAS, f"{name}: add the extras this action installs to _EXTRAS"
     expected = (_setup_block(REPO / "actions" / "setup")
                 .replace("${{ inputs.extras }}", _EXTRAS[name])
                 .replace("${{ inputs.venv-path }}", '""')
