@@ -115,7 +115,7 @@ def test_infer_equals_in_process_onnxruntime(served: Any, kind: str) -> None:
 
 
 def test_metadata_health_and_request_ids(served: Any) -> None:
-    case, server = served("multiclass")
+    _case, server = served("multiclass")
     assert requests.get(f"{server.url}/v2/health/live", timeout=5).json() == {"live": True}
     assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
     assert requests.get(f"{server.url}/v2/models/model/ready", timeout=5).status_code == 200

@@ -545,6 +545,9 @@ def listen(settings: ServeSettings) -> socket.socket:
         raise ConfigError(f"serve.host/serve.port: cannot listen on {settings.host}:"
                           f"{settings.port}: {exc.strerror or first_line(exc)}; choose a free port "
                           "(--port) or an address of this machine (--host)") from None
+    # Workers share this socket: one that loses the race for a connection must not block in
+    # accept(), so the socket never blocks (the selector says when to accept).
+    listener.setblocking(False)
     if settings.tls_cert is None or settings.tls_key is None:
         return listener
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
