@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -275,8 +276,7 @@ def _set_path(data: dict[str, Any], path: Sequence[str | int], value: Any) -> No
 
 
 def _validate(config: Config) -> None:
-    import jsonschema  # costs most of a second: only when a config is really validated
-
+    jsonschema = _jsonschema()
     validator_cls = jsonschema.validators.validator_for(schema())
     validator = validator_cls(schema())
     errors = sorted(validator.iter_errors(config.data), key=lambda e: (len(e.path), list(map(str, e.path))))
@@ -286,12 +286,30 @@ def _validate(config: Config) -> None:
     raise ConfigError(_describe(error, config))
 
 
+def _jsonschema() -> Any:
+    """Return the jsonschema module, imported without ``rfc3987_syntax``.
+
+    jsonschema registers an IRI format checker when that package is installed (deepchecks'
+    dependencies bring it), and importing it compiles lark grammars for seconds on every command.
+    shipml's schema uses no IRI format, so the import is made to skip it; later imports of the
+    package elsewhere are unaffected.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        import jsonschema
+
+        return jsonschema
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # makes its import fail
+    try:
+        import jsonschema
+    finally:
+        del sys.modules["rfc3987_syntax"]
+    return jsonschema
+
+
 def _deepest(error: Any) -> Any:
     # For oneOf/anyOf the most specific sub-error says more than "is not valid under any".
     if error.context:
-        import jsonschema
-
-        best = jsonschema.exceptions.best_match(error.context)
+        best = _jsonschema().exceptions.best_match(error.context)
         if best is not None and len(best.absolute_path) >= len(error.absolute_path):
             return _deepest(best)
     return error
