@@ -127,9 +127,9 @@ def model_test_env(base: Mapping[str, str], config_file: Path | None, model: Pat
     env = dict(base)
     if config_file is not None:
         env["SHIPML_CONFIG"] = str(config_file.resolve())
-    env["SHIPML_MODEL_PATH"] = str(model.resolve())
-    env["SHIPML_TRAIN_PATH"] = str(train.resolve())
-    env["SHIPML_TEST_PATH"] = str(test.resolve())
+    env["SHIPML_MODEL"] = str(model.resolve())
+    env["SHIPML_TRAIN"] = str(train.resolve())
+    env["SHIPML_TEST"] = str(test.resolve())
     scripts = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, env.get("PYTHONPATH", "")) if p)
     return env
