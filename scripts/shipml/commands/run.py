@@ -24,7 +24,7 @@ from shipml import stages
 from shipml._stage import IN_PIPELINE
 from shipml.config import Config, find_config, load_config
 from shipml.errors import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, ConfigError
-from shipml.results import StageClock, StageError, StageResult, results_path
+from shipml.results import Handoff, StageClock, StageError, StageResult, results_path
 
 #: the pipeline's status by its exit code
 _STATUS = ("pass", "fail", "error", "error")
@@ -141,10 +141,21 @@ def _handoff_flags(stage: str, config: Config, output: Path, codes: dict[str, in
             if wanted.kind not in producer.produces or codes.get(producer.name) != EXIT_OK:
                 continue
             handed = StageResult.read(results_path(output, producer.name)).handed(wanted.kind)
-            if handed is not None and handed.path and Path(handed.path).is_file():
-                flags += [option.flag, handed.path]
+            reference = _reference(handed)
+            if reference:
+                flags += [option.flag, reference]
                 break
     return flags
+
+
+def _reference(handed: Handoff | None) -> str:
+    """Return what names a hand-off on a command line: a file that exists, or an image
+    reference (``repo@sha256:…``); '' for none."""
+    if handed is None:
+        return ""
+    if handed.path:
+        return handed.path if Path(handed.path).is_file() else ""
+    return handed.ref
 
 
 def _user_set(config: Config, key: Sequence[str]) -> bool:
