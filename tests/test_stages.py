@@ -142,3 +142,18 @@ def test_the_readme_lists_every_option_with_its_variable_and_key() -> None:
             assert any(f"`{option.flag}" in row and f"`{option.env}`" in row
                        and f"`{dotted_key}`" in row and stage.name in row for row in rows), \
                 f"README's configuration table lacks {option.flag} ({stage.name})"
+
+
+def test_a_stage_prints_at_most_fifty_checks_and_says_how_many_more(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shipml._stage import PRINTED_CHECKS, conclude
+    from shipml.ci import LocalPlatform
+    from shipml.results import Check, StageResult
+
+    checks = tuple(Check(f"check {i} holds", "fail", detail=f"detail {i}") for i in range(120))
+    result = StageResult(stage="validate", status="fail", summary="120 failed",
+                         started_at="2026-12-03T00:00:00+00:00", duration_s=1.0, checks=checks)
+    assert conclude(result, result.write(tmp_path), LocalPlatform({})) == 1
+    out = capsys.readouterr().out
+    assert out.count("  FAIL  check ") == PRINTED_CHECKS == 50
+    assert "… and 70 more checks that did not pass: every one is in the result file" in out

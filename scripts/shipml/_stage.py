@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from shipml.ci import Platform
     from shipml.results import StageResult
 
+#: the checks that did not pass that a command prints at most (the result file has them all)
+PRINTED_CHECKS = 50
 #: set by ``shipml run`` for the stages it runs: the report writes the one job summary
 IN_PIPELINE = "SHIPML_IN_PIPELINE"
 
@@ -115,11 +117,14 @@ def conclude(result: StageResult, result_path: Path, platform: Platform, *,
     if config is not None:
         annotate_checks(result, config, platform)
     print(f"shipml {result.stage}: {result.status.upper()}: {result.summary}")
-    for check in result.checks:
-        if check.status != "pass":
-            print(f"  {check.status.upper():5} {check.name}")
-            if check.detail:
-                print(f"        {check.detail}")
+    shown = [check for check in result.checks if check.status != "pass"]
+    for check in shown[:PRINTED_CHECKS]:
+        print(f"  {check.status.upper():5} {check.name}")
+        if check.detail:
+            print(f"        {check.detail}")
+    if len(shown) > PRINTED_CHECKS:
+        print(f"  … and {len(shown) - PRINTED_CHECKS} more checks that did not pass: every one "
+              f"is in the result file")
     print(f"result: {result_path}")
     for name, path in files:
         if path is not None:

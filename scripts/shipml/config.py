@@ -9,7 +9,6 @@ file, so an error always names where the bad value came from: ``shipml.yaml:12 v
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 import sys
@@ -21,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from shipml import stages
+from shipml._yaml import KeyPath as KeyPath  # where a key sits: section, keys, list indexes
 from shipml._yaml import read_yaml
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, did_you_mean
 
 DEFAULT_CONFIG_NAME = "shipml.yaml"
 SCHEMA_ID = "https://shipml.dev/schema/shipml.schema.json"
 #: sections in the order they appear in the published schema; each has ``schema/<name>.json``
 SECTIONS = stages.sections()
 
-#: where a key sits in the config: section, keys, list indexes
-KeyPath = tuple[str | int, ...]
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -324,8 +322,7 @@ def _describe(error: Any, config: Config) -> str:
         unknown = [key for key in instance if key not in allowed]
         key = str(unknown[0]) if unknown else "?"
         where = config.where(*path, key)
-        nearest = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
-        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        hint = did_you_mean(key, allowed)
         return (
             f"{where}: unknown key {dotted(path + (key,))!r}{hint} "
             f"(valid keys here: {', '.join(allowed)})"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from shipml.errors import ConfigError, first_line
+from shipml.errors import ConfigError, did_you_mean, first_line
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
@@ -53,8 +52,8 @@ def load_table(path: Path, key: str) -> Table:
             )
     except ImportError:
         raise ConfigError(
-            f"{key}: reading Parquet ({path}) needs pyarrow; pip install 'shipml[validate]' "
-            "or pip install pyarrow"
+            f"{key}: reading Parquet ({path}) needs pyarrow: pip install pyarrow (or "
+            "'shipml[validate] @ git+https://github.com/OWNER/shipml@v1')"
         ) from None
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{key}: data file {path} is empty (no header, no rows)") from None
@@ -69,10 +68,7 @@ def load_table(path: Path, key: str) -> Table:
 def require_label(table: Table, label: str, key: str) -> None:
     """Raise ConfigError unless ``label`` is a column of ``table`` with at least one value."""
     if label not in table.frame.columns:
-        nearest = difflib.get_close_matches(label, table.columns, n=1, cutoff=0.6)
-        if not nearest:  # a label written in another case: `Churned` for `churned`
-            nearest = [c for c in table.columns if c.lower() == label.lower()][:1]
-        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        hint = did_you_mean(label, table.columns, cutoff=0.6)
         raise ConfigError(
             f"{table.source}: label column {label!r} (from {key}) is not in the data{hint} "
             f"(columns: {', '.join(table.columns)})"

@@ -6,6 +6,8 @@ Exit codes, everywhere: 0 all gates passed, 1 a gate failed, 2 bad input or conf
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_CONFIG = 2
@@ -50,3 +52,15 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+def did_you_mean(name: str, valid: Iterable[str], cutoff: float = 0.5) -> str:
+    """Return ``"; did you mean 'x'?"`` for the valid name nearest to ``name`` (the same name in
+    another case counts), or '' when none is near: the hint every "unknown ..." message ends with."""
+    import difflib
+
+    choices = list(valid)
+    nearest = difflib.get_close_matches(name, choices, n=1, cutoff=cutoff)
+    if not nearest:
+        nearest = [choice for choice in choices if choice.lower() == name.lower()][:1]
+    return f"; did you mean {nearest[0]!r}?" if nearest else ""

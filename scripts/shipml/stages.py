@@ -13,7 +13,6 @@ from typing import Literal
 #: which half of the pipeline a stage belongs to: ``always`` runs last in both (report),
 #: ``none`` is never run by ``shipml run`` (serve)
 Half = Literal["pull_request", "release", "always", "none"]
-KeyPath = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class Consumes:
     user set that key (or its flag or variable) themselves."""
 
     kind: str
-    key: KeyPath
+    key: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ This module and :mod:`shipml.validate._parallel` are the only ones that import d
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import re
 import warnings
@@ -22,7 +21,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from shipml.config import Config
-from shipml.errors import ConfigError, first_line
+from shipml.errors import ConfigError, did_you_mean, first_line
 from shipml.results import Check, CheckStatus
 from shipml.validate._inputs import ModelInputs
 from shipml.validate._parallel import run_suite
@@ -32,7 +31,7 @@ log = logging.getLogger("shipml.validate")
 
 INSTALL_HINT = (
     "deepchecks is not installed in this environment; install the validate extra:\n"
-    "  pip install 'shipml[validate]'\n"
+    '  pip install "shipml[validate] @ git+https://github.com/OWNER/shipml@v1"\n'
     "(the validate action does this in its own environment)"
 )
 SUITE_NAMES = ("data_integrity", "train_test_validation", "model_evaluation", "full_suite")
@@ -407,7 +406,5 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _unknown(where: str, kind: str, name: str, valid: list[str]) -> str:
-    nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
-    return f"{where}: unknown {kind} {name!r}{hint} (valid: {', '.join(valid)})"
+    return f"{where}: unknown {kind} {name!r}{did_you_mean(name, valid)} (valid: {', '.join(valid)})"
 

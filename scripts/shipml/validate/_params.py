@@ -11,7 +11,6 @@ read accepts any value (the run-time check in :mod:`shipml.validate._deepchecks`
 from __future__ import annotations
 
 import collections.abc
-import difflib
 import functools
 import inspect
 import types
@@ -19,7 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, did_you_mean
 
 UNKNOWN_PARAMETER = "{where}: {owner} has no parameter {name!r}{hint} (valid: {valid})"
 WRONG_TYPE = "{where}: {owner} takes {expected} for {name}, not {value!r} ({kind})"
@@ -62,8 +61,7 @@ def check_parameters(params: Mapping[str, Any], function: Callable[..., Any], ow
         parameter = known.get(str(name))
         if parameter is None:
             valid = sorted(known)
-            nearest = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
-            hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+            hint = did_you_mean(str(name), valid, cutoff=0.6)
             raise ConfigError(UNKNOWN_PARAMETER.format(
                 where=where(str(name)), owner=owner, name=name, hint=hint,
                 valid=", ".join(valid) or "none"))
