@@ -65,7 +65,7 @@ class Server:
             return self.process.wait(timeout=10)
 
 
-def write_serve_config(folder: Path, case: Case | None = None, *, features: bool = False,
+def write_serve_config(folder: Path, case: Case | None = None,
                        **serve: Any) -> Path:
     """Write ``folder/shipml.yaml`` with the case's ``model:`` keys and a ``serve:`` section."""
     document: dict[str, Any] = {}

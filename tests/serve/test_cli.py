@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -32,7 +33,7 @@ from tests.serve.conftest import Server, start_server, write_serve_config
 ])
 def test_a_bad_configuration_exits_2_naming_the_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        serve: dict[str, object], argv: list[str], message: str) -> None:
+        serve: dict[str, Any], argv: list[str], message: str) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.onnx").write_bytes(b"not read before the configuration is checked")
     write_serve_config(tmp_path, **serve)

@@ -21,7 +21,8 @@ from tests.serve.conftest import Server, start_server, write_serve_config
 
 def _row(case: Case) -> list[dict[str, Any]]:
     frame = pd.read_csv(case.test).drop(columns=[case.label]).iloc[:1]
-    return json.loads(json.dumps(frame.to_dict(orient="records")))
+    rows: list[dict[str, Any]] = json.loads(json.dumps(frame.to_dict(orient="records")))
+    return rows
 
 
 def _metric(server: Server, name: str) -> float:

@@ -12,12 +12,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from shipml.onnx_model import TensorSpec
+if TYPE_CHECKING:  # onnx_model imports pandas: the server listens before the model loads
+    from shipml.onnx_model import TensorSpec
 
 #: Open Inference Protocol v2 datatypes by onnxruntime tensor type
 V2_DATATYPES: dict[str, str] = {

@@ -1,0 +1,133 @@
+"""shipml serve's own cost, on the bundled example model (a scikit-learn pipeline, 11 inputs):
+
+- server overhead: p50 over HTTP (wrk, 1 connection, loopback, one row per request) minus the p50
+  of a bare in-process ``session.run`` on the same row (measured by ``shipml.measure``'s harness:
+  fresh processes, pinned threads). Target ≤ 1 ms; KServe's xgbserver was measured at 0.95 ms.
+  Also the in-process cost of shipml's own row binding and decoding (no HTTP), to show where the
+  overhead goes;
+- dynamic batching on vs off at 32 connections: requests/s ratio;
+- start to ready in a fresh process: from ``Popen`` to the first 200 of /v2/health/ready (target
+  ≤ 1 s outside a container).
+
+Rounds alternate the contenders so both see the same machine; figures are medians over rounds.
+Usage: python bench/serve_overhead.py [--rounds 3] [--seconds 5] [--starts 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve_common import example_rows, example_v2_body, start_shipml, wrk
+
+from shipml.example import example_dir
+
+
+def in_process_p50_ms() -> float:
+    """Return the p50 (ms) of a bare ``session.run`` on one example row, from fresh processes."""
+    from shipml.measure.harness import Harness, HarnessSettings, measure_adaptive
+    from shipml.onnx_model import OnnxModel
+
+    model_path = Path(example_dir()) / "model.onnx"
+    model = OnnxModel(model_path)
+    import pandas as pd
+
+    feeds = model.feeds(pd.DataFrame(example_rows(1)))
+    settings = HarnessSettings(process_time_s=0.5, min_processes=3, max_time_s=6, min_runs=500)
+    with Harness(settings) as harness:
+        measured = measure_adaptive(harness, model_path, {1: harness.save_feeds(feeds)})
+    return measured[1].percentile(50, 0.95).estimate
+
+
+def binding_p50_ms(runs: int = 3000) -> float:
+    """Return the p50 (ms) of ``ServedModel.predict`` on one row: binding, session.run, decoding."""
+    from shipml.serve.model import ServedModel
+    from shipml.serve.settings import ServeSettings
+
+    served = ServedModel(ServeSettings(model_path=Path(example_dir()) / "model.onnx", name="m"))
+    rows = example_rows(1)
+    for _ in range(200):
+        served.predict(rows)
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter_ns()
+        served.predict(rows)
+        samples.append(time.perf_counter_ns() - started)
+    return statistics.median(samples) / 1e6
+
+
+def start_to_ready_s() -> tuple[float, float]:
+    """Return (wall seconds from Popen to ready, the server's own start-to-ready seconds)."""
+    server, url = start_shipml()
+    wall = server.wait_ready(f"{url}/v2/health/ready")
+    own = server.events("ready")[0]["start_to_ready_ms"] / 1000
+    server.stop()
+    return wall, own
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--starts", type=int, default=5)
+    args = parser.parse_args()
+    row_body = {"rows": example_rows(1)}
+    v2_body = example_v2_body(1)
+
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+
+    for _ in range(args.rounds):
+        add("in_process_p50_ms", in_process_p50_ms())
+        add("binding_p50_ms", binding_p50_ms())
+        server, url = start_shipml()
+        try:
+            predict = wrk(f"{url}/predict", row_body, connections=1, seconds=args.seconds)
+            infer = wrk(f"{url}/v2/models/model/infer", v2_body, connections=1,
+                        seconds=args.seconds)
+        finally:
+            server.stop()
+        add("predict_p50_ms", predict["p50_ms"])
+        add("predict_p99_ms", predict["p99_ms"])
+        add("predict_c1_rps", predict["rps"])
+        add("infer_p50_ms", infer["p50_ms"])
+        for batching, flags in (("off", ()), ("on", ("--max-batch-size", "32",
+                                                     "--max-delay-ms", "2"))):
+            server, url = start_shipml(*flags)
+            try:
+                loaded = wrk(f"{url}/predict", row_body, connections=32, seconds=args.seconds,
+                             threads=2)
+            finally:
+                server.stop()
+            add(f"batching_{batching}_c32_rps", loaded["rps"])
+            add(f"batching_{batching}_c32_p50_ms", loaded["p50_ms"])
+            add(f"batching_{batching}_errors", loaded["errors"] + loaded["non2xx"])
+    for _ in range(args.starts):
+        wall, own = start_to_ready_s()
+        add("start_to_ready_wall_s", wall)
+        add("start_to_ready_server_s", own)
+
+    median = {name: statistics.median(values) for name, values in figures.items()}
+    report: dict[str, Any] = dict(sorted(median.items()))
+    report["overhead_predict_p50_ms"] = median["predict_p50_ms"] - median["in_process_p50_ms"]
+    report["overhead_infer_p50_ms"] = median["infer_p50_ms"] - median["in_process_p50_ms"]
+    report["batching_rps_ratio_on_over_off"] = (median["batching_on_c32_rps"]
+                                                / median["batching_off_c32_rps"])
+    width = max(len(name) for name in report)
+    for name, value in report.items():
+        print(f"{name:<{width}}  {value:.4g}")
+    print(f"(medians over {args.rounds} rounds, {args.starts} starts; overhead target <= 1 ms, "
+          "start to ready target <= 1 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
