@@ -40,6 +40,8 @@ _CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-b
 _REPOSITORY = re.compile(
     r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+#: ``serve:`` keys the image sets itself (model file, SHIPML_SERVE_HOST/_PORT)
+_SERVE_KEYS_SET_BY_IMAGE = ("model", "host", "port")
 #: what the image keeps of the ``model:`` section (the data files stay behind)
 _MODEL_KEYS = ("task", "label", "features", "categorical_features", "ignore_columns")
 
@@ -274,7 +276,9 @@ def _image_config(config: Config, model_file: str) -> str:
     model = {key: value for key, value in config.section("model").items() if key in _MODEL_KEYS}
     document: dict[str, Any] = {"model": {"path": f"{MODEL_FOLDER}/{model_file}", **model}}
     if "serve" in config.written:
-        document["serve"] = config.section("serve")
+        # The image decides where the model is and where the server listens (its ENV).
+        document["serve"] = {key: value for key, value in config.section("serve").items()
+                             if key not in _SERVE_KEYS_SET_BY_IMAGE}
     return ("# written by shipml build: what `shipml serve` reads inside the image\n"
             + yaml.safe_dump(document, sort_keys=False))
 

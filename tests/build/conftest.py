@@ -1,0 +1,132 @@
+"""The build tests run against the real Docker Engine and the two local registries that
+``.ci/services`` starts (it is run once per session; if it cannot start them, the tests fail with
+its output, they are never skipped)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY = "127.0.0.1:5000"
+AUTH_REGISTRY = "127.0.0.1:5001"
+#: the test user of the basic-auth registry (.ci/services documents it)
+REGISTRY_USER = "shipml"
+REGISTRY_PASSWORD = "shipml-test-password"
+BASE_IMAGE = "shipml-test/debian:bookworm"
+#: one repository name per session: other tests push to the same registries
+SESSION = uuid.uuid4().hex[:8]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "docker: needs the Docker Engine and the local registries "
+                                       "(bash .ci/services)")
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """Start (or reuse) dockerd, the registries and the base image; fail with the reason."""
+    try:
+        completed = subprocess.run(["bash", str(REPO / ".ci" / "services")], capture_output=True,
+                                   text=True, timeout=1200, check=False)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f".ci/services did not finish in {exc.timeout} s")
+    if completed.returncode != 0:
+        pytest.fail(".ci/services could not start what the build tests need:\n"
+                    + completed.stdout + completed.stderr)
+
+
+@pytest.fixture(scope="session")
+def docker_client(services: None) -> Iterator[Any]:
+    """A Docker SDK client; every image the tests record is removed at the end (by id)."""
+    import docker
+
+    client = docker.from_env(timeout=900)
+    yield client
+    for image_id in reversed(_CREATED):
+        try:
+            # noprune keeps the dependency layers as build cache for the next session.
+            client.images.remove(image_id, force=True, noprune=True)
+        except docker.errors.APIError:
+            pass
+    client.close()
+
+
+_CREATED: list[str] = []
+
+
+def record_image(image_id: str) -> None:
+    """Remember an image the tests built, to remove it when the session ends."""
+    if image_id and image_id not in _CREATED:
+        _CREATED.append(image_id)
+
+
+@dataclass
+class Project:
+    """A folder with the example model and a shipml.yaml whose build section the test writes."""
+
+    folder: Path
+    build: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "shipml.yaml"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.folder / ".shipml"
+
+    def write(self, **build: Any) -> Path:
+        """Write shipml.yaml with the example model and ``build`` over the defaults."""
+        section = {"image": f"{REGISTRY}/shipml-build-test-{SESSION}", "base_image": BASE_IMAGE,
+                   "tags": [{"type": "raw", "value": "test"}], **build}
+        section = {key: value for key, value in section.items() if value is not None}
+        document = {"model": {"path": "model.onnx", "label": "benign"}, "build": section}
+        self.config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        return self.config
+
+    def result(self) -> dict[str, Any]:
+        import json
+
+        return dict(json.loads((self.output_dir / "results" / "build.json").read_text()))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh project with the bundled example model."""
+    from shipml.example import example_dir
+
+    for name in ("model.onnx", "test.csv"):
+        shutil.copy(Path(example_dir()) / name, tmp_path / name)
+    return Project(folder=tmp_path)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_build(project: Project, *args: str) -> int:
+    """Run ``shipml build`` in-process in the project's folder; return the exit code. Tests set
+    the environment (GITHUB_*, SHIPML_*) with monkeypatch."""
+    from shipml.cli import main
+
+    previous = Path.cwd()
+    os.chdir(project.folder)
+    try:
+        return main(["build", "--config", str(project.config), "--output-dir",
+                     str(project.output_dir), *args])
+    finally:
+        os.chdir(previous)
