@@ -60,6 +60,21 @@ def test_example_within_generous_budgets_passes_and_reports_every_figure(
     ]
     assert all(check["status"] == "pass" for check in result["checks"])
     assert result["metrics"]["inputs"]["source"] == "data"
+    # the generic figures the report renders without knowing latency
+    (table,) = result["tables"]
+    assert [c["key"] for c in table["columns"]] == ["batch", "p50_ms", "p95_ms", "p99_ms",
+                                                   "throughput_rps"]
+    assert [row["batch"] for row in table["rows"]] == [1, 4]
+    assert table["rows"][0]["p95_ms"] == batches["1"]["p95_ms"]
+    assert table["rows"][1]["throughput_rps"] == batches["4"]["throughput_rps"]
+    assert [s["title"] for s in result["series"]] == ["Latency distribution, batch 1",
+                                                      "Latency distribution, batch 4"]
+    series = result["series"][0]
+    assert (series["x_label"], series["y_label"]) == ("percentile", "ms")
+    assert series["categories"][0] == "p0" and series["categories"][-1] == "p100"
+    assert "p50" in series["categories"] and "p99" in series["categories"]
+    assert series["values"] == sorted(series["values"])
+    assert result["deltas"] == [] and result["handoff"] == []
     html = (workdir / ".shipml" / "artifacts" / "latency.html").read_text()
     assert "<polyline" in html and "p95 latency at batch 1 is below 500 ms" in html
     out = capsys.readouterr().out
@@ -102,6 +117,11 @@ def test_artifact_against_itself_passes_the_regression_gate(workdir: Path) -> No
     assert check["name"] == "latency at batch 1 is at most 10% above the baseline"
     assert check["status"] == "pass"
     assert check["threshold"] == 1.1
+    (delta,) = result["deltas"]
+    assert delta == {"name": "p50 latency at batch 1", "baseline": regression["baseline_p50_ms"],
+                     "candidate": regression["candidate_p50_ms"], "unit": "ms",
+                     "higher_is_better": False,
+                     "interval": [regression["ci_low"], regression["ci_high"]]}
 
 
 @pytest.mark.parametrize("interleave", ["runs", "processes"])
@@ -186,3 +206,21 @@ def test_github_outputs_and_summary(workdir: Path, monkeypatch: pytest.MonkeyPat
     text = summary.read_text()
     assert "latency" in text.splitlines()[0]
     assert "| batch | p50 (ms) | p95 (ms) | p99 (ms) | throughput (rows/s) |" in text
+
+
+def test_transformer_on_real_token_rows(tmp_path: Path, encoder: Path) -> None:
+    import numpy as np
+
+    from tests._models import token_rows
+
+    np.savez(tmp_path / "tokens.npz", input_ids=token_rows(5, 24))
+    write_config(tmp_path, {"model": {"path": str(encoder)}, "latency": {
+        **FAST, "batch_sizes": [1, 8], "inputs": {"data": "tokens.npz"}}})
+    code = main(["latency", "--config", str(tmp_path / "shipml.yaml"),
+                 "--output-dir", str(tmp_path / "out")])
+    assert code == 0
+    inputs = json.loads((tmp_path / "out" / "results" / "latency.json").read_text())[
+        "metrics"]["inputs"]
+    assert inputs == {"source": "data", "data": str(tmp_path / "tokens.npz"),
+                      "tensors": [{"name": "input_ids", "type": "tensor(int64)",
+                                   "shape": ["batch", 24]}]}

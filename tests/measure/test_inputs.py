@@ -58,4 +58,4 @@ def test_data_files_in_order_of_preference(tmp_path: Path) -> None:
     assert calibration.drop_columns == ("y", "id")
     latency = input_settings(config, "latency")
     assert [d.path.name for d in latency.data] == ["test.csv", "train.csv"]
-    assert latency.data[0].where == f"{tmp_path / 'shipml.yaml'}:5 model.test"
+    assert latency.data[0].where == f"{tmp_path / 'shipml.yaml'}:4 model.test"

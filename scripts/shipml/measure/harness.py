@@ -9,7 +9,6 @@ every reported percentile's confidence interval is narrow enough, or its time ca
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import subprocess
@@ -26,8 +25,6 @@ from numpy.typing import NDArray
 
 from shipml.errors import ConfigError, InfrastructureError
 from shipml.measure import stats
-
-log = logging.getLogger("shipml.measure")
 
 WORKER = Path(__file__).with_name("_worker.py")
 #: a measuring process stops after this many timed runs, whatever its time budget
@@ -296,10 +293,14 @@ def interleave(harness: Harness, models: Sequence[Path], feeds: Path, rounds: in
 
 
 def _settled(measurement: Measurement, settings: HarnessSettings) -> bool:
+    # min_processes is a floor even past the time cap: one process has no between-process
+    # spread, and a loaded runner can spend the whole cap starting the first one.
+    if len(measurement.groups) < settings.min_processes:
+        return False
     if measurement.seconds >= settings.max_time_s:
         measurement.converged = measurement.widest(settings.confidence) <= settings.ci_width
         return True
-    if len(measurement.groups) < settings.min_processes or measurement.runs < settings.min_runs:
+    if measurement.runs < settings.min_runs:
         return False
     measurement.converged = measurement.widest(settings.confidence) <= settings.ci_width
     return measurement.converged

@@ -16,7 +16,6 @@ Batches repeat the rows to fill themselves. Every setting arrives as :class:`Inp
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,8 +31,6 @@ from shipml.data import load_table
 from shipml.errors import ConfigError
 from shipml.measure._tensors import is_tensor_file, read_tensors
 from shipml.onnx_model import OnnxModel, TensorSpec, load_session
-
-log = logging.getLogger("shipml.measure")
 
 Source = Literal["data", "synthetic"]
 SourceChoice = Literal["auto", "data", "synthetic"]
@@ -302,8 +299,8 @@ def resolve_dims(inputs: Sequence[TensorSpec], dims: Mapping[str, int], where: s
                     if wrong:
                         raise ConfigError(
                             f"model input {spec.name!r} has a fixed batch axis of size {size}; "
-                            f"batch sizes {wrong} cannot be fed to it ({stage}.batch_sizes: "
-                            f"[{size}])"
+                            f"batch sizes {wrong} cannot be fed to it: measure batch size "
+                            f"{size} only"
                         )
                 shape.append(1)
                 continue
