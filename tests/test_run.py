@@ -107,7 +107,7 @@ def test_bad_input_stops_the_gates_and_report_still_publishes(
     assert optimize["status"] == "error" and "missing.onnx" in optimize["summary"]
     report = (out / "report" / "report.md").read_text()
     assert "41/41 conditions passed" in report
-    assert "not ready to ship: optimize stopped with an error" in report
+    assert "not ready to ship: optimize stopped with a configuration error" in report
     assert "missing.onnx" in report
 
 

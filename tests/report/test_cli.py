@@ -410,7 +410,7 @@ def test_a_config_error_replaces_ready_to_ship_with_the_error(
 def test_an_error_result_of_a_stage_is_reported_once_with_its_message(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from shipml.ci import detect
-    from shipml.report.cli import publish_error_report
+    from shipml.report.core import publish_error_report
 
     monkeypatch.chdir(tmp_path)
     error = StageError("config", 2, "shipml.yaml:4 latency.warmup: 1e12 is more than 100000")

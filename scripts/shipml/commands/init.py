@@ -6,13 +6,14 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from shipml.data import infer_categorical, infer_task, load_table, require_label
 from shipml.errors import ConfigError
-from shipml.onnx_model import OnnxModel
+
+if TYPE_CHECKING:
+    from shipml.onnx_model import OnnxModel
 
 DEFAULT_OUTPUT = "shipml.yaml"
 OUTPUT_IS_A_FOLDER = "--output: {output} is a folder; give the file to write, e.g. --output {example}"
@@ -45,6 +46,10 @@ def starter_config(model_path: Path, train_path: Path, test_path: Path | None,
 
     Raises ConfigError when the label cannot be found or the model does not match the data.
     """
+    # pandas and onnxruntime load here, not when `shipml --help` builds the parser
+    from shipml.data import infer_categorical, infer_task, load_table, require_label
+    from shipml.onnx_model import OnnxModel
+
     model = OnnxModel(model_path, key="--model")
     table = load_table(train_path, "--train")
     if label is None:

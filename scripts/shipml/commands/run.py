@@ -184,7 +184,7 @@ def _stopped_at_load(args: argparse.Namespace, output: Path, exc: ConfigError,
     """The config (or the stage list) did not load: leave an error result for every gate that
     would have run, publish an error report, set the outputs; return 2."""
     from shipml.ci import detect
-    from shipml.report.cli import publish_error_report
+    from shipml.report.core import publish_error_report
 
     print(f"shipml run: {exc.message}")
     clock = StageClock()
