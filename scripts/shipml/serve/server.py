@@ -240,10 +240,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             app.request_finished(self.connection)
 
-    # -- routing -----------------------------------------------------------------------------
+    def handle_expect_100(self) -> bool:
+        # A body over the limit is refused before the client sends it.
+        length = self.headers.get("Content-Length") or "0"
+        if length.isdigit() and int(length) > self.server.app.settings.max_body_bytes:
+            self.close_connection = True
+            self._body_read = True
+            limit = self.server.app.settings.max_body_bytes
+            self._answer_error(RequestError(413, f"the body has {length} bytes; at most {limit} are "
+                                                 "accepted (serve.max_body_mb)", "body",
+                                            f"at most {limit} bytes"))
+            return False
+        return super().handle_expect_100()
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    # -- routing -----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         app = self.server.app
@@ -493,10 +503,6 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    do_POST = do_GET
-    do_PUT = do_GET
-    do_DELETE = do_GET
-    do_PATCH = do_GET
 
 
 class _Server(ThreadingHTTPServer):
