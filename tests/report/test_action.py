@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipml.report.cli import OPTIONS, TOKEN_VARIABLES
-from tests.latency.actions import load_action, run_step
+from tests._action_step import load_action, run_step
 from tests.report import pipelines
 from tests.report.conftest import TOKEN
 from tests.report.fake_github import FakeGitHub

@@ -14,6 +14,8 @@ OPTIONS = (
     Option("--candidate", ("latency", "model"), "SHIPML_CANDIDATE",
            "the ONNX file to measure when it is not model.path, e.g. optimize's output", "PATH"),
     TEST,
+    Option("--inputs", ("latency", "inputs", "data"), "SHIPML_INPUTS",
+           "rows or tensors to feed: CSV/Parquet, .npz or JSON Lines of named inputs", "PATH"),
     Option("--batch-sizes", ("latency", "batch_sizes"), "SHIPML_BATCH_SIZES",
            "comma-separated batch sizes", "LIST"),
     Option("--provider", ("latency", "provider"), "SHIPML_PROVIDER",

@@ -17,6 +17,14 @@ OPTIONS = (
            "fastest, none or a candidate name", "WHICH"),
     Option("--output", ("optimize", "output"), "SHIPML_OPTIMIZED_MODEL",
            "where the kept model goes", "PATH"),
+    Option("--inputs", ("optimize", "inputs", "data"), "SHIPML_OPTIMIZE_INPUTS",
+           "tensors to time: CSV/Parquet, .npz or JSON Lines of named inputs", "PATH"),
+    Option("--parity-data", ("optimize", "parity", "data"), "SHIPML_PARITY_DATA",
+           "rows or tensors the candidates are compared on", "PATH"),
+    Option("--calibration-data", ("optimize", "static_int8", "data"), "SHIPML_CALIBRATION_DATA",
+           "rows or tensors static INT8 calibrates on", "PATH"),
+    Option("--provider", ("optimize", "timing", "provider"), "SHIPML_OPTIMIZE_PROVIDER",
+           "execution provider the candidates are timed on", "NAME"),
     Option("--fail-on", ("optimize", "fail_on"), "SHIPML_FAIL_ON", "fail, warn or never", "LEVEL"),
 )
 
