@@ -19,6 +19,9 @@ log = logging.getLogger("shipml.build")
 
 #: lines of a failing step's log shown with the error
 LOG_TAIL = 25
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: the builder's own bookkeeping, not the step's output
+_BOOKKEEPING = re.compile(r"^\s*(--->|Removing intermediate container |Running in )")
 _STEP = re.compile(r"^Step (?P<index>\d+)/(?P<total>\d+) : (?P<instruction>.*)$")
 _NON_ZERO = re.compile(r"returned a non-zero code: (?P<code>\d+)")
 #: how a registry that cannot be reached shows in the engine's messages
@@ -71,8 +74,9 @@ class BuildLog:
             return
         if line.strip() == "---> Using cache":
             self.cached_steps += 1
-        if not line.lstrip().startswith("--->"):
-            self.tail.append(line)
+        text = _ANSI.sub("", line)
+        if text.strip() and not _BOOKKEEPING.match(text):
+            self.tail.append(text)
 
 
 @dataclass(frozen=True)
