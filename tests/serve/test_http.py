@@ -367,3 +367,21 @@ def test_metrics_count_exactly_the_requests_sent_with_model_version_revision(ser
                families["shipml_serve_request_duration_seconds"].samples
                if sample.name.endswith("_bucket")}
     assert {0.001, 0.005, 0.01, 0.1, 1.0} <= buckets
+
+
+def test_a_tensor_model_without_column_names_takes_rows_as_lists(multiclass_case: Case,
+                                                                 tmp_path: Path,
+                                                                 servers: list[Server]) -> None:
+    server = start_server(tmp_path, str(multiclass_case.model))  # no shipml.yaml: no names
+    servers.append(server)
+    frame = _rows(multiclass_case, 5)
+    expected = OnnxModel(multiclass_case.model).predict(frame)
+    answer = requests.post(f"{server.url}/predict", json={"rows": frame.to_numpy().tolist()},
+                           timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == expected.tolist()
+    named = requests.post(f"{server.url}/predict", json={"rows": _records(frame)}, timeout=10)
+    assert named.status_code == 422
+    assert named.json()["field"] == "rows[0]" and "model.features" in named.json()["error"]
+    short = requests.post(f"{server.url}/predict", json={"rows": [[1.0, 2.0]]}, timeout=10)
+    assert short.status_code == 422 and short.json()["valid"] == "6 numbers"
