@@ -63,7 +63,7 @@ REPORT = _options(stages.STAGES[stages.rank("report")])
 
 
 def test_values_take_the_type_the_schema_gives_their_key(tmp_path: Path) -> None:
-    args = _parse(LATENCY, ["--batch-sizes", "1, 8,32", "--tolerance", "0.2", "--html", "no"])
+    args = _parse(LATENCY, ["--batch-sizes", "1, 8,32", "--tolerance", "0.2", "--no-html"])
     config = stage_config(args, LATENCY)
     latency = config.section("latency")
     assert latency["batch_sizes"] == [1, 8, 32]
@@ -91,7 +91,6 @@ def test_an_empty_variable_is_not_set() -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["--batch-sizes", "1,eight"], "--batch-sizes: 'eight' is not a whole number"),
     (["--tolerance", "ten"], "--tolerance: 'ten' is not a number"),
-    (["--html", "maybe"], "--html: 'maybe' is not a boolean; use true or false"),
     (["--batch-sizes", "0"], "--batch-sizes: 0 is less than the minimum of 1"),
 ])
 def test_a_bad_value_names_the_flag_and_what_is_valid(argv: list[str], message: str) -> None:
@@ -100,13 +99,22 @@ def test_a_bad_value_names_the_flag_and_what_is_valid(argv: list[str], message: 
     assert error.value.message.startswith(message)
 
 
-def test_a_boolean_flag_alone_means_true_and_takes_a_value() -> None:
+def test_a_boolean_flag_alone_means_true_and_its_no_form_false() -> None:
     assert "boolean" in key_types(("report", "fail_on_publish_error"))
     bare = stage_config(_parse(REPORT, ["--fail-on-publish-error"]), REPORT)
     assert bare.section("report")["fail_on_publish_error"] is True
-    off = stage_config(_parse(REPORT, ["--summary", "false", "--pull-request", "7"]), REPORT)
+    off = stage_config(_parse(REPORT, ["--no-summary", "--pull-request", "7"]), REPORT)
     assert off.section("report")["summary"] is False
     assert off.section("report")["pull_request"] == 7
+
+
+def test_a_boolean_variable_takes_only_boolean_words() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides(_parse(LATENCY, []), LATENCY, {"SHIPML_HTML": "maybe"}))
+    assert error.value.message == \
+        "environment SHIPML_HTML: 'maybe' is not a boolean; use true or false"
+    config = load_config(None, overrides(_parse(LATENCY, []), LATENCY, {"SHIPML_HTML": "off"}))
+    assert config.section("latency")["html"] is False
 
 
 def test_none_is_the_empty_list() -> None:
@@ -122,7 +130,7 @@ def test_help_shows_each_key_and_variable(capsys: pytest.CaptureFixture[str]) ->
     text = " ".join(capsys.readouterr().out.split())
     assert "--baseline-ref REF git ref to read the baseline from (latency.baseline.git_ref; " \
            "$SHIPML_BASELINE_REF)" in text
-    assert "--html [BOOL]" in text
+    assert "--html write artifacts/latency.html (latency.html; $SHIPML_HTML) --no-html" in text
 
 
 def test_only_the_sections_written_count_as_configured(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,15 +58,31 @@ TASK = Option("--task", ("model", "task"), "SHIPML_TASK",
 MODEL_OPTIONS = (MODEL, TRAIN, TEST, LABEL, TASK)
 
 
+def add_command(subparsers: Any, common: argparse.ArgumentParser, name: str,
+                options: Iterable[Option], handler: Callable[[argparse.Namespace], int], *,
+                summary: str, description: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` with the options every command takes (``common``), one flag per
+    option of its table, and its handler; return its parser, for positional arguments."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, parents=[common], help=summary, description=description)
+    add_options(parser, options)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
-    """Add one flag per option; a boolean key's flag alone means true (``--summary``), and
-    takes an explicit value too (``--summary false``)."""
+    """Add one flag per option. A boolean key gets a pair that takes no value, ``--summary`` and
+    ``--no-summary`` (so ``--require-gates IMAGE`` leaves IMAGE alone); its variable takes the
+    words true/false."""
     for option in options:
         where = f"{dotted(option.key)}; ${option.env}"
         text = f"{option.help} ({where})" if option.help else f"({where})"
         if "boolean" in key_types(option.key):
-            parser.add_argument(option.flag, dest=option.dest, nargs="?", const="true",
-                                metavar=option.metavar or "BOOL", help=text)
+            parser.add_argument(option.flag, dest=option.dest, action="store_const",
+                                const="true", help=text)
+            parser.add_argument("--no-" + option.flag[2:], dest=option.dest,
+                                action="store_const", const="false",
+                                help=f"the opposite of {option.flag}")
         else:
             parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar or "VALUE",
                                 help=text)

@@ -141,7 +141,7 @@ def test_push_without_pr_comments_on_the_commit_only_when_configured(
     assert main(["report"]) == 0
     assert github.requests == []
     assert "ready to ship" in files["summary"].read_text()
-    assert main(["report", "--commit-comment", "true"]) == 0
+    assert main(["report", "--commit-comment"]) == 0
     assert [(r.method, r.path) for r in github.requests] == [
         ("POST", f"/repos/{REPO}/commits/{'feedface' * 5}/comments")]
     assert MARK in github.commit_comments[0]["body"]
@@ -223,7 +223,7 @@ def test_github_down_fails_with_exit_3_only_when_asked(
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
     github.script("GET", r".*", 502, {"message": "Bad Gateway"}, times=10)
-    assert main(["report", "--fail-on-publish-error", "true"]) == 3
+    assert main(["report", "--fail-on-publish-error"]) == 3
     err = capsys.readouterr().err
     assert err.splitlines()[0] == ("report: GET /repos/octo/models/issues/7/comments: HTTP 502; "
                                    "retrying in 1 s")
@@ -260,10 +260,10 @@ def test_token_never_appears_in_any_output_on_any_path(
         ("GET", 429, echo, {"Retry-After": "99999"}),
     ]
     seen = []
-    for fail in ("false", "true"):
+    for fail in ("--no-fail-on-publish-error", "--fail-on-publish-error"):
         for method, status, body, headers in scenarios:
             github.script(method, r".*", status, body, headers=headers, times=10)
-            code = main(["report", "--fail-on-publish-error", fail, "--debug"])
+            code = main(["report", fail, "--debug"])
             github.scripted.clear()
             seen.append(code)
             captured = capsys.readouterr()
@@ -354,7 +354,7 @@ def test_act_prints_a_dry_run_line_for_the_comment_it_would_post(
     assert main(["report"]) == 0
     out = capsys.readouterr().out
     assert out.endswith("shipml report: dry run (act): would post to octo/models#7\n")
-    assert main(["report", "--comment", "false"]) == 0
+    assert main(["report", "--no-comment"]) == 0
     assert "dry run" not in capsys.readouterr().out
     assert github.requests == []
 
@@ -364,7 +364,7 @@ def test_act_on_a_push_names_the_commit_it_would_comment_on(
         capsys: pytest.CaptureFixture[str]) -> None:
     github_pr_env(monkeypatch, workdir, github, number=None)
     monkeypatch.setenv("ACT", "true")
-    assert main(["report", "--commit-comment", "true"]) == 0
+    assert main(["report", "--commit-comment"]) == 0
     assert capsys.readouterr().out.endswith(
         "shipml report: dry run (act): would post to octo/models@feedfacefeed\n")
     assert github.requests == []

@@ -55,7 +55,7 @@ def test_a_malformed_token_is_exit_2_naming_its_source_never_its_value(
                         "CHANGE_URL": f"https://github.com/{REPO}/pull/7",
                         "GITHUB_API_URL": github.base_url, "SHIPML_GITHUB_TOKEN": token}.items():
         monkeypatch.setenv(name, value)
-    assert main(["report", "--fail-on-publish-error", "true"]) == 2
+    assert main(["report", "--fail-on-publish-error"]) == 2
     written = everything_written(workdir, capsys, caplog)
     assert f"shipml report: the GitHub token from environment SHIPML_GITHUB_TOKEN {problem}" \
         in written
@@ -77,7 +77,7 @@ def test_a_trailing_newline_is_dropped_and_the_token_works(
         workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
     github_pr_env(monkeypatch, workdir, github)
     monkeypatch.setenv("GITHUB_TOKEN", f"  {TOKEN}\n")
-    assert main(["report", "--fail-on-publish-error", "true"]) == 0
+    assert main(["report", "--fail-on-publish-error"]) == 0
     assert github.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
 
 
@@ -135,7 +135,7 @@ def test_a_foreign_next_link_under_the_cli_is_a_warning_or_exit_3_and_leaks_noth
     out = capsys.readouterr().out
     assert "::warning title=shipml report::shipml report not published: GitHub's next-page link" \
         in out
-    assert main(["report", "--fail-on-publish-error", "true"]) == 3
+    assert main(["report", "--fail-on-publish-error"]) == 3
     assert elsewhere.requests == []
     written = everything_written(workdir, capsys, caplog)
     for line in written.splitlines():

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import MODEL, TEST, Option, add_options, conclude, stage_config
+from shipml._stage import MODEL, TEST, Option, add_command, conclude, stage_config
 
 #: the keys ``shipml latency`` takes from flags and ``SHIPML_*`` variables (action inputs)
 OPTIONS = (
@@ -37,15 +37,13 @@ OPTIONS = (
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``latency`` subcommand."""
-    parser = subparsers.add_parser(
-        "latency", parents=[common],
-        help="benchmark the ONNX model and hold it to latency budgets and a baseline",
+    add_command(
+        subparsers, common, "latency", OPTIONS, run_cli,
+        summary="benchmark the ONNX model and hold it to latency budgets and a baseline",
         description="Measure the model in fresh processes until the confidence intervals are "
                     "narrow, judge the budgets per batch size and the regression against a "
                     "baseline. Exit 0 pass, 1 a gate failed, 2 bad input, 3 infrastructure.",
     )
-    add_options(parser, OPTIONS)
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import MODEL_OPTIONS, Option, add_options, conclude, stage_config
+from shipml._stage import MODEL_OPTIONS, Option, add_command, conclude, stage_config
 
 #: the keys ``shipml optimize`` takes from flags and ``SHIPML_*`` variables (action inputs)
 OPTIONS = (
@@ -31,16 +31,14 @@ OPTIONS = (
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``optimize`` subcommand."""
-    parser = subparsers.add_parser(
-        "optimize", parents=[common],
-        help="optimize and quantize the ONNX model, keeping only what holds parity",
+    add_command(
+        subparsers, common, "optimize", OPTIONS, run_cli,
+        summary="optimize and quantize the ONNX model, keeping only what holds parity",
         description="Apply onnxruntime graph optimization, dynamic/static INT8 quantization or "
                     "FP16 conversion, check each candidate against the original on real rows, "
                     "and keep the fastest that holds parity. Exit 0 pass, 1 a candidate broke "
                     "parity, 2 bad input.",
     )
-    add_options(parser, OPTIONS)
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

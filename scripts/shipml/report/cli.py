@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import Option, add_options, stage_config
+from shipml._stage import Option, add_command, stage_config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 
 log = logging.getLogger("shipml.report")
@@ -42,20 +42,18 @@ TOKEN_VARIABLES = ("SHIPML_GITHUB_TOKEN", "GITHUB_TOKEN")
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``report`` subcommand."""
-    parser = subparsers.add_parser(
-        "report", parents=[common],
-        help="render the stage results and publish them: sticky PR comment, job summary, HTML",
+    parser = add_command(
+        subparsers, common, "report", OPTIONS, run_cli,
+        summary="render the stage results and publish them: sticky PR comment, job summary, HTML",
         description="Read .shipml/results/*.json and publish one report: a sticky pull-request "
                     "comment (edited in place), the job summary, a terminal rendering and an HTML "
                     "page. Publishing problems are warnings unless --fail-on-publish-error. "
                     "Exit 0, 1 when --fail-on fail and the pipeline failed, 2 bad input, "
                     "3 GitHub unreachable (with --fail-on-publish-error).",
     )
-    add_options(parser, OPTIONS)
     parser.add_argument("--github-token", metavar="TOKEN",
                         help="token for the GitHub API (prefer $GITHUB_TOKEN: flags show in "
                              "process lists)")
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipml import cli as _cli
 from shipml._stage import MODEL, Option, add_options, conclude, stage_config
-from shipml.config import Config, dotted, key_types
+from shipml.config import Config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from shipml.results import Check, Handoff, StageClock, StageResult, results_path
 
@@ -96,7 +96,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     sign.add_argument("positional_image", nargs="?", metavar="IMAGE",
                       help="REGISTRY/REPOSITORY@sha256:DIGEST")
-    _add_options(sign, OPTIONS)
+    add_options(sign, OPTIONS)
     sign.set_defaults(handler=run_sign)
 
     verify = subparsers.add_parser(
@@ -109,7 +109,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     verify.add_argument("positional_image", nargs="?", metavar="IMAGE",
                         help="REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]")
-    _add_options(verify, VERIFY_OPTIONS)
+    add_options(verify, VERIFY_OPTIONS)
     verify.set_defaults(handler=run_verify)
 
     keygen = subparsers.add_parser(
@@ -121,21 +121,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     keygen.add_argument("--output-key-prefix", metavar="PREFIX",
                         help="write PREFIX.key and PREFIX.pub (as cosign's flag)")
-    _add_options(keygen, KEYGEN_OPTIONS)
+    add_options(keygen, KEYGEN_OPTIONS)
     keygen.set_defaults(handler=run_keygen)
-
-
-def _add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
-    # A boolean flag takes no value here (`--require-gates IMAGE` must leave IMAGE alone);
-    # `--no-<flag>` sets it false.
-    add_options(parser, [o for o in options if "boolean" not in key_types(o.key)])
-    for option in options:
-        if "boolean" in key_types(option.key):
-            where = f"{dotted(option.key)}; ${option.env}"
-            parser.add_argument(option.flag, dest=option.dest, action="store_const",
-                                const="true", help=f"{option.help} ({where})")
-            parser.add_argument("--no-" + option.flag[2:], dest=option.dest,
-                                action="store_const", const="false", help=argparse.SUPPRESS)
 
 
 # --- sign ---------------------------------------------------------------------------------------

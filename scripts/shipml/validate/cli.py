@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import MODEL_OPTIONS, Option, add_options, conclude, stage_config
+from shipml._stage import MODEL_OPTIONS, Option, add_command, conclude, stage_config
 
 #: the keys ``shipml validate`` takes from flags and ``SHIPML_*`` variables (action inputs)
 OPTIONS = (
@@ -20,14 +20,12 @@ OPTIONS = (
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``validate`` subcommand."""
-    parser = subparsers.add_parser(
-        "validate", parents=[common],
-        help="run deepchecks suites and model tests on the ONNX model that will ship",
+    add_command(
+        subparsers, common, "validate", OPTIONS, run_cli,
+        summary="run deepchecks suites and model tests on the ONNX model that will ship",
         description="Validate the shipped ONNX model with deepchecks and the team's pytest "
                     "model tests. Exit 0 pass, 1 a condition failed, 2 bad input.",
     )
-    add_options(parser, OPTIONS)
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
