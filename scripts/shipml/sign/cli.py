@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipml import cli as _cli
-from shipml._stage import MODEL, Option, add_options, conclude, stage_config
+from shipml._stage import MODEL, Option, add_command, conclude, stage_config
 from shipml.config import Config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from shipml.results import Check, Handoff, StageClock, StageResult, results_path
@@ -86,9 +86,9 @@ KEY_EXISTS = ("{path} already exists; shipml keygen does not overwrite keys: mov
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``sign``, ``verify`` and ``keygen`` subcommands."""
-    sign = subparsers.add_parser(
-        "sign", parents=[common],
-        help="sign the built image in cosign's format and attest the gate results",
+    sign = add_command(
+        subparsers, common, "sign", OPTIONS, run_sign,
+        summary="sign the built image in cosign's format and attest the gate results",
         description="Sign IMAGE@DIGEST as cosign does (signature under the sha256-<hex>.sig tag) "
                     "and attach a signed in-toto attestation of the gate results (.att). Uses "
                     "the cosign CLI when it is on PATH. Exit 0 signed, 1 a required gate did "
@@ -96,12 +96,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     sign.add_argument("positional_image", nargs="?", metavar="IMAGE",
                       help="REGISTRY/REPOSITORY@sha256:DIGEST")
-    add_options(sign, OPTIONS)
-    sign.set_defaults(handler=run_sign)
 
-    verify = subparsers.add_parser(
-        "verify", parents=[common],
-        help="check an image's cosign signature and, with --require-gates, its gates attestation",
+    verify = add_command(
+        subparsers, common, "verify", VERIFY_OPTIONS, run_verify,
+        summary="check an image's cosign signature and, with --require-gates, its gates attestation",
         description="Check that IMAGE (by tag or digest) carries a signature by --key that "
                     "covers its digest, and with --require-gates an attestation by the same key "
                     "that says every gate passed. Exit 0 verified, 1 not verified (the message "
@@ -109,20 +107,16 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     verify.add_argument("positional_image", nargs="?", metavar="IMAGE",
                         help="REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]")
-    add_options(verify, VERIFY_OPTIONS)
-    verify.set_defaults(handler=run_verify)
 
-    keygen = subparsers.add_parser(
-        "keygen", parents=[common],
-        help="write a cosign key pair: cosign.key (encrypted) and cosign.pub",
+    keygen = add_command(
+        subparsers, common, "keygen", KEYGEN_OPTIONS, run_keygen,
+        summary="write a cosign key pair: cosign.key (encrypted) and cosign.pub",
         description="Write an ECDSA P-256 key pair as `cosign generate-key-pair` does, the "
                     "private key encrypted with $COSIGN_PASSWORD (scrypt + secretbox). Never "
                     "overwrites a key.",
     )
     keygen.add_argument("--output-key-prefix", metavar="PREFIX",
                         help="write PREFIX.key and PREFIX.pub (as cosign's flag)")
-    add_options(keygen, KEYGEN_OPTIONS)
-    keygen.set_defaults(handler=run_keygen)
 
 
 # --- sign ---------------------------------------------------------------------------------------
