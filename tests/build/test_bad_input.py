@@ -159,3 +159,20 @@ def test_the_engine_unreachable_is_infrastructure(project: Project, capsys: pyte
     project.write()
     assert run_build(project) == 3
     assert "cannot reach the Docker Engine" in _error(project, capsys)
+
+
+def test_a_base_image_that_cannot_be_had_names_the_key(project: Project,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       docker_client: object) -> None:
+    project.write(base_image="shipml-test/debian:no-such-tag", push=False)
+    # 2 where a registry answers "not found"; 3 here, where none can be reached
+    assert run_build(project) in (2, 3)
+    err = _error(project, capsys)
+    assert f"{project.config}:" in err and "build.base_image: the base image " in err
+
+
+def test_the_base_image_flag_overrides_the_file_and_is_checked(project: Project,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    project.write()
+    assert run_build(project, "--base-image", "Not An Image") == 2
+    assert "--base-image: 'Not An Image' is not an image reference" in _error(project, capsys)

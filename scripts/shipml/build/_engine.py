@@ -240,7 +240,7 @@ def _build_error(chunk: Mapping[str, Any], progress: BuildLog, base_key: str) ->
     tail = "\n".join(f"  {line}" for line in progress.tail) or "  (the step printed nothing)"
     if progress.instruction.upper().startswith("FROM") or progress.step_index == 0:
         if _UNREACHABLE.search(message):
-            return InfrastructureError(f"the base image could not be pulled: {message}")
+            return InfrastructureError(f"{base_key}: the base image could not be pulled: {message}")
         if progress.step_index <= 1:
             return ConfigError(f"{base_key}: the base image cannot be had: {message}; build it "
                                "or pull it into the engine, or choose another")
