@@ -156,10 +156,11 @@ class Process:
         return code
 
 
-def start_shipml(*args: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
-    """Start ``shipml serve`` on the example model and a free port; return it and its base URL
-    once ready."""
-    model = Path(example_dir()) / "model.onnx"
+def start_shipml(*args: str, env: dict[str, str] | None = None,
+                 model: Path | None = None) -> tuple[Process, str]:
+    """Start ``shipml serve`` on ``model`` (default: the example model) and a free port; return
+    it and its base URL once ready."""
+    model = model or Path(example_dir()) / "model.onnx"
     server = Process([sys.executable, "-m", "shipml", "serve", str(model), "--port", "0",
                       *args], env={"SHIPML_SERVE_HOST": "127.0.0.1", **(env or {})})
     port = server.wait_port()

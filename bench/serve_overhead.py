@@ -5,7 +5,9 @@
   fresh processes, pinned threads). Target ≤ 1 ms; KServe's xgbserver was measured at 0.95 ms.
   Also the in-process cost of shipml's own row binding and decoding (no HTTP), to show where the
   overhead goes;
-- dynamic batching on vs off at 32 connections: requests/s ratio;
+- dynamic batching on vs off at 32 connections: requests/s ratio, on the example model (where
+  HTTP and JSON cost more than onnxruntime) and on a generated 8-layer MLP (512 wide) where
+  onnxruntime's time dominates, which is where batching pays;
 - start to ready in a fresh process: from ``Popen`` to the first 200 of /v2/health/ready (target
   ≤ 1 s outside a container).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,32 @@ def binding_p50_ms(runs: int = 3000) -> float:
         served.predict(rows)
         samples.append(time.perf_counter_ns() - started)
     return statistics.median(samples) / 1e6
+
+
+def mlp_model(path: Path, width: int = 512, layers: int = 8) -> dict[str, Any]:
+    """Write an MLP (``layers`` dense ReLU layers of ``width``, one output) where onnxruntime's
+    time dominates a one-row request; return a one-row v2 request for it."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights, current = [], [], "X"
+    for index in range(layers):
+        weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        weights.append(numpy_helper.from_array(weight, f"w{index}"))
+        nodes.append(helper.make_node("MatMul", [current, f"w{index}"], [f"m{index}"]))
+        nodes.append(helper.make_node("Relu", [f"m{index}"], [f"h{index}"]))
+        current = f"h{index}"
+    weights.append(numpy_helper.from_array(np.ones((width, 1), np.float32), "out"))
+    nodes.append(helper.make_node("MatMul", [current, "out"], ["Y"]))
+    graph = helper.make_graph(nodes, "mlp",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, width])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
+                              weights)
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                     .SerializeToString())
+    row = rng.standard_normal(width).round(4).tolist()
+    return {"inputs": [{"name": "X", "shape": [1, width], "datatype": "FP32", "data": row}]}
 
 
 def start_to_ready_s() -> tuple[float, float]:
@@ -110,6 +139,20 @@ def main() -> int:
             add(f"batching_{batching}_c32_rps", loaded["rps"])
             add(f"batching_{batching}_c32_p50_ms", loaded["p50_ms"])
             add(f"batching_{batching}_errors", loaded["errors"] + loaded["non2xx"])
+    with tempfile.TemporaryDirectory() as folder:
+        mlp = Path(folder) / "mlp.onnx"
+        mlp_body = mlp_model(mlp)
+        for _ in range(args.rounds):
+            for batching, flags in (("off", ()), ("on", ("--max-batch-size", "32",
+                                                         "--max-delay-ms", "2"))):
+                server, url = start_shipml(*flags, model=mlp)
+                try:
+                    loaded = wrk(f"{url}/v2/models/mlp/infer", mlp_body, connections=32,
+                                 seconds=args.seconds, threads=2)
+                finally:
+                    server.stop()
+                add(f"mlp_batching_{batching}_c32_rps", loaded["rps"])
+                add(f"mlp_batching_{batching}_c32_p50_ms", loaded["p50_ms"])
     for _ in range(args.starts):
         wall, own = start_to_ready_s()
         add("start_to_ready_wall_s", wall)
@@ -121,6 +164,8 @@ def main() -> int:
     report["overhead_infer_p50_ms"] = median["infer_p50_ms"] - median["in_process_p50_ms"]
     report["batching_rps_ratio_on_over_off"] = (median["batching_on_c32_rps"]
                                                 / median["batching_off_c32_rps"])
+    report["mlp_batching_rps_ratio_on_over_off"] = (median["mlp_batching_on_c32_rps"]
+                                                    / median["mlp_batching_off_c32_rps"])
     width = max(len(name) for name in report)
     for name, value in report.items():
         print(f"{name:<{width}}  {value:.4g}")

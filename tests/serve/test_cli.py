@@ -107,3 +107,12 @@ def test_start_to_ready_is_logged(example: Path, tmp_path: Path, servers: list[S
     assert requests.get(f"{server.url}/v2/models/cancer/ready", timeout=5).status_code == 200
     listening = server.events("listening")[0]
     assert json.dumps(listening).count("token") == 0
+
+
+def test_python_m_shipml_serve_takes_the_same_arguments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from shipml.serve.__main__ import main as serve_main
+
+    monkeypatch.chdir(tmp_path)
+    assert serve_main(["missing.onnx", "--workers", "2"]) == 2
+    assert "serve.model: model file" in capsys.readouterr().err
