@@ -4,6 +4,7 @@ its output, they are never skipped)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -26,6 +27,9 @@ REGISTRY_PASSWORD = "shipml-test-password"
 BASE_IMAGE = "shipml-test/debian:bookworm"
 #: one repository name per session: other tests push to the same registries
 SESSION = uuid.uuid4().hex[:8]
+SESSION_LABEL = "dev.shipml.test-session"
+#: the dependency layer of the built-in image, kept between sessions as build cache
+CACHE_TAG = "shipml-test/build-cache:dependencies"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,12 +57,32 @@ def docker_client(services: None) -> Iterator[Any]:
 
     client = docker.from_env(timeout=900)
     yield client
-    for image_id in reversed(_CREATED):
-        try:
-            # noprune keeps the dependency layers as build cache for the next session.
-            client.images.remove(image_id, force=True, noprune=True)
-        except docker.errors.APIError:
-            pass
+    # Keep the dependency layer as build cache for the next session: a tagged image stops the
+    # pruning of untagged parents. Then every image of this session goes, children first (the
+    # engine adds labels as the last steps, so the steps' own images carry the label too).
+    for image_id in _CREATED:
+        with contextlib.suppress(docker.errors.APIError):
+            for layer in client.api.history(image_id):
+                built_here = layer.get("Id", "<missing>") != "<missing>"
+                if built_here and "pip install" in str(layer.get("CreatedBy")):
+                    repository, tag = CACHE_TAG.split(":")
+                    client.api.tag(layer["Id"], repository, tag, force=True)
+                    break
+    pending = [*reversed(_CREATED)]
+    pending += [image.id for image in client.images.list(
+        all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"}) if image.id not in pending]
+    while pending:
+        left = []
+        for image_id in pending:
+            try:
+                client.images.remove(image_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                left.append(image_id)
+        if len(left) == len(pending):
+            break
+        pending = left
     client.close()
 
 
@@ -90,6 +114,8 @@ class Project:
         """Write shipml.yaml with the example model and ``build`` over the defaults."""
         section = {"image": f"{REGISTRY}/shipml-build-test-{SESSION}", "base_image": BASE_IMAGE,
                    "tags": [{"type": "raw", "value": "test"}], **build}
+        # every image a test builds carries the session's label: the teardown finds them all
+        section["labels"] = {SESSION_LABEL: SESSION, **(build.get("labels") or {})}
         section = {key: value for key, value in section.items() if value is not None}
         document = {"model": {"path": "model.onnx", "label": "benign"}, "build": section}
         self.config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
