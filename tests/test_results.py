@@ -26,7 +26,7 @@ def test_round_trip_and_exact_shape(tmp_path: Path) -> None:
     assert path == tmp_path / "results" / "latency.json"
     record = json.loads(path.read_text())
     assert list(record) == ["stage", "status", "summary", "started_at", "duration_s", "metrics",
-                            "checks", "artifacts"]
+                            "checks", "artifacts", "error", "handoff", "tables", "series", "deltas"]
     assert record["metrics"] == {"p95_ms": 4.1, "nan": None}
     assert record["checks"] == [{"name": "p95 budget @ batch 1", "status": "pass",
                                  "observed": 4.1, "threshold": 20, "detail": "ok"}]
@@ -60,3 +60,49 @@ def test_exit_codes() -> None:
     for status, code in (("fail", 1), ("error", 3), ("skipped", 0)):
         result = StageResult("v", status, "", "", 0.0)  # type: ignore[arg-type]
         assert result.exit_code == code
+
+
+def test_error_handoff_and_figures_round_trip(tmp_path: Path) -> None:
+    from shipml.results import Column, Delta, Handoff, Series, StageError, Table
+
+    result = StageResult(
+        stage="optimize", status="error", summary="bad", started_at="2026-12-03T00:00:00+00:00",
+        duration_s=1.0, error=StageError("config", 2, "optimize.output: same file as model.path"),
+        handoff=(Handoff("model", path="m.onnx", sha256="ab" * 32),),
+        tables=(Table("candidates", (Column("name", "candidate"), Column("p50", "p50", "ms")),
+                      ({"name": "graph", "p50": 0.25},)),),
+        series=(Series("CDF", "percentile", "ms", ("p50", "p99"), (0.2, 0.9)),),
+        deltas=(Delta("p50 latency", 0.3, 0.25, "ms", interval=(0.8, 0.9)),),
+    )
+    back = StageResult.read(result.write(tmp_path))
+    assert back == result
+    assert back.exit_code == 2
+    assert back.handed("model") == Handoff("model", path="m.onnx", sha256="ab" * 32)
+    assert back.handed("image") is None
+    record = json.loads(result.to_json())
+    assert record["error"] == {"kind": "config", "exit_code": 2,
+                               "message": "optimize.output: same file as model.path"}
+    assert record["handoff"] == [{"kind": "model", "path": "m.onnx", "sha256": "ab" * 32}]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("error", {"kind": "oops", "exit_code": 2}, "error.kind is 'oops'; valid: config, infrastructure, internal"),
+    ("series", [{"title": "t", "categories": ["a", "b"], "values": [1]}], "has 2 categories and 1 values"),
+    ("tables", [{"title": "t", "columns": [{"key": "a"}], "rows": [{"a": [1]}]}], "a table cell must be"),
+])
+def test_a_bad_new_field_names_what_is_wrong(tmp_path: Path, field: str, value: object,
+                                              message: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"stage": "x", "status": "error", field: value}))
+    with pytest.raises(ConfigError) as error:
+        StageResult.read(path)
+    assert message in error.value.message and str(path) in error.value.message
+
+
+def test_a_result_nested_100k_deep_is_bad_input_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"stage": "x", "status": "pass", "metrics": {"a": ' + "[" * 100_000
+                    + "]" * 100_000 + "}}")
+    with pytest.raises(ConfigError) as error:
+        StageResult.read(path)
+    assert error.value.message == f"{path}: not a shipml stage result (nested too deeply)"
