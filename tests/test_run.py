@@ -145,5 +145,5 @@ def test_the_report_publishes_the_error_results_when_its_own_config_fails(
     assert main(["validate", "--config", str(config), "--output-dir", str(out)]) == 2
     assert main(["report", "--config", str(config), "--output-dir", str(out)]) == 2
     assert "unknown key 'report.titel'" in capsys.readouterr().err
-    assert "not ready to ship: validate stopped with an error" in \
+    assert "not ready to ship: validate stopped with a configuration error" in \
         (out / "report" / "report.md").read_text()
