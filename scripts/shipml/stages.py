@@ -53,6 +53,8 @@ STAGES: tuple[Stage, ...] = (
           consumes=(Consumes("model", ("build", "model")),), produces=("image",)),
     Stage("sign", "shipml.sign.cli", gate=True, half="release",
           consumes=(Consumes("image", ("sign", "image")),), produces=("signature",)),
+    Stage("canary", "shipml.canary.cli", gate=True, half="release",
+          consumes=(Consumes("image", ("canary", "image")),)),
     Stage("serve", "shipml.serve.cli", gate=False, half="none"),
     Stage("report", "shipml.report.cli", gate=False, half="always"),
 )

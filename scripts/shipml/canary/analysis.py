@@ -1,0 +1,168 @@
+"""One analysis round: every configured metric measured for canary and stable on the same window
+by its provider, then judged (absolute, relative or Mann-Whitney U).
+
+Measuring goes through the providers; judging is the pure functions of :mod:`shipml.canary.judges`.
+No data is never good news: a provider that does not answer, or a window in which the canary
+served fewer than ``min_requests`` requests, makes its metrics inconclusive, and the engine then
+does not move forward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shipml.canary import judges
+from shipml.canary.engine import Verdicts
+from shipml.canary.judges import MetricResult
+from shipml.canary.providers import MetricProvider, check_type
+from shipml.errors import ConfigError, did_you_mean
+
+Judge = Literal["absolute", "relative", "mann-whitney"]
+JUDGES: tuple[Judge, ...] = ("absolute", "relative", "mann-whitney")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of ``canary.metrics``: its source, query and judge with thresholds."""
+
+    name: str
+    provider: str
+    query: str
+    judge: Judge
+    maximum: float | None = None
+    minimum: float | None = None
+    max_ratio: float | None = None
+    min_ratio: float | None = None
+    slack: float = 0.0
+    alpha: float = 0.05
+    min_samples: int = 3
+    min_effect: float = 0.0
+    unit: str = ""
+
+
+def metric_specs(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[MetricSpec, ...]:
+    """Return the metric specs of ``canary.metrics``; raise ConfigError for an unknown provider
+    or judge, a judge without its threshold, or a repeated name."""
+    from shipml.canary.providers.prometheus import UNITS
+
+    specs: list[MetricSpec] = []
+    for index, item in enumerate(raw):
+        here = f"{where}[{index}]"
+        provider = check_type(str(item.get("provider", "prometheus")), f"{here}.provider")
+        judge = str(item.get("judge", "absolute"))
+        if judge not in JUDGES:
+            raise ConfigError(f"{here}.judge: unknown judge {judge!r}; valid: {', '.join(JUDGES)}"
+                              f"{did_you_mean(judge, JUDGES)}")
+        query = str(item["query"])
+        name = str(item.get("name") or query)
+        if judge == "absolute" and item.get("max") is None and item.get("min") is None:
+            raise ConfigError(f"{here}: an absolute judge needs max or min, e.g. "
+                              f"{{name: {name}, query: {query}, max: 0.01}}")
+        if judge == "relative" and item.get("max_ratio") is None \
+                and item.get("min_ratio") is None:
+            raise ConfigError(f"{here}: a relative judge needs max_ratio or min_ratio, e.g. "
+                              f"{{name: {name}, query: {query}, judge: relative, max_ratio: 1.2}}")
+        if any(spec.name == name for spec in specs):
+            raise ConfigError(f"{here}.name: {name!r} names two metrics; give each its own name")
+        unit = str(item.get("unit") or UNITS.get(query, "ms" if query == "latency_ms" else ""))
+        specs.append(MetricSpec(
+            name=name, provider=provider, query=query, judge=judge,
+            maximum=_float(item.get("max")), minimum=_float(item.get("min")),
+            max_ratio=_float(item.get("max_ratio")), min_ratio=_float(item.get("min_ratio")),
+            slack=float(item.get("slack") or 0.0), alpha=float(item.get("alpha", 0.05)),
+            min_samples=int(item.get("min_samples", 3)),
+            min_effect=float(item.get("min_effect") or 0.0), unit=unit))
+    return tuple(specs)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class AnalysisRound:
+    """What one round measured and concluded, and how long it took."""
+
+    results: tuple[MetricResult, ...]
+    canary_requests: float | None
+    seconds: float
+    note: str = ""
+
+    @property
+    def verdict(self) -> Literal["pass", "fail", "inconclusive"]:
+        """Return ``fail`` if any metric failed, else ``inconclusive`` if any had no verdict
+        (or there were no metrics), else ``pass``."""
+        verdicts = {result.verdict for result in self.results}
+        if "fail" in verdicts:
+            return "fail"
+        if "inconclusive" in verdicts or not verdicts:
+            return "inconclusive"
+        return "pass"
+
+    def canary_value(self, query_name: str) -> float | None:
+        """Return the canary's value of the first metric named ``query_name``."""
+        return next((result.canary for result in self.results if result.name == query_name),
+                    None)
+
+    def verdicts(self, specs: Sequence[MetricSpec]) -> Verdicts:
+        """Return the round as the engine takes it, with the error rate and p95 it records."""
+        def figure(query: str) -> float | None:
+            for spec, result in zip(specs, self.results, strict=False):
+                if spec.query == query and result.canary is not None:
+                    return result.canary
+            return None
+
+        return Verdicts(self.verdict, self.results, figure("error_rate"), figure("p95_ms"),
+                        self.note)
+
+
+def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider], *,
+            canary: str, stable: str, window_s: float, sample_window_s: float,
+            min_requests: int) -> AnalysisRound:
+    """Measure and judge every metric once; return the round. Only ConfigError (a query
+    Prometheus refuses) escapes: any missing value is an inconclusive result."""
+    started = time.perf_counter()
+    offline: dict[str, str] = {}
+    for kind in {spec.provider for spec in specs}:
+        provider = providers[kind]
+        if not provider.is_online():
+            offline[kind] = f"{provider.describe()} is not answering"
+    requests_seen: float | None = None
+    starved = ""
+    counter = "prometheus" if "prometheus" in providers else next(iter(providers), None)
+    if counter is not None and counter not in offline:
+        requests_seen = providers[counter].query("requests", canary, window_s)
+        if requests_seen is None or requests_seen < min_requests:
+            starved = (f"the canary served {requests_seen or 0:.0f} requests in the last "
+                       f"{window_s:g}s; canary.min_requests is {min_requests}")
+    results = []
+    for spec in specs:
+        why = offline.get(spec.provider) or (starved if spec.provider == counter else "")
+        results.append(_judge(spec, providers[spec.provider], why, canary=canary, stable=stable,
+                              window_s=window_s, sample_window_s=sample_window_s))
+    return AnalysisRound(tuple(results), requests_seen, time.perf_counter() - started,
+                         note=starved)
+
+
+def _judge(spec: MetricSpec, provider: MetricProvider, why: str, *, canary: str, stable: str,
+           window_s: float, sample_window_s: float) -> MetricResult:
+    if spec.judge == "mann-whitney":
+        if why:
+            return judges.mann_whitney(spec.name, None, None, alpha=spec.alpha,
+                                       min_samples=spec.min_samples, unit=spec.unit,
+                                       why_missing=why)
+        return judges.mann_whitney(
+            spec.name, provider.samples(spec.query, canary, sample_window_s),
+            provider.samples(spec.query, stable, sample_window_s), alpha=spec.alpha,
+            min_samples=spec.min_samples, min_effect=spec.min_effect, unit=spec.unit)
+    value = None if why else provider.query(spec.query, canary, window_s)
+    if spec.judge == "relative":
+        base = None if why else provider.query(spec.query, stable, window_s)
+        return judges.relative(spec.name, value, base, max_ratio=spec.max_ratio,
+                               min_ratio=spec.min_ratio, slack=spec.slack, unit=spec.unit,
+                               why_missing=why)
+    return judges.absolute(spec.name, value, maximum=spec.maximum, minimum=spec.minimum,
+                           unit=spec.unit, why_missing=why)

@@ -1,0 +1,165 @@
+"""``shipml canary [run|status|promote|abort|resume]``: the thin handler over
+:mod:`shipml.canary.core`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipml import cli as _cli
+from shipml._stage import MODEL, TEST, Option, add_command, conclude, stage_config
+from shipml.errors import EXIT_OK, ConfigError
+from shipml.results import Check, StageClock, StageResult, results_path
+
+if TYPE_CHECKING:
+    from shipml.config import Config
+
+IMAGE = Option("--image", ("canary", "image"), "SHIPML_CANARY_IMAGE",
+               "the image to roll out (default: build's hand-off)", "IMAGE")
+#: the keys ``shipml canary`` takes from flags and ``SHIPML_*`` variables (action inputs)
+OPTIONS = (
+    IMAGE,
+    Option("--service", ("canary", "service"), "SHIPML_CANARY_SERVICE",
+           "the service's name on the target", "NAME"),
+    Option("--target", ("canary", "target", "type"), "SHIPML_CANARY_TARGET",
+           "docker or kubernetes", "TYPE"),
+    Option("--method", ("canary", "target", "kubernetes", "method"), "SHIPML_CANARY_METHOD",
+           "kubernetes traffic method: replicas, gateway-api, istio or kserve", "METHOD"),
+    Option("--namespace", ("canary", "target", "kubernetes", "namespace"),
+           "SHIPML_CANARY_NAMESPACE", "kubernetes namespace", "NAMESPACE"),
+    Option("--port", ("canary", "target", "docker", "port"), "SHIPML_CANARY_PORT",
+           "docker: the router's port", "PORT"),
+    Option("--steps", ("canary", "steps"), "SHIPML_CANARY_STEPS",
+           "the plan, WEIGHT[:PAUSE] comma-separated, e.g. 10:1m,50:manual,100", "LIST"),
+    Option("--interval", ("canary", "interval"), "SHIPML_CANARY_INTERVAL",
+           "time between analyses (30s, 2m)", "DURATION"),
+    Option("--failure-limit", ("canary", "failure_limit"), "SHIPML_FAILURE_LIMIT",
+           "failed analyses before rollback", "N"),
+    Option("--min-requests", ("canary", "min_requests"), "SHIPML_MIN_REQUESTS",
+           "canary requests an analysis window needs", "N"),
+    Option("--inconclusive", ("canary", "inconclusive"), "SHIPML_INCONCLUSIVE",
+           "hold, fail or pass for an analysis without enough data", "POLICY"),
+    Option("--step-timeout", ("canary", "step_timeout"), "SHIPML_STEP_TIMEOUT",
+           "longest a step may last without a conclusive analysis", "DURATION"),
+    Option("--lease", ("canary", "lease"), "SHIPML_CANARY_LEASE",
+           "how long the rollout lock outlives its holder", "DURATION"),
+    Option("--prometheus-url", ("canary", "prometheus", "url"), "SHIPML_PROMETHEUS_URL",
+           "Prometheus that scrapes both revisions", "URL"),
+    Option("--public-key", ("canary", "public_key"), "SHIPML_CANARY_PUBLIC_KEY",
+           "pre-flight: cosign.pub the image's signature must verify with", "PATH"),
+    Option("--require-gates", ("canary", "require_gates"), "SHIPML_CANARY_REQUIRE_GATES",
+           "pre-flight: also require the gates attestation"),
+    MODEL,
+    TEST,
+)
+ACTIONS = ("run", "status", "promote", "abort", "resume")
+NOT_SIGNED = "not rolled out: {detail}"
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``canary`` subcommand and its actions."""
+    parser = add_command(
+        subparsers, common, "canary", OPTIONS, run_cli,
+        summary="roll the image out step by step, analysed against the stable, with rollback",
+        description="Shift traffic to the new image in steps, analyse it against the stable "
+                    "every interval (Prometheus, a probe with real test rows) and promote it or "
+                    "roll it back. ACTION: run (default; resumes a stopped rollout), status, "
+                    "promote, abort, resume. Exit 0 promoted (or paused), 1 rolled back or not "
+                    "verified, 2 bad input, 3 infrastructure.",
+    )
+    parser.add_argument("action", nargs="?", choices=ACTIONS, default="run", metavar="ACTION",
+                        help="run (default), status, promote, abort or resume")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the chosen action; write ``results/canary.json`` (except for status); return the
+    exit code."""
+    from shipml.canary import core
+    from shipml.ci import detect
+
+    clock = StageClock()
+    platform = detect()
+    config = stage_config(args, OPTIONS)
+    settings = core.read_settings(config)
+    output = _cli.output_dir(args)
+    if args.action == "status":
+        return _status(settings, config)
+    image = _image(config, output) if args.action == "run" else None
+    preflight: tuple[Check, ...] = ()
+    if image is not None and config.section("canary")["public_key"]:
+        preflight = _preflight(config, image)
+        failed = [check for check in preflight if check.status != "pass"]
+        if failed:
+            result = core.stage_result(None, clock, None, preflight=preflight,
+                                       summary=NOT_SIGNED.format(
+                                           detail=failed[0].detail or failed[0].name))
+            return conclude(result, result.write(output), platform, config=config,
+                            outputs={"outcome": "refused", "final-weight": "0", "analysis": ""})
+    runner = core.make_runner(settings, config)
+    if args.action == "run":
+        state = core.roll_out(runner, image)
+    else:
+        state = core.manual(runner, args.action)
+    result = core.stage_result(state, clock, runner, preflight=preflight)
+    last = runner.rounds[-1] if runner.rounds else None
+    return conclude(result, result.write(output), platform, config=config, outputs={
+        "outcome": state.phase, "final-weight": str(state.weight),
+        "analysis": core.summary_of(last)})
+
+
+def _status(settings: Any, config: Config) -> int:
+    from shipml.canary.targets import build_target
+
+    target = build_target(settings.target_type, settings.service, settings.target, config.where)
+    state = target.read_state()
+    if state is None:
+        print(f"shipml canary: no rollout stored on {target.describe()}")
+        return EXIT_OK
+    stable = target.stable()
+    print(f"shipml canary: {settings.service}: {state.phase.replace('_', ' ')} at step "
+          f"{state.step + 1}/{len(settings.plan.steps)}, weight {state.weight}%")
+    print(f"  canary  {state.canary.revision} ({state.canary.image})")
+    if stable is not None:
+        print(f"  stable  {stable.revision} ({stable.image})")
+    print(f"  failures {state.failures}/{settings.plan.failure_limit}")
+    if state.reason:
+        print(f"  reason  {state.reason}")
+    print(json.dumps(state.to_dict(), sort_keys=True))
+    return EXIT_OK
+
+
+def _image(config: Config, output: Path) -> str | None:
+    chosen = config.section("canary")["image"]
+    if chosen:
+        return str(chosen)
+    path = results_path(output, "build")
+    if not path.is_file():
+        return None
+    build = StageResult.read(path)
+    handed = build.handed("image")
+    if build.status != "pass" or handed is None or not handed.ref:
+        return None
+    return f"{handed.ref.split('@')[0]}@{handed.digest}" if handed.digest else handed.ref
+
+
+def _preflight(config: Config, image: str) -> tuple[Check, ...]:
+    """Verify the image's signature (and gates attestation) with ``canary.public_key``."""
+    from shipml.oci import Reference, RegistryClient, RegistryOptions
+    from shipml.sign.core import describe_key, verify_image
+    from shipml.sign.keys import load_public_key
+
+    section = config.section("canary")
+    key_text = str(section["public_key"])
+    if "://" in key_text and not key_text.startswith("env://"):
+        raise ConfigError(f"{config.where('canary', 'public_key')}: {key_text} is a key URI; the "
+                          "pre-flight reads key files and env://VARIABLE")
+    key_path = key_text if key_text.startswith("env://") else \
+        config.resolve_path(key_text, "canary", "public_key")
+    key = load_public_key(key_path)
+    reference = Reference.parse(image, config.where("canary", "image"))
+    client = RegistryClient(reference.registry, RegistryOptions())
+    verification = verify_image(client, reference, key, key_name=describe_key(key, key_text),
+                                require_gates=bool(section["require_gates"]))
+    return verification.checks

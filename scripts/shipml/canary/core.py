@@ -1,0 +1,347 @@
+"""The runner: the I/O loop around the pure engine. Pre-flight (signature and gates), lock, deploy,
+then every interval one analysis round, one decision, applied to the target and stored there;
+finally the stage result (steps table, weight / error rate / p95 series).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipml.canary import engine
+from shipml.canary.analysis import AnalysisRound, MetricSpec, analyse, metric_specs
+from shipml.canary.engine import Decision, RolloutState, Verdicts
+from shipml.canary.lock import Lock, me
+from shipml.canary.plan import Plan, plan_from_section
+from shipml.canary.providers import MetricProvider, build_provider
+from shipml.canary.targets import Target, build_target, check_type
+from shipml.config import Config
+from shipml.errors import ConfigError
+from shipml.results import Check, Column, Series, StageClock, StageResult, Table
+
+log = logging.getLogger("shipml.canary")
+
+NO_IMAGE = ("no image to roll out: give --image (canary.image, $SHIPML_CANARY_IMAGE), or run "
+            "shipml build first so that .shipml/results/build.json hands one on")
+IN_PROGRESS = ("a rollout of {other} on {service} is {phase} at {weight}%; finish it first: "
+               "`shipml canary resume`, `shipml canary promote` or `shipml canary abort`")
+NO_TEST_ROWS = ("canary.probe.enabled is true but model.test is not set; the probe sends real "
+                "rows of the test set:\n  model:\n    test: data/test.csv")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a rollout needs, read from the configuration once."""
+
+    service: str
+    plan: Plan
+    specs: tuple[MetricSpec, ...]
+    target_type: str
+    target: Mapping[str, Any]
+    prometheus: Mapping[str, Any]
+    probe: Mapping[str, Any]
+    probe_rows: tuple[Mapping[str, Any], ...]
+    lease_s: float
+    sample_window_s: float
+
+
+def read_settings(config: Config) -> Settings:
+    """Return the rollout settings of ``config``; raise ConfigError for any bad value, before
+    anything on the target is touched."""
+    from shipml.canary.plan import parse_duration
+
+    section = config.section("canary")
+    where = config.where
+    plan = plan_from_section(section, where)
+    target = section["target"]
+    kind = check_type(str(target["type"]), where("canary", "target", "type"))
+    if kind == "kubernetes":
+        from shipml.canary.targets.k8s_objects import check_method
+
+        check_method(str(target["kubernetes"]["method"]),
+                     where("canary", "target", "kubernetes", "method"))
+    specs = metric_specs(section["metrics"], where("canary", "metrics"))
+    probe = section["probe"]
+    rows: tuple[Mapping[str, Any], ...] = ()
+    test = config.section("model").get("test")
+    enabled = probe["enabled"]
+    if enabled is True and not test:
+        raise ConfigError(NO_TEST_ROWS)
+    if enabled in (True, "auto") and test:
+        rows = _probe_rows(config, int(probe["rows"]))
+        specs = (*specs, *metric_specs(
+            [{"name": "prediction-agreement", "provider": "probe", "query": "agreement",
+              "min": probe["min_agreement"]}], where("canary", "probe")))
+    service = str(section["service"] or _default_service(config))
+    lease = parse_duration(section["lease"], where("canary", "lease"), allow_zero=False)
+    if lease < plan.interval_s * 2:
+        raise ConfigError(f"{where('canary', 'lease')}: {section['lease']!r} is shorter than two "
+                          "analysis intervals; the holder renews it once per interval")
+    return Settings(service=service, plan=plan, specs=specs, target_type=kind,
+                    target=target.get(kind) or {}, prometheus=section["prometheus"], probe=probe,
+                    probe_rows=rows, lease_s=lease,
+                    sample_window_s=max(plan.window_s, 3 * float(
+                        section["prometheus"].get("sample_step_s", 10))))
+
+
+def _default_service(config: Config) -> str:
+    import re
+
+    model = config.section("model").get("path") or "model"
+    return re.sub(r"[^a-z0-9-]+", "-", Path(str(model)).stem.lower()).strip("-") or "model"
+
+
+def _probe_rows(config: Config, count: int) -> tuple[Mapping[str, Any], ...]:
+    import json
+
+    from shipml.data import load_table
+
+    model = config.section("model")
+    table = load_table(config.resolve_path(model["test"], "model", "test"),
+                       config.where("model", "test"))
+    frame = table.frame
+    label = model.get("label")
+    if label and label in frame.columns:
+        frame = frame.drop(columns=[label])
+    rows = json.loads(frame.head(count).to_json(orient="records"))
+    return tuple(rows)
+
+
+@dataclass
+class Runner:
+    """One ``shipml canary`` invocation: settings, target, providers, and the clock (injectable
+    so tests drive time)."""
+
+    settings: Settings
+    target: Target
+    providers: dict[str, MetricProvider]
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    lines: list[str] | None = None
+    rounds: list[AnalysisRound] | None = None
+
+    def say(self, line: str) -> None:
+        """Print and keep one decision line."""
+        print(line, flush=True)
+        log.info(line)
+        if self.lines is not None:
+            self.lines.append(line)
+
+    def apply(self, decision: Decision) -> RolloutState:
+        """Apply a decision to the target, then store its state there; return the state."""
+        self.say(decision.line)
+        if decision.action == "set_weight":
+            self.target.set_weight(decision.weight)
+        elif decision.action == "promote":
+            self.target.promote()
+        elif decision.action == "rollback":
+            self.target.rollback()
+        self.target.write_state(decision.state)
+        return decision.state
+
+    def loop(self, state: RolloutState, lock: Lock) -> RolloutState:
+        """Analyse every interval until the rollout ends or pauses; return the last state."""
+        plan = self.settings.plan
+        while state.phase == "progressing":
+            self.sleep(plan.interval_s)
+            self.target.acquire(Lock(lock.holder, lock.host, lock.pid, self.now(), lock.lease_s),
+                                self.now())
+            round_ = self.analyse(state)
+            state = self.apply(engine.decide(plan, state, round_.verdicts(self.settings.specs),
+                                             self.now()))
+        return state
+
+    def analyse(self, state: RolloutState) -> AnalysisRound:
+        """Run one analysis round of the canary against the stable."""
+        providers = self.providers_for(state)
+        stable = state.stable.revision if state.stable else ""
+        round_ = analyse(self.settings.specs, providers, canary=state.canary.revision,
+                         stable=stable, window_s=self.settings.plan.window_s,
+                         sample_window_s=max(self.settings.sample_window_s,
+                                             self.now() - state.step_started_at),
+                         min_requests=self.settings.plan.min_requests)
+        if self.rounds is not None:
+            self.rounds.append(round_)
+        return round_
+
+    def providers_for(self, state: RolloutState) -> dict[str, MetricProvider]:
+        """Return the providers, the probe pointed at the revisions that run now."""
+        found = dict(self.providers)
+        if any(spec.provider == "probe" for spec in self.settings.specs):
+            found["probe"] = build_provider(
+                "probe", self.settings.probe, endpoints=self.target.endpoints(),
+                rows=self.settings.probe_rows, max_age_s=self.settings.plan.interval_s / 2)
+        return found
+
+
+def make_runner(settings: Settings, config: Config) -> Runner:
+    """Return the runner of ``settings``: its target and providers."""
+    target = build_target(settings.target_type, settings.service, settings.target, config.where)
+    providers: dict[str, MetricProvider] = {}
+    if any(spec.provider == "prometheus" for spec in settings.specs):
+        providers["prometheus"] = build_provider("prometheus", settings.prometheus)
+    return Runner(settings=settings, target=target, providers=providers, lines=[], rounds=[])
+
+
+def roll_out(runner: Runner, image: str | None) -> RolloutState:
+    """Run (or continue) the rollout of ``image`` to its end or a pause; return the final state.
+
+    A stored rollout that has not ended continues from its step; another image while one is in
+    progress is refused. With no stable revision yet the image is deployed plainly.
+    """
+    settings, target = runner.settings, runner.target
+    lock = me(settings.lease_s, runner.now())
+    target.acquire(lock, runner.now())
+    try:
+        stored = target.read_state()
+        if stored is not None and not stored.final:
+            if image is not None and target.resolve(image).revision != stored.canary.revision:
+                raise ConfigError(IN_PROGRESS.format(other=stored.canary.revision,
+                                                     service=settings.service,
+                                                     phase=stored.phase, weight=stored.weight))
+            runner.say(f"canary {settings.service}: resume {stored.canary.revision} at step "
+                       f"{stored.step + 1}/{len(settings.plan.steps)}, weight {stored.weight}%")
+            if stored.phase == "progressing":
+                target.set_weight(stored.weight)
+            return runner.loop(stored, lock)
+        if image is None:
+            raise ConfigError(NO_IMAGE)
+        canary = target.resolve(image)
+        stable = target.stable()
+        now = runner.now()
+        if stable is None:
+            runner.say(f"canary {settings.service}: no stable revision yet: first deploy of "
+                       f"{canary.revision} ({image}), a plain rollout with health checks")
+            target.first_deploy(canary)
+            state = RolloutState(service=settings.service, phase="promoted", step=0, weight=100,
+                                 canary=canary, stable=None, started_at=now, step_started_at=now,
+                                 updated_at=runner.now(),
+                                 reason="first deploy: a plain rollout, no stable to compare with")
+            target.write_state(state)
+            return state
+        if stable.revision == canary.revision:
+            runner.say(f"canary {settings.service}: {canary.revision} is already the stable "
+                       "revision; nothing to roll out")
+            state = RolloutState(service=settings.service, phase="promoted", step=0, weight=100,
+                                 canary=canary, stable=stable, started_at=now,
+                                 step_started_at=now, updated_at=now,
+                                 reason="already the stable revision")
+            return state
+        target.deploy_canary(canary)
+        state = runner.apply(engine.begin(settings.plan, settings.service, canary, stable,
+                                          runner.now()))
+        return runner.loop(state, lock)
+    finally:
+        target.release(lock)
+
+
+def manual(runner: Runner, verb: engine.Command) -> RolloutState:
+    """Apply ``promote``, ``abort`` or ``resume`` to the stored rollout; resume continues the
+    loop in this process. Raises ConfigError when there is no rollout to act on."""
+    settings, target = runner.settings, runner.target
+    lock = me(settings.lease_s, runner.now())
+    target.acquire(lock, runner.now())
+    try:
+        stored = target.read_state()
+        if stored is None:
+            raise ConfigError(f"there is no rollout of {settings.service} to {verb} on "
+                              f"{target.describe()}")
+        state = runner.apply(engine.command(settings.plan, stored, verb, runner.now()))
+        return runner.loop(state, lock) if state.phase == "progressing" else state
+    finally:
+        target.release(lock)
+
+
+# --- the stage result ---------------------------------------------------------------------------
+
+
+def stage_result(state: RolloutState | None, clock: StageClock, runner: Runner | None,
+                 *, preflight: tuple[Check, ...] = (), summary: str | None = None) -> StageResult:
+    """Return the canary's stage result: a check per step and per last-round metric, the steps
+    table and the weight / error rate / p95 series."""
+    checks = list(preflight)
+    if state is None:
+        return StageResult(stage="canary", status="fail", summary=summary or "not rolled out",
+                           started_at=clock.started_at, duration_s=clock.elapsed(),
+                           checks=tuple(checks))
+    for record in state.history:
+        status: Any = {"pass": "pass", "fail": "fail"}.get(record.status, "warn")
+        checks.append(Check(f"step {record.step + 1} at {record.weight}% traffic passed its "
+                            "analysis", status, observed=record.rounds, threshold=None,
+                            detail=f"{record.rounds} analyses, {record.failed} failed"))
+    rounds = runner.rounds if runner and runner.rounds else []
+    if rounds:
+        for result in rounds[-1].results:
+            status = {"pass": "pass", "fail": "fail"}.get(result.verdict, "warn")
+            checks.append(Check(result.sentence, status, observed=result.canary,
+                                threshold=result.threshold, detail=result.detail,
+                                group="last analysis"))
+    status_of = {"promoted": "pass", "rolled_back": "fail", "aborted": "fail",
+                 "paused": "skipped", "progressing": "skipped"}
+    stage_status: Any = status_of[state.phase]
+    text = summary or _summary(state)
+    labels = tuple(f"{r.step + 1}: {r.weight}%" for r in state.history)
+    table = Table(
+        title="Promotion steps",
+        columns=(Column("step", "step"), Column("weight", "traffic weight", "%"),
+                 Column("rounds", "analyses"), Column("failed", "failed"),
+                 Column("error_rate_pct", "error rate", "%"), Column("p95_ms", "p95", "ms"),
+                 Column("status", "status")),
+        rows=tuple({"step": r.step + 1, "weight": r.weight, "rounds": r.rounds,
+                    "failed": r.failed,
+                    "error_rate_pct": None if r.error_rate is None else r.error_rate * 100,
+                    "p95_ms": r.p95_ms, "status": r.status} for r in state.history))
+    series: tuple[Series, ...] = ()
+    if state.history:
+        series = (
+            Series("Canary traffic weight per step", "step", "weight %", labels,
+                   tuple(float(r.weight) for r in state.history), "bar"),
+            Series("Canary error rate per step", "step", "error rate %", labels,
+                   tuple(math.nan if r.error_rate is None else round(r.error_rate * 100, 4)
+                         for r in state.history)),
+            Series("Canary p95 latency per step", "step", "p95 ms", labels,
+                   tuple(math.nan if r.p95_ms is None else r.p95_ms for r in state.history)),
+        )
+    analysis_s = [round_.seconds for round_ in rounds]
+    metrics = {
+        "service": state.service, "phase": state.phase, "final_weight": state.weight,
+        "image": state.canary.image, "revision": state.canary.revision,
+        "stable": state.stable.revision if state.stable else None,
+        "failures": state.failures, "reason": state.reason,
+        "analyses": len(rounds),
+        "analysis_s_mean": sum(analysis_s) / len(analysis_s) if analysis_s else None,
+        "steps": [record.__dict__ for record in state.history],
+        "decisions": list(runner.lines or []) if runner else [],
+    }
+    return StageResult(stage="canary", status=stage_status, summary=text,
+                       started_at=clock.started_at, duration_s=clock.elapsed(),
+                       metrics=metrics, checks=tuple(checks), tables=(table,) if state.history
+                       else (), series=series)
+
+
+def _summary(state: RolloutState) -> str:
+    if state.phase == "promoted":
+        return f"{state.canary.revision} promoted to 100%" + (
+            f" ({state.reason})" if state.reason and "first deploy" in state.reason else "")
+    if state.phase == "paused":
+        return (f"paused at step {state.step + 1} ({state.weight}%): run `shipml canary resume` "
+                "or `shipml canary promote`")
+    if state.phase == "progressing":
+        return f"progressing at step {state.step + 1} ({state.weight}%)"
+    return state.reason or state.phase.replace("_", " ")
+
+
+def summary_of(round_: AnalysisRound | None) -> str:
+    """Return a one-line analysis summary (an action output)."""
+    if round_ is None:
+        return ""
+    return "; ".join(f"{r.name} {r.verdict}" for r in round_.results)
+
+
+__all__ = ["Decision", "Runner", "Settings", "Verdicts", "make_runner", "manual", "read_settings",
+           "roll_out", "stage_result"]

@@ -1,0 +1,182 @@
+"""The judges: pure functions that turn measured values into a verdict with the threshold in its
+sentence. Absolute (canary error rate at most 1%), relative (canary p95 at most stable p95 × 1.2)
+and statistical (Mann-Whitney U over per-interval samples, one-sided: is the canary slower?).
+
+No value is not a pass: a missing canary or stable value is ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric judged in one analysis round: the sentence that names the condition with its
+    threshold, the verdict, the canary's and stable's values and what was compared."""
+
+    name: str
+    sentence: str
+    verdict: Verdict
+    canary: float | None = None
+    stable: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+    unit: str = ""
+
+    def describe(self) -> str:
+        """Return the log fragment of this result: name, value, threshold, verdict."""
+        shown = _fmt(self.canary, self.unit)
+        return f"{self.name}={shown} ({self.detail}) {self.verdict}"
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "none"
+    text = f"{value:.4g}"
+    return f"{text} {unit}".rstrip() if unit and unit != "ratio" else text
+
+
+def absolute(name: str, value: float | None, *, maximum: float | None = None,
+             minimum: float | None = None, unit: str = "", why_missing: str = "") -> MetricResult:
+    """Judge ``value`` against fixed bounds; return ``inconclusive`` when there is no value."""
+    bounds = []
+    if maximum is not None:
+        bounds.append(f"at most {_fmt(maximum, unit)}")
+    if minimum is not None:
+        bounds.append(f"at least {_fmt(minimum, unit)}")
+    sentence = f"canary {name} is {' and '.join(bounds) or 'measured'}"
+    threshold = maximum if maximum is not None else minimum
+    if value is None or not math.isfinite(value):
+        return MetricResult(name, sentence, "inconclusive", None, None, threshold,
+                            f"no data{': ' + why_missing if why_missing else ''}", unit)
+    failed = (maximum is not None and value > maximum) or (minimum is not None and value < minimum)
+    parts = []
+    if maximum is not None:
+        parts.append(f"{_fmt(value, unit)} {'>' if value > maximum else '≤'} {_fmt(maximum, unit)}")
+    if minimum is not None:
+        parts.append(f"{_fmt(value, unit)} {'<' if value < minimum else '≥'} {_fmt(minimum, unit)}")
+    return MetricResult(name, sentence, "fail" if failed else "pass", value, None, threshold,
+                        "; ".join(parts) or _fmt(value, unit), unit)
+
+
+def relative(name: str, canary: float | None, stable: float | None, *,
+             max_ratio: float | None = None, min_ratio: float | None = None,
+             slack: float = 0.0, unit: str = "", why_missing: str = "") -> MetricResult:
+    """Judge the canary's value against the stable's scaled by ``max_ratio`` (and/or
+    ``min_ratio``), with an absolute ``slack`` so that two tiny values never fail on noise."""
+    bounds = []
+    if max_ratio is not None:
+        bounds.append(f"at most stable × {max_ratio:g}")
+    if min_ratio is not None:
+        bounds.append(f"at least stable × {min_ratio:g}")
+    sentence = f"canary {name} is {' and '.join(bounds)}"
+    if canary is None or stable is None or not (math.isfinite(canary) and math.isfinite(stable)):
+        missing = "canary" if canary is None or not math.isfinite(canary) else "stable"
+        return MetricResult(name, sentence, "inconclusive", canary, stable, None,
+                            f"no {missing} data{': ' + why_missing if why_missing else ''}", unit)
+    failed, parts, threshold = False, [], None
+    if max_ratio is not None:
+        threshold = stable * max_ratio + slack
+        failed |= canary > threshold
+        parts.append(f"{_fmt(canary, unit)} {'>' if canary > threshold else '≤'} "
+                     f"{_fmt(threshold, unit)} (stable {_fmt(stable, unit)} × {max_ratio:g})")
+    if min_ratio is not None:
+        low = stable * min_ratio - slack
+        threshold = low if threshold is None else threshold
+        failed |= canary < low
+        parts.append(f"{_fmt(canary, unit)} {'<' if canary < low else '≥'} {_fmt(low, unit)} "
+                     f"(stable {_fmt(stable, unit)} × {min_ratio:g})")
+    return MetricResult(name, sentence, "fail" if failed else "pass", canary, stable, threshold,
+                        "; ".join(parts), unit)
+
+
+def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> tuple[float, float]:
+    """Return Mann-Whitney's U of ``first`` and the one-sided p-value that ``first`` tends to be
+    larger than ``second`` (normal approximation with tie and continuity correction; exact
+    enumeration when both samples are small and tie-free).
+
+    Raises ValueError when either sample is empty.
+    """
+    n1, n2 = len(first), len(second)
+    if not n1 or not n2:
+        raise ValueError("Mann-Whitney U needs two non-empty samples")
+    pooled = sorted([(value, 0) for value in first] + [(value, 1) for value in second])
+    ranks = [0.0] * len(pooled)
+    ties = 0.0
+    start = 0
+    while start < len(pooled):
+        end = start
+        while end + 1 < len(pooled) and pooled[end + 1][0] == pooled[start][0]:
+            end += 1
+        rank = (start + end) / 2 + 1
+        for index in range(start, end + 1):
+            ranks[index] = rank
+        size = end - start + 1
+        ties += size ** 3 - size
+        start = end + 1
+    rank_sum = sum(rank for rank, (_, group) in zip(ranks, pooled, strict=True) if group == 0)
+    u_first = rank_sum - n1 * (n1 + 1) / 2
+    if ties == 0 and n1 + n2 <= 20:
+        return u_first, _exact_greater(u_first, n1, n2)
+    mean = n1 * n2 / 2
+    total = n1 + n2
+    variance = n1 * n2 / 12 * ((total + 1) - ties / (total * (total - 1)))
+    if variance <= 0:
+        return u_first, 1.0 if u_first <= mean else 0.0
+    z = (u_first - mean - 0.5) / math.sqrt(variance)
+    return u_first, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _exact_greater(u_value: float, n1: int, n2: int) -> float:
+    # count(u, a, b): arrangements of a and b values whose U equals u (the classic recurrence)
+    from functools import cache
+
+    @cache
+    def count(u: int, a: int, b: int) -> int:
+        if u < 0 or u > a * b:
+            return 0
+        if a == 0 or b == 0:
+            return 1 if u == 0 else 0
+        return count(u - b, a - 1, b) + count(u, a, b - 1)
+
+    total = math.comb(n1 + n2, n1)
+    at_least = sum(count(u, n1, n2) for u in range(math.ceil(u_value), n1 * n2 + 1))
+    return at_least / total
+
+
+def mann_whitney(name: str, canary: Sequence[float] | None, stable: Sequence[float] | None, *,
+                 alpha: float, min_samples: int, min_effect: float = 0.0, unit: str = "",
+                 why_missing: str = "") -> MetricResult:
+    """Fail when the canary's samples are larger than the stable's with one-sided p < ``alpha``
+    and the medians differ by more than ``min_effect``; inconclusive below ``min_samples`` each."""
+    sentence = (f"canary {name} is not larger than stable's (Mann-Whitney U, one-sided "
+                f"p ≥ {alpha:g} or a median difference ≤ {_fmt(min_effect, unit)})")
+    have = (len(canary or ()), len(stable or ()))
+    if canary is None or stable is None or min(have) < min_samples:
+        detail = (f"{have[0]} canary and {have[1]} stable samples; at least {min_samples} each "
+                  "are needed")
+        if why_missing:
+            detail = f"no data: {why_missing}"
+        return MetricResult(name, sentence, "inconclusive", None, None, alpha, detail, unit)
+    _, p_value = mann_whitney_u(canary, stable)
+    effect = _median(canary) - _median(stable)
+    slower = p_value < alpha and effect > min_effect
+    detail = (f"p={p_value:.3g} {'<' if p_value < alpha else '≥'} {alpha:g}, median "
+              f"{_fmt(_median(canary), unit)} vs stable {_fmt(_median(stable), unit)} "
+              f"(n={have[0]}/{have[1]})")
+    return MetricResult(name, sentence, "fail" if slower else "pass", _median(canary),
+                        _median(stable), alpha, detail, unit)
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2

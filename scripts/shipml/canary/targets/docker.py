@@ -1,0 +1,425 @@
+"""Target ``docker``: the service's revisions as containers on a Docker Engine (the local socket or
+``DOCKER_HOST``), host network, each on a fixed loopback port (slot ``a`` or ``b``), and a router
+container running HAProxy in front of both, steered through its Runtime API.
+
+What the target keeps lives on the engine: the rollout state and the slot table are files in the
+router container (``/shipml/state.json``, ``/shipml/slots.json``); the lock is a container that
+never runs, named after the service (creating a name is atomic, so two runs cannot both take it),
+holding ``/shipml/lock.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shipml.canary.engine import Revision, RolloutState
+from shipml.canary.lock import Lock, may_take, refuse
+from shipml.canary.targets.haproxy import SLOTS, RuntimeApi, render_config
+from shipml.errors import ConfigError, InfrastructureError, first_line
+
+LABEL = "dev.shipml.canary"
+NO_ENGINE = ("the Docker Engine does not answer ({reason}); start it or point DOCKER_HOST at one "
+             "(canary.target.type: docker)")
+NO_IMAGE = ("{where}: image {image} does not exist: not on the engine and its registry has none "
+            "({reason}); give the image shipml build pushed, e.g. REGISTRY/REPOSITORY@sha256:…")
+NOT_READY = ("the {role} {revision} ({image}) did not become ready on 127.0.0.1:{port} within "
+             "{timeout:g}s; its last log lines:\n{logs}")
+
+
+@dataclass
+class DockerTarget:
+    """Stable and canary containers of ``service`` behind an HAProxy router."""
+
+    service: str
+    client: Any
+    router_image: str
+    router_base_image: str
+    listen: str
+    port: int
+    admin_port: int
+    slot_ports: Mapping[str, int]
+    bind: str
+    environment: Mapping[str, str]
+    ready_timeout_s: float
+    drain_s: float
+
+    @classmethod
+    def from_settings(cls, service: str, settings: Mapping[str, Any], where: Any) -> DockerTarget:
+        """Return the target of ``canary.target.docker``; raise InfrastructureError when the
+        engine does not answer."""
+        import docker
+
+        ports = list(settings["ports"])
+        if len(ports) != 2 or ports[0] == ports[1] or settings["port"] in ports:
+            raise ConfigError(f"{where('canary', 'target', 'docker', 'ports')}: {ports} must be two "
+                              f"different ports, neither the router's {settings['port']}")
+        try:
+            client = docker.from_env(timeout=120)
+            client.ping()
+        except Exception as exc:  # the SDK raises DockerException and requests errors alike
+            raise InfrastructureError(NO_ENGINE.format(reason=first_line(exc))) from None
+        return cls(service=service, client=client, router_image=str(settings["router_image"]),
+                   router_base_image=str(settings["router_base_image"]),
+                   listen=str(settings["listen"]), port=int(settings["port"]),
+                   admin_port=int(settings["admin_port"]),
+                   slot_ports=dict(zip(SLOTS, (int(port) for port in ports), strict=True)),
+                   bind=str(settings["bind"]), environment=dict(settings["env"]),
+                   ready_timeout_s=float(settings["ready_timeout_s"]),
+                   drain_s=float(settings["drain_s"]))
+
+    # --- names ------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """Return how messages name this target."""
+        return f"docker service {self.service} (router 127.0.0.1:{self.port})"
+
+    @property
+    def router_name(self) -> str:
+        """Return the router container's name."""
+        return f"{self.service}-router"
+
+    @property
+    def lock_name(self) -> str:
+        """Return the lock container's name."""
+        return f"{self.service}-canary-lock"
+
+    def slot_name(self, slot: str) -> str:
+        """Return the container name of ``slot``."""
+        return f"{self.service}-{slot}"
+
+    @property
+    def api(self) -> RuntimeApi:
+        """Return the router's Runtime API client."""
+        return RuntimeApi("127.0.0.1", self.admin_port)
+
+    # --- images -----------------------------------------------------------------------------
+
+    def resolve(self, image: str) -> Revision:
+        """Return the revision of ``image`` (pulled when the engine lacks it), labelled by its
+        image id; raise ConfigError when neither the engine nor its registry has it."""
+        import docker
+
+        try:
+            found = self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            try:
+                found = self.client.images.pull(image)
+            except (docker.errors.NotFound, docker.errors.ImageNotFound) as exc:
+                raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
+                                                  reason=first_line(exc))) from None
+            except docker.errors.APIError as exc:
+                raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
+                                                  reason=first_line(exc))) from None
+        except docker.errors.APIError as exc:
+            raise ConfigError(f"canary.image: {image!r} is not an image reference the engine "
+                              f"accepts: {first_line(exc)}") from None
+        return Revision(image=image, revision=f"{self.service}-{found.id.split(':')[-1][:12]}")
+
+    def _router_image(self) -> str:
+        import docker
+
+        try:
+            self.client.images.get(self.router_image)
+            return self.router_image
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            self.client.images.pull(self.router_image)
+            return self.router_image
+        except docker.errors.APIError:
+            pass
+        # Neither here nor pullable: build Debian's HAProxy on the configured base.
+        dockerfile = (Path(__file__).resolve().parents[1] / "templates" / "router.Dockerfile")
+        try:
+            self.client.images.build(fileobj=io.BytesIO(dockerfile.read_bytes()),
+                                     tag=self.router_image, network_mode="host", rm=True,
+                                     buildargs={"BASE_IMAGE": self.router_base_image})
+        except docker.errors.BuildError as exc:
+            raise InfrastructureError(f"building the router image {self.router_image} on "
+                                      f"{self.router_base_image} failed: {first_line(exc)}") from None
+        return self.router_image
+
+    # --- lock and state ---------------------------------------------------------------------
+
+    def acquire(self, lock: Lock, now: float) -> None:
+        """Take the lock container's name, or take over an expired or dead holder's."""
+        import docker
+
+        for _ in range(3):
+            existing = self._container(self.lock_name)
+            if existing is None:
+                try:
+                    created = self.client.containers.create(
+                        self._router_image(), command=["true"], name=self.lock_name,
+                        labels={LABEL: self.service, f"{LABEL}.role": "lock"})
+                except docker.errors.APIError as exc:
+                    if getattr(exc, "status_code", None) == 409:
+                        continue  # someone else created it first: read theirs
+                    raise InfrastructureError(f"cannot create the lock {self.lock_name}: "
+                                              f"{first_line(exc)}") from None
+                _write_file(created, "lock.json", lock.to_dict())
+                return
+            held = Lock.from_dict(_read_file(existing, "lock.json") or {})
+            if held is not None and not may_take(held, lock, now):
+                raise refuse(self.service, held, now)
+            if held is not None and held.host == lock.host and held.pid == lock.pid:
+                _write_file(existing, "lock.json", lock.to_dict())
+                return
+            _remove(existing)
+        raise InfrastructureError(f"could not take the lock {self.lock_name} after 3 tries")
+
+    def release(self, lock: Lock) -> None:
+        """Remove the lock container when it is ours."""
+        existing = self._container(self.lock_name)
+        if existing is None:
+            return
+        held = Lock.from_dict(_read_file(existing, "lock.json") or {})
+        if held is not None and held.host == lock.host and held.pid == lock.pid:
+            _remove(existing)
+
+    def read_state(self) -> RolloutState | None:
+        """Return the state in the router container, or None."""
+        router = self._container(self.router_name)
+        record = _read_file(router, "state.json") if router is not None else None
+        return RolloutState.from_dict(record, f"{self.router_name}:/shipml/state.json") \
+            if record else None
+
+    def write_state(self, state: RolloutState) -> None:
+        """Write the state into the router container."""
+        router = self._container(self.router_name)
+        if router is None:
+            raise InfrastructureError(f"the router container {self.router_name} is gone; the "
+                                      "rollout state cannot be stored")
+        _write_file(router, "state.json", state.to_dict())
+
+    def _slots(self) -> dict[str, Any]:
+        router = self._container(self.router_name)
+        return (_read_file(router, "slots.json") or {}) if router is not None else {}
+
+    def _write_slots(self, slots: Mapping[str, Any]) -> None:
+        router = self._container(self.router_name)
+        if router is not None:
+            _write_file(router, "slots.json", dict(slots))
+
+    # --- revisions --------------------------------------------------------------------------
+
+    def stable(self) -> Revision | None:
+        """Return the revision in the stable slot, when the router and its container run."""
+        slots = self._slots()
+        slot = slots.get("stable")
+        if slot not in SLOTS or self._container(self.slot_name(slot)) is None:
+            return None
+        record = slots.get("revisions", {}).get(slot) or {}
+        return Revision(str(record.get("image", "")), str(record.get("revision", "")))
+
+    def first_deploy(self, revision: Revision) -> None:
+        """Run ``revision`` in slot a, wait until ready, then start the router with all traffic
+        on it."""
+        self._run_slot("a", revision, "first revision")
+        router = self._container(self.router_name)
+        if router is not None:
+            _remove(router)
+        self._start_router({"a": 100, "b": 0})
+        self._write_slots({"stable": "a", "revisions": {"a": revision.to_dict()}})
+        self._wait_ready(f"http://127.0.0.1:{self.port}", "router", revision, self.port)
+
+    def deploy_canary(self, revision: Revision) -> None:
+        """Run ``revision`` in the free slot at weight 0 and wait until it is ready."""
+        slots = self._slots()
+        stable = str(slots["stable"])
+        canary = _other(stable)
+        self.api.set_weights({canary: 0, stable: 100})
+        self._run_slot(canary, revision, "canary")
+        slots.setdefault("revisions", {})[canary] = revision.to_dict()
+        slots["canary"] = canary
+        self._write_slots(slots)
+
+    def set_weight(self, weight: int) -> None:
+        """Give the canary slot ``weight`` and the stable slot the rest."""
+        slots = self._slots()
+        stable = str(slots["stable"])
+        canary = str(slots.get("canary") or _other(stable))
+        self.api.set_weights({canary: weight, stable: 100 - weight})
+
+    def promote(self) -> None:
+        """All traffic to the canary, let the stable's requests finish, remove it, and record the
+        canary's slot as the stable one."""
+        slots = self._slots()
+        stable = str(slots["stable"])
+        canary = str(slots.get("canary") or _other(stable))
+        if self._container(self.slot_name(canary)) is None:
+            return  # promoted already: the old stable's slot was emptied and the slots swapped
+        self.api.set_weights({canary: 100, stable: 0})
+        time.sleep(self.drain_s)
+        self._remove_slot(stable)
+        revisions = dict(slots.get("revisions", {}))
+        revisions.pop(stable, None)
+        self._write_slots({"stable": canary, "revisions": revisions})
+
+    def rollback(self) -> None:
+        """All traffic to the stable, let the canary's requests finish, remove it."""
+        slots = self._slots()
+        stable = str(slots.get("stable", "a"))
+        canary = str(slots.get("canary") or _other(stable))
+        self.api.set_weights({canary: 0, stable: 100})
+        if self._container(self.slot_name(canary)) is not None:
+            time.sleep(self.drain_s)
+            self._remove_slot(canary)
+        revisions = dict(slots.get("revisions", {}))
+        revisions.pop(canary, None)
+        self._write_slots({"stable": stable, "revisions": revisions})
+
+    def endpoints(self) -> dict[str, str]:
+        """Return each running slot's URL by revision."""
+        found = {}
+        for slot, record in self._slots().get("revisions", {}).items():
+            if slot in SLOTS and self._container(self.slot_name(slot)) is not None:
+                found[str(record["revision"])] = f"http://127.0.0.1:{self.slot_ports[slot]}"
+        return found
+
+    # --- containers -------------------------------------------------------------------------
+
+    def _container(self, name: str) -> Any:
+        import docker
+
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _run_slot(self, slot: str, revision: Revision, role: str) -> None:
+        import docker
+
+        existing = self._container(self.slot_name(slot))
+        if existing is not None:
+            labels = existing.labels or {}
+            if labels.get(f"{LABEL}.revision") == revision.revision and existing.status == "running":
+                self._wait_ready(f"http://127.0.0.1:{self.slot_ports[slot]}", role, revision,
+                                 self.slot_ports[slot], existing)
+                return
+            _remove(existing)
+        port = self.slot_ports[slot]
+        environment = {**self.environment, "SHIPML_SERVE_HOST": self.bind,
+                       "SHIPML_SERVE_PORT": str(port), "SHIPML_REVISION": revision.revision}
+        try:
+            container = self.client.containers.run(
+                revision.image, name=self.slot_name(slot), detach=True, network_mode="host",
+                environment=environment,
+                labels={LABEL: self.service, f"{LABEL}.slot": slot,
+                        f"{LABEL}.revision": revision.revision})
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot start the {role} {revision.image} as "
+                                      f"{self.slot_name(slot)}: {first_line(exc)}") from None
+        self._wait_ready(f"http://127.0.0.1:{port}", role, revision, port, container)
+
+    def _wait_ready(self, url: str, role: str, revision: Revision, port: int,
+                    container: Any = None) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if container is not None:
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    break
+            time.sleep(0.2)
+        logs = ""
+        if container is not None:
+            logs = container.logs(tail=15).decode(errors="replace")
+        raise InfrastructureError(NOT_READY.format(role=role, revision=revision.revision,
+                                                   image=revision.image, port=port,
+                                                   timeout=self.ready_timeout_s,
+                                                   logs=logs or "(none)"))
+
+    def _start_router(self, weights: Mapping[str, int]) -> None:
+        config = render_config(listen=self.listen, port=self.port, admin_port=self.admin_port,
+                               servers=self.slot_ports, weights=weights)
+        container = self.client.containers.create(
+            self._router_image(), command=["haproxy", "-db", "-W", "-f", "/shipml/haproxy.cfg"],
+            name=self.router_name, network_mode="host",
+            labels={LABEL: self.service, f"{LABEL}.role": "router"})
+        _put(container, {"haproxy.cfg": config.encode()})
+        container.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.api.command("show info")
+                return
+            except InfrastructureError:
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    break
+                time.sleep(0.2)
+        raise InfrastructureError("the router did not open its Runtime API on 127.0.0.1:"
+                                  f"{self.admin_port}: {container.logs(tail=10).decode(errors='replace')}")
+
+    def _remove_slot(self, slot: str) -> None:
+        container = self._container(self.slot_name(slot))
+        if container is not None:
+            _remove(container, stop_timeout=5)
+
+
+def _other(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+def _remove(container: Any, stop_timeout: int = 0) -> None:
+    import docker
+
+    try:
+        if stop_timeout and container.status == "running":
+            container.stop(timeout=stop_timeout)
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if getattr(exc, "status_code", None) != 409:  # removal already in progress
+            raise InfrastructureError(f"cannot remove {container.name}: {first_line(exc)}") from None
+
+
+def _put(container: Any, files: Mapping[str, bytes]) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        folder = tarfile.TarInfo("shipml")
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        archive.addfile(folder)
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"shipml/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    container.put_archive("/", buffer.getvalue())
+
+
+def _write_file(container: Any, name: str, record: Mapping[str, Any]) -> None:
+    _put(container, {name: json.dumps(record, sort_keys=True).encode()})
+
+
+def _read_file(container: Any, name: str) -> dict[str, Any] | None:
+    import docker
+
+    try:
+        stream, _ = container.get_archive(f"/shipml/{name}")
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.next()
+        handle = archive.extractfile(member) if member is not None else None
+        if handle is None:
+            return None
+        try:
+            record = json.loads(handle.read())
+        except ValueError:
+            return None
+    return record if isinstance(record, dict) else None

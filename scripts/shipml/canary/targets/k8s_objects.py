@@ -1,0 +1,287 @@
+"""The Kubernetes objects of each traffic method, as data (pure), and their validation against
+the official schemas: kubernetes-validate for core kinds, the upstream CRDs' openAPIV3Schema for
+HTTPRoute, VirtualService, DestinationRule and InferenceService.
+
+Methods:
+
+- ``replicas``: Deployments ``S-stable`` and ``S-canary`` behind one Service ``S`` (selector
+  ``app: S``); the weight is the canary's share of ``replicas`` pods;
+- ``gateway-api``: the two Deployments, a Service per track, an HTTPRoute ``S`` whose
+  backendRefs carry the weights;
+- ``istio``: the two Deployments behind Service ``S``, a DestinationRule with subsets ``stable`` and
+  ``canary``, a VirtualService whose route destinations carry the weights;
+- ``kserve``: one InferenceService ``S`` whose predictor runs the image; ``canaryTrafficPercent``
+  is the weight (KServe keeps the last ready revision as the stable).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shipml.errors import ConfigError, did_you_mean
+
+METHODS = ("replicas", "gateway-api", "istio", "kserve")
+#: where the upstream CRDs live (the project's shared folder), overridable for other checkouts
+CRD_DIR_ENV = "SHIPML_K8S_SCHEMAS"
+_CRD_FILES = {
+    ("gateway.networking.k8s.io", "HTTPRoute"): "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+    ("networking.istio.io", "VirtualService"): "istio/virtualservices.networking.istio.io.yaml",
+    ("networking.istio.io", "DestinationRule"): "istio/destinationrules.networking.istio.io.yaml",
+    ("serving.kserve.io", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
+}
+STATE_ANNOTATION = "shipml.dev/canary-state"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "shipml"}
+
+
+def check_method(method: str, where: str) -> str:
+    """Return ``method`` when it is a traffic method; raise ConfigError listing the valid ones."""
+    if method not in METHODS:
+        raise ConfigError(f"{where}: unknown traffic method {method!r}; valid: "
+                          f"{', '.join(METHODS)}{did_you_mean(method, METHODS)}")
+    return method
+
+
+def canary_replicas(total: int, weight: int) -> int:
+    """Return the canary's pods for ``weight`` percent of ``total``: at least one while the weight
+    is above 0, all at 100."""
+    if weight <= 0:
+        return 0
+    return min(total, max(1, math.ceil(total * weight / 100)))
+
+
+def _labels(service: str, track: str, revision: str) -> dict[str, str]:
+    return {"app": service, "track": track, "shipml.dev/revision": revision[:63], **MANAGED_BY}
+
+
+def deployment(service: str, namespace: str, track: str, image: str, revision: str,
+               replicas: int, port: int) -> dict[str, Any]:
+    """Return the Deployment ``SERVICE-TRACK`` running ``image`` with its revision label and
+    readiness probe."""
+    selector = {"app": service, "track": track}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"{service}-{track}", "namespace": namespace,
+                     "labels": _labels(service, track, revision)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": _labels(service, track, revision)},
+                "spec": {"containers": [{
+                    "name": "server", "image": image,
+                    "ports": [{"name": "http", "containerPort": port}],
+                    "env": [{"name": "SHIPML_REVISION", "value": revision},
+                            {"name": "SHIPML_SERVE_HOST", "value": "0.0.0.0"},
+                            {"name": "SHIPML_SERVE_PORT", "value": str(port)}],
+                    "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                       "periodSeconds": 2},
+                }]},
+            },
+        },
+    }
+
+
+def service_object(name: str, namespace: str, selector: Mapping[str, str],
+                   port: int) -> dict[str, Any]:
+    """Return a ClusterIP Service ``name`` selecting ``selector`` on ``port``."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "spec": {"selector": dict(selector),
+                     "ports": [{"name": "http", "port": port, "targetPort": "http"}]}}
+
+
+def http_route(service: str, namespace: str, gateway: str, hosts: Sequence[str], port: int,
+               weight: int) -> dict[str, Any]:
+    """Return the HTTPRoute that splits traffic between ``SERVICE-stable`` and ``SERVICE-canary``."""
+    gateway_namespace, _, gateway_name = gateway.rpartition("/")
+    parent: dict[str, Any] = {"name": gateway_name}
+    if gateway_namespace:
+        parent["namespace"] = gateway_namespace
+    spec: dict[str, Any] = {
+        "parentRefs": [parent],
+        "rules": [{"backendRefs": [
+            {"name": f"{service}-stable", "port": port, "weight": 100 - weight},
+            {"name": f"{service}-canary", "port": port, "weight": weight}]}]}
+    if hosts:
+        spec["hostnames"] = list(hosts)
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "spec": spec}
+
+
+def destination_rule(service: str, namespace: str) -> dict[str, Any]:
+    """Return the DestinationRule with subsets ``stable`` and ``canary`` by the track label."""
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "spec": {"host": service,
+                     "subsets": [{"name": track, "labels": {"track": track}}
+                                 for track in ("stable", "canary")]}}
+
+
+def virtual_service(service: str, namespace: str, hosts: Sequence[str], weight: int
+                    ) -> dict[str, Any]:
+    """Return the VirtualService whose one route sends ``weight`` percent to subset canary."""
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "spec": {"hosts": list(hosts) or [service],
+                     "http": [{"name": "canary", "route": [
+                         {"destination": {"host": service, "subset": "stable"},
+                          "weight": 100 - weight},
+                         {"destination": {"host": service, "subset": "canary"},
+                          "weight": weight}]}]}}
+
+
+def inference_service(service: str, namespace: str, image: str, revision: str, port: int,
+                      weight: int | None) -> dict[str, Any]:
+    """Return the InferenceService running ``image`` as a custom predictor; ``weight`` is its
+    ``canaryTrafficPercent`` (None: all traffic to the latest revision)."""
+    predictor: dict[str, Any] = {"containers": [{
+        "name": "kserve-container", "image": image,
+        "ports": [{"containerPort": port, "protocol": "TCP"}],
+        "env": [{"name": "SHIPML_REVISION", "value": revision},
+                {"name": "SHIPML_SERVE_HOST", "value": "0.0.0.0"},
+                {"name": "SHIPML_SERVE_PORT", "value": str(port)}]}]}
+    if weight is not None:
+        predictor["canaryTrafficPercent"] = weight
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY),
+                         "annotations": {"shipml.dev/revision": revision}},
+            "spec": {"predictor": predictor}}
+
+
+def lease(service: str, namespace: str, holder: str | None, lease_s: int, renewed: str | None,
+          state: Mapping[str, Any] | None, resource_version: str | None) -> dict[str, Any]:
+    """Return the Lease ``SERVICE-canary`` that holds the rollout lock (holderIdentity, renewTime)
+    and the rollout state (annotation ``shipml.dev/canary-state``)."""
+    metadata: dict[str, Any] = {"name": f"{service}-canary", "namespace": namespace,
+                                "labels": dict(MANAGED_BY)}
+    if state is not None:
+        metadata["annotations"] = {STATE_ANNOTATION: json.dumps(state, sort_keys=True)}
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    spec: dict[str, Any] = {"leaseDurationSeconds": lease_s}
+    if holder is not None:
+        spec["holderIdentity"] = holder
+    if renewed is not None:
+        spec["renewTime"] = renewed
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+            "spec": spec}
+
+
+def traffic_objects(method: str, service: str, namespace: str, *, stable: tuple[str, str] | None,
+                    canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
+                    gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Return every object ``method`` applies for ``weight`` percent to the canary; ``stable`` and
+    ``canary`` are (image, revision) pairs or None. Deployments come before what routes to them."""
+    if method == "kserve":
+        image, revision = canary or stable or ("", "")
+        return [inference_service(service, namespace, image, revision, port,
+                                  weight if canary is not None and weight < 100 else None)]
+    objects: list[dict[str, Any]] = []
+    canary_pods = canary_replicas(replicas, weight) if canary is not None else 0
+    if method == "replicas":
+        stable_pods = replicas - canary_pods if weight < 100 else 0
+        stable_pods = max(stable_pods, 1) if weight < 100 else 0
+    else:
+        stable_pods, canary_pods = replicas, replicas if canary is not None else 0
+    if stable is not None:
+        objects.append(deployment(service, namespace, "stable", *stable, stable_pods, port))
+    if canary is not None:
+        objects.append(deployment(service, namespace, "canary", *canary, canary_pods, port))
+    if method == "replicas":
+        objects.append(service_object(service, namespace, {"app": service}, port))
+    elif method == "gateway-api":
+        if not gateway:
+            raise ConfigError("canary.target.kubernetes.gateway is not set; the gateway-api "
+                              "method attaches its HTTPRoute to a Gateway, e.g.\n"
+                              "  gateway: infra/public-gateway")
+        for track in ("stable", "canary"):
+            objects.append(service_object(f"{service}-{track}", namespace,
+                                          {"app": service, "track": track}, port))
+        objects.append(http_route(service, namespace, gateway, hosts, port, weight))
+    else:
+        objects.append(service_object(service, namespace, {"app": service}, port))
+        objects.append(destination_rule(service, namespace))
+        objects.append(virtual_service(service, namespace, hosts, weight))
+    return objects
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def crd_dir() -> Path:
+    """Return the folder of upstream CRDs (``$SHIPML_K8S_SCHEMAS``, else ../shared/k8s-schemas
+    beside the checkout, else /work/shared/k8s-schemas)."""
+    chosen = os.environ.get(CRD_DIR_ENV)
+    if chosen:
+        return Path(chosen)
+    beside = Path(__file__).resolve().parents[4].parent / "shared" / "k8s-schemas"
+    return beside if beside.is_dir() else Path("/work/shared/k8s-schemas")
+
+
+@cache
+def _crd_schema(group: str, kind: str, version: str) -> dict[str, Any]:
+    import yaml
+
+    path = crd_dir() / _CRD_FILES[(group, kind)]
+    for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        if not document or document.get("kind") != "CustomResourceDefinition":
+            continue
+        if document["spec"]["names"]["kind"] != kind:
+            continue
+        for served in document["spec"]["versions"]:
+            if served["name"] == version:
+                return dict(served["schema"]["openAPIV3Schema"])
+    raise ConfigError(f"{path}: no {kind} {version} schema")
+
+
+def validate(obj: Mapping[str, Any]) -> list[str]:
+    """Return what is wrong with ``obj`` against its official schema (empty: valid).
+
+    Core kinds go through kubernetes-validate (strict: unknown fields are errors); the CRD kinds
+    through their upstream openAPIV3Schema with unknown fields refused as the API server does.
+    """
+    api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
+    group, _, version = api_version.rpartition("/")
+    if (group, kind) in _CRD_FILES:
+        import jsonschema
+
+        schema = _closed(_crd_schema(group, kind, version))
+        body = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind",
+                                                                       "metadata")}
+        errors = jsonschema.Draft7Validator(schema).iter_errors(
+            {**body, "apiVersion": api_version, "kind": kind})
+        return [f"{kind}/{obj['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: "
+                f"{e.message}" for e in errors]
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(dict(obj), kubernetes_validate.latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(part) for part in exc.caught.absolute_path)
+        return [f"{kind}/{obj['metadata']['name']}: {path}: {exc.caught.message}"]
+    return []
+
+
+def _closed(schema: Any) -> Any:
+    """Return the structural schema with ``additionalProperties: false`` wherever properties are
+    listed and nothing else is allowed: the API server prunes unknown fields, we refuse them."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed \
+            and not closed.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    for ignored in ("x-kubernetes-validations",):
+        closed.pop(ignored, None)
+    return closed
