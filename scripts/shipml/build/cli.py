@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import MODEL, Option, add_options, conclude, stage_config
+from shipml._stage import MODEL, Option, add_command, conclude, stage_config
 
 #: the keys ``shipml build`` takes from flags and ``SHIPML_*`` variables (action inputs)
 OPTIONS = (
@@ -30,17 +30,15 @@ OPTIONS = (
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``build`` subcommand."""
-    parser = subparsers.add_parser(
-        "build", parents=[common],
-        help="build the serving image, tag it by rules, push it; the digest is the result",
+    add_command(
+        subparsers, common, "build", OPTIONS, run_cli,
+        summary="build the serving image, tag it by rules, push it; the digest is the result",
         description="Render a Dockerfile (the built-in server or Triton) or take yours, build "
                     "it through the Docker Engine, label and tag it, push it. Registry "
                     "credentials: docker login, or SHIPML_REGISTRY_USERNAME and "
                     "SHIPML_REGISTRY_PASSWORD. Exit 0 built, 2 bad input (a failing build step "
                     "among them), 3 engine or registry unreachable.",
     )
-    add_options(parser, OPTIONS)
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

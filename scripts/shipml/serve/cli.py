@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shipml._stage import MODEL, Option, add_options, overrides
+from shipml._stage import MODEL, Option, add_command, overrides
 from shipml.config import Override, find_config, load_config
 
 #: the keys ``shipml serve`` takes from flags and ``SHIPML_*`` variables
@@ -41,9 +41,9 @@ OPTIONS = (
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``serve`` subcommand."""
-    parser = subparsers.add_parser(
-        "serve", parents=[common],
-        help="serve the ONNX model over HTTP (Open Inference Protocol v2 and /predict)",
+    parser = add_command(
+        subparsers, common, "serve", OPTIONS, run_cli,
+        summary="serve the ONNX model over HTTP (Open Inference Protocol v2 and /predict)",
         description="Answer predictions for the ONNX model: POST /predict with rows as JSON "
                     "objects, or the v2 protocol (/v2/models/NAME/infer); health, metadata and "
                     "Prometheus /metrics. Ready after a warm-up inference; SIGTERM drains. "
@@ -51,8 +51,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("model_file", nargs="?", metavar="MODEL",
                         help="the ONNX file to serve (serve.model; default model.path)")
-    add_options(parser, OPTIONS)
-    parser.set_defaults(handler=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
