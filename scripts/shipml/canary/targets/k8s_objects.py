@@ -257,8 +257,7 @@ def validate(obj: Mapping[str, Any]) -> list[str]:
         schema = _closed(_crd_schema(group, kind, version))
         body = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind",
                                                                        "metadata")}
-        errors = jsonschema.Draft7Validator(schema).iter_errors(
-            {**body, "apiVersion": api_version, "kind": kind})
+        errors = jsonschema.Draft7Validator(schema).iter_errors(body)
         return [f"{kind}/{obj['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: "
                 f"{e.message}" for e in errors]
     import kubernetes_validate
@@ -266,8 +265,8 @@ def validate(obj: Mapping[str, Any]) -> list[str]:
     try:
         kubernetes_validate.validate(dict(obj), kubernetes_validate.latest_version(), strict=True)
     except kubernetes_validate.ValidationError as exc:
-        path = ".".join(str(part) for part in exc.caught.absolute_path)
-        return [f"{kind}/{obj['metadata']['name']}: {path}: {exc.caught.message}"]
+        path = ".".join(str(part) for part in exc.absolute_path)
+        return [f"{kind}/{obj['metadata']['name']}: {path}: {exc.message}"]
     return []
 
 

@@ -336,7 +336,8 @@ class KubernetesTarget:
         if self.method == "kserve":
             return  # KServe starts the canary revision when canaryTrafficPercent is first set
         self._apply_all(stable, revision, 0)
-        self._wait_ready("canary", minimum=1)
+        if self.method != "replicas":  # at weight 0 the replicas method runs no canary pod yet
+            self._wait_ready("canary", minimum=1)
 
     def set_weight(self, weight: int) -> None:
         """Apply the traffic objects for ``weight``."""
@@ -344,6 +345,8 @@ class KubernetesTarget:
         self._apply_all(stable, canary, weight)
         if self.method == "kserve":
             self._wait_ready(None)
+        elif canary is not None and weight > 0:
+            self._wait_ready("canary")
 
     def _pending_canary(self) -> Revision | None:
         state = self.read_state()

@@ -1,0 +1,203 @@
+"""The pure parts, driven directly: the plan from config, the engine's transitions, the judges,
+the lock's rules."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from shipml.canary import engine
+from shipml.canary.engine import Revision, Verdicts
+from shipml.canary.judges import MetricResult, absolute, mann_whitney, mann_whitney_u, relative
+from shipml.canary.lock import Lock, LockHeld, may_take, refuse
+from shipml.canary.plan import Plan, Step, parse_duration, parse_steps
+from shipml.errors import ConfigError
+
+PLAN = Plan(steps=(Step(10, 2.0), Step(50, 2.0), Step(100, 0.0)), interval_s=1.0,
+            failure_limit=2, min_requests=10, inconclusive="hold", step_timeout_s=10.0,
+            window_s=1.0)
+NEW, OLD = Revision("img:new", "svc-new"), Revision("img:old", "svc-old")
+
+
+def _round(verdict: str, error_rate: float | None = 0.0) -> Verdicts:
+    result = MetricResult("error-rate", "canary error-rate is at most 0.01", verdict,  # type: ignore[arg-type]
+                          error_rate, None, 0.01, "0 ≤ 0.01")
+    return Verdicts(verdict, (result,), error_rate, 12.0)  # type: ignore[arg-type]
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def test_steps_from_objects_and_text() -> None:
+    assert parse_steps([{"weight": 10, "pause": "30s"}, "50:manual", "100"], "canary.steps") == (
+        Step(10, 30.0), Step(50, None), Step(100, 0.0))
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ([], "canary.steps: the plan has no steps; give at least one"),
+    ([{"weight": 50}, {"weight": 10}],
+     "canary.steps: step 2 has weight 10, not above the 50 of step 1"),
+    ([{"weight": 10}, {"weight": 10}],
+     "canary.steps: step 2 has weight 10, not above the 10 of step 1"),
+    ([{"weight": 120}], "canary.steps: step 1 has weight 120; a weight is a share of traffic, 1 to 100"),
+    ([{"weight": 10, "pause": "soon"}], "canary.steps[0].pause: 'soon' is not a duration"),
+])
+def test_a_bad_plan_is_refused_precisely(raw: list[object], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_steps(raw, "canary.steps")
+    assert error.value.message.startswith(message)
+
+
+def test_durations() -> None:
+    assert parse_duration("500ms", "x") == 0.5
+    assert parse_duration("2m", "x") == 120
+    assert parse_duration(3, "x") == 3
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_duration("200h", "x")
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_duration(0, "x", allow_zero=False)
+
+
+# --- engine -------------------------------------------------------------------------------------
+
+
+def test_a_good_canary_walks_every_step_then_is_promoted() -> None:
+    decision = engine.begin(PLAN, "svc", NEW, OLD, now=0.0)
+    assert (decision.action, decision.weight) == ("set_weight", 10)
+    state, weights, now = decision.state, [10], 0.0
+    while not state.final:
+        now += 1.0
+        decision = engine.decide(PLAN, state, _round("pass"), now)
+        state = decision.state
+        if decision.action in ("set_weight", "promote"):
+            weights.append(decision.weight)
+    assert weights == [10, 50, 100, 100]
+    assert state.phase == "promoted" and state.failures == 0
+    assert [record.status for record in state.history] == ["pass", "pass", "pass"]
+    assert "step 3/3 weight 100%" in decision.line and "promote" in decision.line
+
+
+def test_failures_up_to_the_limit_roll_back_and_the_line_names_value_and_threshold() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    first = engine.decide(PLAN, state, _round("fail", 0.3), 1.0)
+    assert (first.action, first.state.phase, first.state.failures) == ("hold", "progressing", 1)
+    assert first.line == ("canary svc step 1/3 weight 10%: error-rate=0.3 (0 ≤ 0.01) fail → fail, "
+                          "failure 1/2: hold at 10%")
+    second = engine.decide(PLAN, first.state, _round("fail", 0.3), 2.0)
+    assert (second.action, second.weight, second.state.phase) == ("rollback", 0, "rolled_back")
+    assert second.state.reason.startswith("rolled back at 10%: error-rate")
+
+
+def test_no_data_never_moves_forward_and_times_out_into_rollback() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    for now in range(1, 10):
+        decision = engine.decide(PLAN, state, _round("inconclusive", None), float(now))
+        assert decision.action == "hold" and decision.weight == 10
+        assert "no data is not good news" in decision.line
+        state = decision.state
+    timed_out = engine.decide(PLAN, state, _round("inconclusive", None), 10.0)
+    assert timed_out.action == "rollback" and timed_out.state.phase == "rolled_back"
+    assert "no conclusive analysis within 10s" in timed_out.state.reason
+
+
+def test_inconclusive_can_count_as_a_failure() -> None:
+    plan = Plan(**{**PLAN.__dict__, "inconclusive": "fail"})
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    state = engine.decide(plan, state, _round("inconclusive", None), 1.0).state
+    assert state.failures == 1
+    assert engine.decide(plan, state, _round("inconclusive", None), 2.0).action == "rollback"
+
+
+def test_a_step_holds_for_its_pause_after_passing() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    held = engine.decide(PLAN, state, _round("pass"), 1.0)
+    assert held.action == "hold" and "1s of 2s" in held.line
+    moved = engine.decide(PLAN, held.state, _round("pass"), 2.0)
+    assert (moved.action, moved.weight) == ("set_weight", 50)
+
+
+def test_a_manual_step_pauses_and_resume_or_promote_continue() -> None:
+    plan = Plan(**{**PLAN.__dict__, "steps": (Step(10, None), Step(100, 0.0))})
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    paused = engine.decide(plan, state, _round("pass"), 1.0).state
+    assert paused.phase == "paused"
+    assert engine.decide(plan, paused, _round("fail"), 2.0).action == "hold"
+    resumed = engine.command(plan, paused, "resume", 3.0)
+    assert (resumed.action, resumed.weight, resumed.state.phase) == ("set_weight", 100,
+                                                                     "progressing")
+    promoted = engine.command(plan, paused, "promote", 3.0)
+    assert (promoted.action, promoted.state.phase, promoted.weight) == ("promote", "promoted", 100)
+    aborted = engine.command(plan, paused, "abort", 3.0)
+    assert (aborted.action, aborted.state.phase, aborted.weight) == ("rollback", "aborted", 0)
+    with pytest.raises(ConfigError, match="has already ended"):
+        engine.command(plan, aborted.state, "resume", 4.0)
+    with pytest.raises(ConfigError, match="is progressing, not paused"):
+        engine.command(plan, state, "resume", 4.0)
+
+
+def test_the_state_survives_its_stored_form() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=5.0).state
+    state = engine.decide(PLAN, state, _round("fail", 0.2), 6.0).state
+    assert engine.RolloutState.from_dict(state.to_dict(), "x") == state
+    with pytest.raises(ConfigError, match="x: the stored rollout state cannot be read"):
+        engine.RolloutState.from_dict({"version": 1, "phase": "flying"}, "x")
+
+
+# --- judges -------------------------------------------------------------------------------------
+
+
+def test_absolute_and_relative_judges_say_the_threshold() -> None:
+    passed = absolute("error-rate", 0.004, maximum=0.01)
+    assert (passed.verdict, passed.sentence) == ("pass", "canary error-rate is at most 0.01")
+    assert absolute("error-rate", 0.3, maximum=0.01).verdict == "fail"
+    assert absolute("agreement", 0.5, minimum=0.99).verdict == "fail"
+    assert absolute("error-rate", None, maximum=0.01, why_missing="down").detail == "no data: down"
+    slow = relative("p95", 60.0, 10.0, max_ratio=1.2, unit="ms")
+    assert slow.verdict == "fail" and slow.threshold == 12.0
+    assert slow.sentence == "canary p95 is at most stable × 1.2"
+    assert relative("p95", 2.0, 1.0, max_ratio=1.2, slack=5).verdict == "pass"
+    assert relative("p95", 2.0, None, max_ratio=1.2).verdict == "inconclusive"
+
+
+def test_mann_whitney_u_agrees_with_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(7)
+    for size in ((5, 6), (12, 9), (40, 35)):
+        first = [round(rng.gauss(10, 2), 1) for _ in range(size[0])]
+        second = [round(rng.gauss(9, 2), 1) for _ in range(size[1])]
+        u_value, p_value = mann_whitney_u(first, second)
+        expected = stats.mannwhitneyu(first, second, alternative="greater",
+                                      method="asymptotic" if len(set(first + second)) <
+                                      len(first + second) or sum(size) > 20 else "exact")
+        assert u_value == pytest.approx(expected.statistic)
+        assert p_value == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_the_latency_judge_fails_a_slower_canary_only() -> None:
+    rng = random.Random(1)
+    stable = [rng.gauss(3, 0.3) for _ in range(20)]
+    slower = [value + 50 for value in stable]
+    same = [rng.gauss(3, 0.3) for _ in range(20)]
+    assert mann_whitney("latency", slower, stable, alpha=0.05, min_samples=3).verdict == "fail"
+    assert mann_whitney("latency", same, stable, alpha=0.05, min_samples=3).verdict == "pass"
+    few = mann_whitney("latency", [1.0], stable, alpha=0.05, min_samples=3)
+    assert few.verdict == "inconclusive" and "at least 3 each" in few.detail
+
+
+# --- lock ---------------------------------------------------------------------------------------
+
+
+def test_the_lock_is_refused_while_its_holder_lives_and_taken_after_its_lease() -> None:
+    mine = Lock("me", "host", os.getpid(), 100.0, 10.0)
+    other_live = Lock("job 7 (pid 1)", "elsewhere", 1, 95.0, 10.0)
+    assert not may_take(other_live, mine, 100.0)
+    assert may_take(other_live, mine, 106.0)
+    assert may_take(None, mine, 100.0)
+    dead_here = Lock("killed", "host", 2 ** 22 + 12345, 99.0, 10.0)
+    assert may_take(dead_here, mine, 100.0)
+    error = refuse("svc", other_live, 100.0)
+    assert isinstance(error, LockHeld) and error.exit_code == 2
+    assert error.message.startswith("another shipml canary holds the rollout of svc: job 7 (pid 1), "
+                                    "lease renewed 5s ago, expires in 5s")

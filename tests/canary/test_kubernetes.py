@@ -1,0 +1,267 @@
+"""Target kubernetes: every object of every method validated against the official schemas, and
+the thin I/O layer against a local HTTP server that answers the documented shapes of the calls
+it makes (server-side apply PATCH, GET, 404, 409) and records the exact requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from shipml.canary.engine import Revision
+from shipml.canary.lock import Lock, LockHeld
+from shipml.canary.targets import k8s_objects as objects
+from shipml.canary.targets.kubernetes import KubeApi, KubernetesTarget, object_path
+from shipml.errors import ConfigError
+
+STABLE = ("127.0.0.1:5000/churn@sha256:" + "a" * 64, "churn-aaaaaaaaaaaa")
+CANARY = ("127.0.0.1:5000/churn@sha256:" + "b" * 64, "churn-bbbbbbbbbbbb")
+
+
+@pytest.mark.parametrize("method", objects.METHODS)
+@pytest.mark.parametrize("weight", [0, 10, 50, 100])
+def test_every_object_of_every_method_is_valid(method: str, weight: int) -> None:
+    built = objects.traffic_objects(method, "churn", "prod", stable=STABLE, canary=CANARY,
+                                    weight=weight, replicas=4, port=8080,
+                                    gateway="infra/public", hosts=["churn.example.com"])
+    assert built
+    for obj in built:
+        assert objects.validate(obj) == [], obj["kind"]
+
+
+def test_weights_are_in_the_objects() -> None:
+    route = objects.traffic_objects("gateway-api", "churn", "prod", stable=STABLE, canary=CANARY,
+                                    weight=10, replicas=2, port=8080, gateway="gw", hosts=[])[-1]
+    assert [ref["weight"] for ref in route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
+    virtual = objects.traffic_objects("istio", "churn", "prod", stable=STABLE, canary=CANARY,
+                                      weight=50, replicas=2, port=8080, gateway=None, hosts=[])[-1]
+    assert [d["weight"] for d in virtual["spec"]["http"][0]["route"]] == [50, 50]
+    isvc = objects.traffic_objects("kserve", "churn", "prod", stable=STABLE, canary=CANARY,
+                                   weight=10, replicas=2, port=8080, gateway=None, hosts=[])[0]
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    replicas = objects.traffic_objects("replicas", "churn", "prod", stable=STABLE, canary=CANARY,
+                                       weight=10, replicas=4, port=8080, gateway=None, hosts=[])
+    assert [d["spec"]["replicas"] for d in replicas[:2]] == [3, 1]
+    assert objects.canary_replicas(4, 50) == 2 and objects.canary_replicas(4, 100) == 4
+
+
+def test_a_wrong_object_is_named_with_its_field() -> None:
+    bad = objects.virtual_service("churn", "prod", [], 10)
+    bad["spec"]["http"][0]["route"][0]["weight"] = "ten"
+    problems = objects.validate(bad)
+    assert problems == ["VirtualService/churn: spec.http.0.route.0.weight: 'ten' is not of type "
+                        "'integer'"]
+    deployment = objects.deployment("churn", "prod", "stable", *STABLE, 1, 8080)
+    deployment["spec"]["replicas"] = "one"
+    assert objects.validate(deployment)[0].startswith("Deployment/churn-stable: spec.replicas")
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        objects.check_method("linkerd", "--method")
+    assert error.value.message == ("--method: unknown traffic method 'linkerd'; valid: replicas, "
+                                   "gateway-api, istio, kserve")
+
+
+# --- the I/O layer against a local API server ---------------------------------------------------
+
+
+class FakeApi(ThreadingHTTPServer):
+    """Answers like the API server: objects by path, resourceVersion, 404, 409 on create of an
+    existing object or on a stale resourceVersion; every request recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str, str, Any]] = []
+        self.version = 0
+
+    def next_version(self) -> str:
+        self.version += 1
+        return str(self.version)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeApi
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def _record(self, body: Any) -> None:
+        self.server.requests.append((self.command, self.path,
+                                     self.headers.get("Content-Type") or "", body))
+
+    def do_GET(self) -> None:
+        self._record(None)
+        path = self.path.split("?")[0]
+        if path in self.server.stored:
+            self._answer(200, self.server.stored[path])
+        else:
+            self._answer(404, {"kind": "Status", "status": "Failure", "reason": "NotFound",
+                               "code": 404, "message": f"{path} not found"})
+
+    def do_PATCH(self) -> None:
+        body = self._body()
+        self._record(body)
+        path = self.path.split("?")[0]
+        stored = {**body, "metadata": {**body["metadata"],
+                                       "resourceVersion": self.server.next_version(),
+                                       "generation": 1}}
+        if body["kind"] in ("Deployment",):
+            stored["status"] = {"readyReplicas": body["spec"]["replicas"], "observedGeneration": 1}
+        if body["kind"] == "InferenceService":
+            stored["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+        self.server.stored[path] = stored
+        self._answer(200, stored)
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self._record(body)
+        path = self.path.split("?")[0] + "/" + body["metadata"]["name"]
+        if path in self.server.stored:
+            self._answer(409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists",
+                               "code": 409, "message": "already exists"})
+            return
+        stored = {**body, "metadata": {**body["metadata"],
+                                       "resourceVersion": self.server.next_version()}}
+        self.server.stored[path] = stored
+        self._answer(201, stored)
+
+    def do_PUT(self) -> None:
+        body = self._body()
+        self._record(body)
+        path = self.path.split("?")[0]
+        current = self.server.stored.get(path)
+        if current is None or current["metadata"]["resourceVersion"] != \
+                body["metadata"].get("resourceVersion"):
+            self._answer(409, {"kind": "Status", "status": "Failure", "reason": "Conflict",
+                               "code": 409, "message": "the object has been modified"})
+            return
+        stored = {**body, "metadata": {**body["metadata"],
+                                       "resourceVersion": self.server.next_version()}}
+        self.server.stored[path] = stored
+        self._answer(200, stored)
+
+    def do_DELETE(self) -> None:
+        self._record(None)
+        path = self.path.split("?")[0]
+        if self.server.stored.pop(path, None) is None:
+            self._answer(404, {"kind": "Status", "code": 404, "message": "not found"})
+        else:
+            self._answer(200, {"kind": "Status", "status": "Success"})
+
+
+@pytest.fixture
+def api_server() -> Iterator[FakeApi]:
+    server = FakeApi()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _target(server: FakeApi, method: str) -> KubernetesTarget:
+    api = KubeApi.connect(f"http://127.0.0.1:{server.server_address[1]}", "NO_SUCH_TOKEN", False)
+    return KubernetesTarget(service="churn", api=api, method=method, namespace="prod",
+                            replicas=4, port=8080, gateway="infra/public", hosts=(),
+                            ready_timeout_s=5, poll_s=0.05)
+
+
+def test_apply_is_a_server_side_apply_patch_as_shipml(api_server: FakeApi) -> None:
+    target = _target(api_server, "replicas")
+    target.first_deploy(Revision(*STABLE))
+    patches = [r for r in api_server.requests if r[0] == "PATCH"]
+    assert [(r[1], r[2]) for r in patches] == [
+        ("/apis/apps/v1/namespaces/prod/deployments/churn-stable?fieldManager=shipml&force=true",
+         "application/apply-patch+yaml"),
+        ("/api/v1/namespaces/prod/services/churn?fieldManager=shipml&force=true",
+         "application/apply-patch+yaml")]
+    assert patches[0][3]["spec"]["template"]["spec"]["containers"][0]["image"] == STABLE[0]
+    assert ("GET", "/apis/apps/v1/namespaces/prod/deployments/churn-stable", "", None) \
+        in api_server.requests
+    assert target.stable() == Revision(*STABLE)
+
+
+def test_a_missing_object_is_none_and_the_lease_is_created_then_refused(api_server: FakeApi
+                                                                         ) -> None:
+    target = _target(api_server, "gateway-api")
+    assert target.stable() is None
+    assert target.read_state() is None
+    holder = Lock("job 1 (pid 1)", "runner-a", 1, 1_000.0, 60.0)
+    target.acquire(holder, 1_000.0)
+    create = next(r for r in api_server.requests if r[0] == "POST")
+    assert create[1] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases?fieldManager=shipml"
+    assert create[3]["spec"]["leaseDurationSeconds"] == 60
+    assert objects.validate(create[3]) == []
+    second = Lock("job 2 (pid 2)", "runner-b", 2, 1_010.0, 60.0)
+    with pytest.raises(LockHeld) as refused:
+        target.acquire(second, 1_010.0)
+    assert "job 1 (pid 1)" in refused.value.message
+    # once the lease ran out, the second takes it with a PUT carrying the resourceVersion
+    target.acquire(second, 1_100.0)
+    put = [r for r in api_server.requests if r[0] == "PUT"][-1]
+    assert put[1] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases/churn-canary?fieldManager=shipml"
+    assert put[3]["metadata"]["resourceVersion"] == "1"
+    assert json.loads(put[3]["spec"]["holderIdentity"])["holder"] == "job 2 (pid 2)"
+
+
+def test_a_stale_write_meets_409_and_is_retried_on_the_new_version(api_server: FakeApi) -> None:
+    target = _target(api_server, "istio")
+    mine = Lock("me", "runner", 3, 1_000.0, 60.0)
+    target.acquire(mine, 1_000.0)
+    path = object_path("Lease", "prod", "churn-canary")
+    # someone else bumps the Lease between our read and our write: the first PUT gets 409
+    real_get = target.api.get
+    bumped = {"done": False}
+
+    def racing_get(kind: str, namespace: str, name: str) -> Any:
+        found = real_get(kind, namespace, name)
+        if kind == "Lease" and not bumped["done"]:
+            bumped["done"] = True
+            api_server.stored[path]["metadata"]["resourceVersion"] = api_server.next_version()
+        return found
+
+    target.api.get = racing_get  # type: ignore[method-assign]
+    target.acquire(mine, 1_001.0)
+    statuses = [r[0] for r in api_server.requests if r[1].startswith(path)]
+    assert statuses.count("PUT") == 2
+
+
+@pytest.mark.parametrize("method", objects.METHODS)
+def test_a_rollout_on_each_method_sends_valid_objects(api_server: FakeApi, method: str) -> None:
+    from shipml.canary import engine
+    from shipml.canary.plan import Plan, Step
+
+    target = _target(api_server, method)
+    lock = Lock("me", "runner", 3, 1_000.0, 60.0)
+    target.acquire(lock, 1_000.0)
+    target.first_deploy(Revision(*STABLE))
+    plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
+    state = engine.begin(plan, "churn", Revision(*CANARY), Revision(*STABLE), 1_000.0).state
+    target.write_state(state)
+    target.deploy_canary(Revision(*CANARY))
+    target.set_weight(10)
+    target.promote()
+    assert target.read_state() == state
+    assert target.stable() == Revision(*CANARY)
+    for verb, _, content_type, body in api_server.requests:
+        if verb == "PATCH":
+            assert content_type == "application/apply-patch+yaml"
+            assert objects.validate(body) == []
