@@ -69,8 +69,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                     "promote, abort, resume. Exit 0 promoted (or paused), 1 rolled back or not "
                     "verified, 2 bad input, 3 infrastructure.",
     )
-    parser.add_argument("action", nargs="?", choices=ACTIONS, default="run", metavar="ACTION",
-                        help="run (default), status, promote, abort or resume")
+    parser.add_argument("action", nargs="?", choices=ACTIONS, default=None, metavar="ACTION",
+                        help="run (default), status, promote, abort or resume ($SHIPML_CANARY_ACTION)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -81,6 +81,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     clock = StageClock()
     platform = detect()
+    args.action = _action(args.action)
     config = stage_config(args, OPTIONS)
     settings = core.read_settings(config)
     output = _cli.output_dir(args)
@@ -107,6 +108,20 @@ def run_cli(args: argparse.Namespace) -> int:
     return conclude(result, result.write(output), platform, config=config, outputs={
         "outcome": state.phase, "final-weight": str(state.weight),
         "analysis": core.summary_of(last)})
+
+
+def _action(given: str | None) -> str:
+    """Return the action: the positional ACTION, else $SHIPML_CANARY_ACTION (the action input),
+    else ``run``; raise ConfigError for another word."""
+    import os
+
+    chosen = given or os.environ.get("SHIPML_CANARY_ACTION", "").strip() or "run"
+    if chosen not in ACTIONS:
+        from shipml.errors import did_you_mean
+
+        raise ConfigError(f"environment SHIPML_CANARY_ACTION: {chosen!r} is not an action; valid: "
+                          f"{', '.join(ACTIONS)}{did_you_mean(chosen, ACTIONS)}")
+    return chosen
 
 
 def _status(settings: Any, config: Config) -> int:
