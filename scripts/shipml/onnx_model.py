@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from shipml.errors import ConfigError, first_line
+
+if TYPE_CHECKING:  # frames are passed in; the server binds rows without pandas
+    import pandas as pd
 
 Layout = Literal["tensor", "columns"]
 
@@ -220,23 +222,34 @@ class OnnxModel:
         for start in range(0, len(frame), self.batch_size):
             batch = frame.iloc[start : start + self.batch_size]
             outputs = self.session.run(None, self.feeds(batch))
-            named = dict(zip((spec.name for spec in self.outputs), outputs, strict=True))
-            if self._proba_output is None:
-                predictions.append(np.asarray(outputs[0]).reshape(len(batch), -1)[:, 0])
-                continue
-            proba = self._proba_matrix(named[self._proba_output])
-            probabilities.append(proba)
-            if self._label_output is not None:
-                predictions.append(np.asarray(named[self._label_output]).reshape(-1))
-            else:
-                predictions.append(self.classes_[np.argmax(proba, axis=1)])
+            labels, proba = self.decode(outputs, len(batch))
+            predictions.append(labels)
+            if proba is not None:
+                probabilities.append(proba)
         if not predictions:
             return np.array([]), None
         pred = np.concatenate(predictions)
         proba_all = np.concatenate(probabilities) if probabilities else None
         return pred, proba_all
 
-    def _proba_matrix(self, raw: Any) -> NDArray[Any]:
+    def decode(self, outputs: Sequence[Any], rows: int) -> tuple[NDArray[Any], NDArray[Any] | None]:
+        """Return ``(predictions, probabilities or None)`` from one ``session.run`` of ``rows``
+        rows (all outputs, in the model's order): the one place outputs become labels or values.
+
+        A classifier's labels come from its label output, else from the most probable class;
+        probabilities are one column per class in ``classes_`` order (a ZipMap is unpacked).
+        """
+        if self._proba_output is None:
+            return np.asarray(outputs[0]).reshape(rows, -1)[:, 0], None
+        named = dict(zip((spec.name for spec in self.outputs), outputs, strict=True))
+        proba = self.proba_matrix(named[self._proba_output])
+        if self._label_output is not None:
+            return np.asarray(named[self._label_output]).reshape(-1), proba
+        return self.classes_[np.argmax(proba, axis=1)], proba
+
+    def proba_matrix(self, raw: Any) -> NDArray[Any]:
+        """Return a probability output as a matrix, one column per class (ZipMap unpacked, a
+        single column of P(1) widened to two)."""
         if isinstance(raw, list):  # ZipMap: one {class: probability} dict per row
             keys = sorted(raw[0].keys()) if raw else []
             if self._classes is None:

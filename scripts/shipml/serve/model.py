@@ -146,7 +146,7 @@ class ServedModel:
         started = time.perf_counter()
         try:
             outputs = self.session.run(None, self.example_feeds(1))
-            self._decode(outputs, 1)
+            self.onnx.decode(outputs, 1)
             if self.settings.batching:
                 for spec, value in zip(self.onnx.outputs, self.session.run(None, self.example_feeds(2)),
                                        strict=True):
@@ -183,7 +183,7 @@ class ServedModel:
         """
         inputs, feeds = self._row_feeds(rows)
         outputs = self._run(None, feeds)
-        predictions, probabilities = self._decode(outputs, len(rows))
+        predictions, probabilities = self.onnx.decode(outputs, len(rows))
         classes = None
         if probabilities is not None and self._zipmap():
             classes = self.onnx.classes_.tolist()
@@ -224,19 +224,6 @@ class ServedModel:
     def _zipmap(self) -> bool:
         return any(spec.type.startswith("seq(map(") for spec in self.onnx.outputs)
 
-    def _decode(self, outputs: list[Any], rows: int) -> tuple[NDArray[Any], NDArray[Any] | None]:
-        """Return ``(predictions, probabilities or None)`` from raw outputs, as
-        ``OnnxModel.run`` decodes them (a wrapper until ``OnnxModel`` exposes its decoding)."""
-        model = self.onnx
-        label_name, proba_name = model._label_output, model._proba_output
-        if proba_name is None:
-            return np.asarray(outputs[0]).reshape(rows, -1)[:, 0], None
-        named = dict(zip(self.output_names, outputs, strict=True))
-        probabilities = model._proba_matrix(named[proba_name])
-        if label_name is not None:
-            return np.asarray(named[label_name]).reshape(-1), probabilities
-        return model.classes_[np.argmax(probabilities, axis=1)], probabilities
-
     # -- /v2/models/{name}/infer -------------------------------------------------------------
 
     def infer(self, request: InferRequest) -> list[dict[str, Any]]:
@@ -250,7 +237,7 @@ class ServedModel:
         for name in chosen:
             value = named[name]
             if isinstance(value, list):
-                value = self.onnx._proba_matrix(value)
+                value = self.onnx.proba_matrix(value)
             tensors.append(_protocol.output_tensor(name, np.asarray(value)))
         return tensors
 
