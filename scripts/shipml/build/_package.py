@@ -21,6 +21,9 @@ from shipml.errors import ConfigError
 
 #: the extra whose requirements the image installs besides shipml's own
 SERVE_EXTRA = "serve"
+#: core dependencies the gates need and the server never imports (tests/serve proves it by
+#: serving with them blocked): left out of the image, about 80 MB
+NOT_SERVED = frozenset({"pandas", "onnx", "jinja2", "requests"})
 #: package data that travels with the modules (pyproject's [tool.setuptools.package-data])
 _DATA_DIRS = ("schema", "templates", "example")
 _DATA_SUFFIXES = (".py", ".json", ".j2", ".typed")
@@ -35,7 +38,8 @@ def package_root() -> Path:
 
 
 def requirements(extra: str = SERVE_EXTRA) -> list[str]:
-    """Return the third-party requirements of ``shipml[extra]``, sorted, without markers.
+    """Return the third-party requirements of ``shipml[extra]``, sorted, without markers; for
+    the serve extra without the core dependencies in NOT_SERVED.
 
     From ``pyproject.toml`` when shipml runs from a checkout (its metadata may be older than
     the file), else from the installed metadata. A marker other than the extra is evaluated for
@@ -47,7 +51,16 @@ def requirements(extra: str = SERVE_EXTRA) -> list[str]:
             declared = list(importlib.metadata.distribution("shipml").requires or [])
         except importlib.metadata.PackageNotFoundError:
             raise ConfigError(NOT_INSTALLED) from None
-    return sorted(set(_select(declared, extra)), key=str.lower)
+    chosen = set(_select(declared, extra))
+    if extra == SERVE_EXTRA:
+        chosen = {item for item in chosen if _name(item) not in NOT_SERVED}
+    return sorted(chosen, key=str.lower)
+
+
+def _name(requirement: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name.lower()
 
 
 def _from_pyproject(extra: str) -> list[str] | None:

@@ -208,8 +208,10 @@ def _header(path: Path) -> list[str]:
             import pyarrow.parquet as pq
 
             return [str(name) for name in pq.read_schema(path).names]
-        import pandas as pd
+        import csv
 
-        return [str(c) for c in pd.read_csv(path, nrows=0, sep="\t" if suffix == ".tsv" else ",")]
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [str(c) for c in next(csv.reader(handle, delimiter="\t" if suffix == ".tsv"
+                                                    else ","), [])]
     except Exception:  # only names for /predict: an unreadable file leaves rows unnamed
         return []
