@@ -1,0 +1,157 @@
+"""Target docker for real: the example model's image behind a real HAProxy router, scraped by a
+real Prometheus, under real load on 127.0.0.1; each faulty "new model" is that image with a fault
+baked in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipml.cli import main
+from tests.canary.conftest import REPO, Load, Service, sample_rows
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _run(config: Path, *argv: str) -> int:
+    return main(["canary", *argv, "--config", str(config), "--output-dir",
+                 str(config.parent / ".shipml")])
+
+
+def _result(service: Service) -> dict[str, Any]:
+    return dict(json.loads((service.folder / ".shipml" / "results" / "canary.json").read_text()))
+
+
+def _deploy_stable(service: Service, images: dict[str, str]) -> None:
+    assert _run(service.config(images["base"])) == 0
+    assert _result(service)["metrics"]["reason"].startswith("first deploy")
+
+
+def test_a_good_model_is_promoted_through_every_step_without_a_failed_request(
+        service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)) as load:
+        code = _run(service.config(images["good"]))
+        time.sleep(1)
+    result = _result(service)
+    assert code == 0, result["summary"]
+    assert result["metrics"]["phase"] == "promoted" and result["metrics"]["final_weight"] == 100
+    assert [step["weight"] for step in result["metrics"]["steps"]] == [20, 50, 100]
+    assert load.failed() == [] and len(load.codes) > 50
+    from shipml.canary.targets.haproxy import RuntimeApi
+
+    weights = RuntimeApi("127.0.0.1", service.admin_port).weights()
+    assert sorted(weights.values()) == [0, 100]
+
+
+def test_a_model_answering_500_on_30_percent_is_rolled_back_within_the_failure_limit(
+        service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)) as load:
+        started = time.time()
+        code = _run(service.config(images["errors"]))
+        ended = time.time()
+        time.sleep(2.5)
+    result = _result(service)
+    assert code == 1 and result["metrics"]["phase"] == "rolled_back"
+    assert result["metrics"]["final_weight"] == 0
+    assert result["summary"].startswith("rolled back at 20%: error-rate")
+    first_bad = min(at for at, code in load.failed() if at >= started)
+    # failure_limit 2 × interval 2 s, plus a window to fill and the drain of 1 s
+    assert ended - first_bad <= 2 * 2 + 4 + 3, (ended - first_bad, result["metrics"]["decisions"])
+    after = [code for at, code in load.codes if at > ended + 0.5]
+    assert after and all(code == 200 for code in after), after
+
+
+def test_a_model_with_wrong_predictions_is_rolled_back_by_the_probe(
+        service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    config = service.config(images["shuffled"], probe={"enabled": True, "rows": 20})
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
+        code = _run(config)
+    result = _result(service)
+    assert code == 1, result["summary"]
+    assert "prediction-agreement" in result["summary"]
+    assert "error-rate" not in result["summary"]
+
+
+def test_a_slower_model_is_rolled_back_by_the_latency_judge(
+        service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    config = service.config(images["slow"], metrics=[
+        {"name": "latency-shift", "query": "mean_ms", "judge": "mann-whitney", "alpha": 0.05,
+         "min_effect": 10, "min_samples": 3}])
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
+        code = _run(config)
+    result = _result(service)
+    assert code == 1, result["summary"]
+    assert result["summary"].startswith("rolled back at 20%: latency-shift")
+
+
+def test_no_promotion_while_prometheus_is_down(service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    service.prometheus.stop()
+    config = service.config(images["good"], step_timeout="6s")
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
+        code = _run(config)
+    result = _result(service)
+    assert code == 1 and result["metrics"]["phase"] == "rolled_back"
+    assert "no conclusive analysis within 6s" in result["summary"]
+    assert all(step["weight"] == 20 for step in result["metrics"]["steps"])
+    assert any("is not answering" in line for line in result["metrics"]["decisions"])
+
+
+def test_a_second_rollout_is_refused_naming_the_holder(
+        service: Service, images: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _deploy_stable(service, images)
+    from shipml.canary.lock import Lock
+    from shipml.canary.targets.docker import DockerTarget
+    from shipml.config import load_config
+
+    config = service.config(images["good"])
+    settings = load_config(config).section("canary")["target"]["docker"]
+    target = DockerTarget.from_settings(service.name, settings, lambda *key: ".".join(key))
+    other = Lock("GitHub Actions run 42 (pid 1)", "another-runner", 1, time.time(), 60)
+    target.acquire(other, time.time())
+    assert _run(config) == 2
+    assert "another shipml canary holds the rollout of " + service.name + \
+        ": GitHub Actions run 42 (pid 1)" in capsys.readouterr().err
+
+
+def test_killed_mid_rollout_it_resumes_from_the_stored_step(
+        service: Service, images: dict[str, str]) -> None:
+    _deploy_stable(service, images)
+    config = service.config(images["good"], steps=[{"weight": 20, "pause": "4s"},
+                                                   {"weight": 50, "pause": "8s"},
+                                                   {"weight": 100}])
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)) as load:
+        process = subprocess.Popen([sys.executable, "-m", "shipml", "canary", "--config",
+                                    str(config), "--output-dir", str(service.folder / "run1")],
+                                   stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "→ pass: step 2/3, weight 50%" in line:
+                break
+        time.sleep(1)  # the line comes before the weight is set and the state stored
+        process.kill()
+        process.wait()
+        resumed = _run(service.config(images["good"]))
+        failed = load.failed()
+    result = _result(service)
+    assert resumed == 0 and result["metrics"]["phase"] == "promoted"
+    assert any("resume" in line and "step 2/3, weight 50%" in line
+               for line in result["metrics"]["decisions"])
+    assert failed == []
+
+
+def test_an_image_that_does_not_exist_is_refused_before_anything_moves(
+        service: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(service.config("127.0.0.1:5000/shipml-canary-test/nothing:here")) == 2
+    assert "canary.image: image 127.0.0.1:5000/shipml-canary-test/nothing:here does not exist" \
+        in capsys.readouterr().err
