@@ -11,7 +11,15 @@ import yaml
 
 from shipml import stages
 from shipml.cli import main
-from shipml.commands.run import select_stages
+from shipml.commands.run import (
+    Event,
+    act_dry_run,
+    choose_event,
+    detect_event,
+    is_loopback_registry,
+    select_stages,
+)
+from shipml.config import load_config
 from shipml.errors import ConfigError
 from shipml.example import FILES, example_dir
 from shipml.results import StageResult
@@ -99,10 +107,11 @@ def test_bad_input_stops_the_gates_and_report_still_publishes(
     captured = capsys.readouterr()
     assert code == 2
     assert "missing.onnx" in captured.err
-    assert "latency not run (an earlier stage exited 2)" in captured.err
-    assert not (out / "results" / "latency.json").exists()
+    assert "latency not run: optimize bad input" in captured.err
+    latency = StageResult.read(out / "results" / "latency.json")
+    assert (latency.status, latency.summary) == ("skipped", "not run: optimize bad input")
     assert (out / "report" / "report.md").is_file()
-    assert "shipml run: optimize bad input, report passed" in captured.out
+    assert "shipml run: optimize bad input, report passed; not run: latency" in captured.out
     optimize = json.loads((out / "results" / "optimize.json").read_text())
     assert optimize["status"] == "error" and "missing.onnx" in optimize["summary"]
     report = (out / "report" / "report.md").read_text()
@@ -147,3 +156,188 @@ def test_the_report_publishes_the_error_results_when_its_own_config_fails(
     assert "unknown key 'report.titel'" in capsys.readouterr().err
     assert "not ready to ship: validate stopped with a configuration error" in \
         (out / "report" / "report.md").read_text()
+
+
+# --- the event decides the half -----------------------------------------------------------------
+
+
+def test_a_release_runs_the_written_gates_then_build_sign_and_the_configured_rollout() -> None:
+    assert select_stages(None, ["latency", "canary"], "--stages", "release") == [
+        "latency", "build", "sign", "canary", "report"]
+    assert select_stages(None, ["model"], "--stages", "release") == [
+        "validate", "build", "sign", "report"]
+    assert select_stages(None, ["validate", "canary"], "--stages", "release", rollout=False) == [
+        "validate", "build", "sign", "report"]
+    # a pull request never builds, whatever sections are written
+    assert select_stages(None, ["validate", "build", "sign", "canary"], "--stages") == [
+        "validate", "report"]
+    # --stages wins over the event
+    assert select_stages("validate,canary", [], "--stages", "pull_request") == ["validate", "canary"]
+
+
+def _github(tmp_path: Path, name: str, ref: str, default_branch: str | None = "trunk") -> dict[str, str]:
+    payload: dict[str, object] = {"repository": {"full_name": "acme/wine"}}
+    if default_branch:
+        payload["repository"] = {"full_name": "acme/wine", "default_branch": default_branch}
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(payload))
+    return {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": name, "GITHUB_REF": ref,
+            "GITHUB_EVENT_PATH": str(event)}
+
+
+@pytest.mark.parametrize(("name", "ref", "half"), [
+    ("pull_request", "refs/pull/7/merge", "pull_request"),
+    ("pull_request_target", "refs/heads/trunk", "pull_request"),
+    ("push", "refs/heads/trunk", "release"),
+    ("push", "refs/tags/v1.2.0", "release"),
+    ("push", "refs/heads/feature", "pull_request"),
+    ("workflow_dispatch", "refs/heads/trunk", "release"),
+    ("schedule", "refs/heads/trunk", "pull_request"),
+])
+def test_github_events_choose_the_half(tmp_path: Path, name: str, ref: str, half: str) -> None:
+    assert detect_event(_github(tmp_path, name, ref)).half == half
+
+
+def test_github_push_without_a_default_branch_in_the_payload_uses_the_configured_one(
+        tmp_path: Path) -> None:
+    environ = _github(tmp_path, "push", "refs/heads/release", default_branch=None)
+    assert detect_event(environ, "release").half == "release"
+    event = detect_event(environ)
+    assert event == Event("pull_request", "GitHub push to release, not the default branch main")
+
+
+@pytest.mark.parametrize(("environ", "half", "reason"), [
+    ({"CHANGE_ID": "7", "BRANCH_NAME": "PR-7"}, "pull_request", "Jenkins change request 7"),
+    ({"TAG_NAME": "v1.0.0", "BRANCH_NAME": "v1.0.0"}, "release", "Jenkins build of tag v1.0.0"),
+    ({"BRANCH_NAME": "main"}, "release", "Jenkins build of the default branch main"),
+    ({"BRANCH_NAME": "feature"}, "pull_request", "Jenkins build of feature"),
+])
+def test_jenkins_builds_choose_the_half(environ: dict[str, str], half: str, reason: str) -> None:
+    assert detect_event({"JENKINS_URL": "http://jenkins.example.invalid/", **environ}) == Event(half, reason)
+
+
+def test_the_flag_beats_the_variable_beats_the_ci(tmp_path: Path) -> None:
+    pull = _github(tmp_path, "pull_request", "refs/pull/7/merge")
+    assert choose_event("push", {**pull, "SHIPML_EVENT": "pull_request"}).half == "release"
+    assert choose_event(None, {**pull, "SHIPML_EVENT": "push"}) == Event(
+        "release", "environment SHIPML_EVENT push")
+    assert choose_event(None, {}).half == "pull_request"  # a laptop: the gates
+    with pytest.raises(ConfigError) as error:
+        choose_event(None, {"SHIPML_EVENT": "merge"})
+    assert error.value.message == ("environment SHIPML_EVENT: 'merge' is not an event; valid: "
+                                   "pull_request, push")
+
+
+# --- a failed gate stops the release and still reports ------------------------------------------
+
+_IMPOSSIBLE_LATENCY = {**_QUICK_LATENCY, "budgets": {"1": {"p95_ms": 0.000001}}}
+
+
+def test_on_a_push_a_failed_gate_stops_build_sign_and_the_rollout_and_still_reports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _example(tmp_path, latency=_IMPOSSIBLE_LATENCY,
+                      build={"image": "127.0.0.1:5000/never-built"}, canary={"service": "wine"})
+    for name in ("validate", "optimize"):
+        yaml_config = yaml.safe_load(config.read_text())
+        yaml_config.pop(name, None)
+        config.write_text(yaml.safe_dump(yaml_config))
+    outputs = tmp_path / "github_output"
+    outputs.write_text("")
+    monkeypatch.setenv("SHIPML_CI", "github")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
+    monkeypatch.setenv("GITHUB_REF", "refs/tags/v1.0.0")
+    out = tmp_path / "out"
+    code = main(["run", "--config", str(config), "--output-dir", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err
+    assert ("shipml run: the release half (GitHub push of tag v1.0.0): latency, build, sign, "
+            "canary, report") in captured.out
+    assert "shipml run: latency failed, report passed; not run: build, sign, canary" in captured.out
+    for stage in ("build", "sign", "canary"):
+        skipped = StageResult.read(out / "results" / f"{stage}.json")
+        assert (skipped.status, skipped.summary) == ("skipped", "not run: latency failed")
+    report = (out / "report" / "report.md").read_text()
+    assert "not run: latency failed" in report
+    assert _last(outputs, "status") == "fail"
+    assert _last(outputs, "verdict") == "fail"
+    assert _last(outputs, "half") == "release"
+    assert _last(outputs, "rollout") == "not-run"
+    assert _last(outputs, "image") == _last(outputs, "digest") == ""
+    assert _last(outputs, "canary-status") == "skipped"
+    assert _last(outputs, "report") == str(out / "report" / "report.md")
+
+
+def _last(path: Path, name: str) -> str:
+    """The value a step output ends with: the runner keeps the last one written."""
+    lines = path.read_text().splitlines()
+    value = ""
+    for index, line in enumerate(lines):
+        if line.startswith(f"{name}<<"):
+            delimiter = line.split("<<", 1)[1]
+            end = lines.index(delimiter, index + 1)
+            value = "\n".join(lines[index + 1:end])
+    return value
+
+
+def test_on_a_pull_request_a_failed_gate_stops_the_later_gates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _example(tmp_path, validate={"suites": [], "pytest": "model_tests"},
+                      latency=_QUICK_LATENCY)
+    written = yaml.safe_load(config.read_text())
+    del written["optimize"]
+    config.write_text(yaml.safe_dump(written))
+    (tmp_path / "model_tests").mkdir()
+    (tmp_path / "model_tests" / "test_model.py").write_text(
+        "def test_the_team_expects_more() -> None:\n    assert 0.5 > 0.9\n")
+    monkeypatch.setenv("SHIPML_EVENT", "pull_request")
+    out = tmp_path / "out"
+    code = main(["run", "--config", str(config), "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    assert "the pull-request half (environment SHIPML_EVENT pull_request): validate, latency, report" \
+        in printed
+    assert StageResult.read(out / "results" / "validate.json").status == "fail"
+    latency = StageResult.read(out / "results" / "latency.json")
+    assert (latency.status, latency.summary) == ("skipped", "not run: validate failed")
+    assert "not ready to ship" in (out / "report" / "report.md").read_text()
+
+
+# --- the dry run under act ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("image", "loopback"), [
+    ("127.0.0.1:5000/wine", True), ("localhost:5000/acme/wine", True), ("localhost/wine", True),
+    ("127.1.2.3/wine:v1", True), ("[::1]:5000/wine", True),
+    ("ghcr.io/acme/wine", False), ("acme/wine", False), ("wine", False),
+    ("127.0.0.1.example.com/wine", False), ("10.0.0.5:5000/wine", False),
+])
+def test_loopback_registries(image: str, loopback: bool) -> None:
+    assert is_loopback_registry(image) is loopback
+
+
+def test_under_act_a_remote_image_is_built_not_pushed_nor_signed_and_kubernetes_is_not_a_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path = _example(tmp_path, build={"image": "ghcr.io/acme/wine"},
+                           canary={"target": {"type": "kubernetes"}})
+    config = load_config(config_path)
+    out = tmp_path / "out"
+    for name in ("SHIPML_IMAGE", "SHIPML_SIGN_IMAGE", "SHIPML_KEYLESS", "SHIPML_CANARY_TARGET",
+                 "DOCKER_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert act_dry_run("build", config, out, {}).flags == ("--no-push",)
+    assert act_dry_run("sign", config, out, {}).skip.startswith(
+        "dry run under act: would sign the built image; only an image on a loopback registry")
+    assert act_dry_run("canary", config, out, {}).skip == (
+        "dry run under act: would roll out to the kubernetes target; only the local Docker "
+        "Engine is a target")
+    monkeypatch.setenv("SHIPML_IMAGE", "127.0.0.1:5000/wine")
+    monkeypatch.setenv("SHIPML_SIGN_IMAGE", "127.0.0.1:5000/wine@sha256:" + "a" * 64)
+    monkeypatch.setenv("SHIPML_CANARY_TARGET", "docker")
+    assert act_dry_run("build", config, out, {}).flags == ()
+    assert act_dry_run("sign", config, out, {}).flags == ("--no-tlog",)
+    assert act_dry_run("canary", config, out, {}) == act_dry_run("report", config, out, {})
+    monkeypatch.setenv("SHIPML_KEYLESS", "true")
+    assert "keyless signing" in act_dry_run("sign", config, out, {}).skip
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build-host.example.invalid:2376")
+    assert "tcp://build-host.example.invalid:2376" in act_dry_run("canary", config, out, {}).skip

@@ -1,34 +1,59 @@
 """``shipml run``: the pipeline in one command, stage after stage, then ``report``.
 
-Which stages run: ``--stages`` (or ``SHIPML_STAGES``) when given, else the gates of the
-pull-request half that have a section written in ``shipml.yaml`` (validate alone when none has),
-and ``report`` last. A gate failure (exit 1) does not stop the pipeline, so the report shows every
-stage; bad input (2) and infrastructure errors (3) stop the gates, and ``report`` still publishes
-what finished. A stage that consumes a hand-off (latency reads a model) gets the one an earlier
+Which half runs comes from the event: a pull request runs the gates; a push to the default branch
+or a tag (the release) runs the gates again on the merged commit, then ``build``, ``sign`` and the
+rollout (``canary`` when its section is written), so that the image's attestation carries the
+gates of exactly this commit. The event is ``--event`` > ``SHIPML_EVENT`` > what the CI says
+(GitHub's event name and ref, Jenkins' ``CHANGE_ID`` / ``TAG_NAME`` / ``BRANCH_NAME``) >
+``pull_request``. ``--stages`` (or ``SHIPML_STAGES``) overrides the selection whatever the event.
+
+Any stage that does not pass (a gate failed, bad input, infrastructure) stops every later stage
+but ``report``: no image is built from a model that failed a gate and nothing is rolled out; each
+stage not run leaves a ``skipped`` result that says why, and the report publishes them all. A
+stage that consumes a hand-off (latency reads a model, sign an image) gets the one an earlier
 stage of this run produced and passed, unless the user named that input themselves. A config that
 does not load still ends in an error result per stage and an error report, so that no earlier
 "ready to ship" comment stays standing.
+
+Under act the run is shipml's dry run: nothing is pushed to a registry that is not on loopback,
+nothing is signed keylessly or into a transparency log, the rollout only targets the local
+Docker Engine, and the report is printed, never posted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
+import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from shipml import stages
 from shipml._stage import IN_PIPELINE
-from shipml.config import Config, find_config, load_config
-from shipml.errors import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, ConfigError
+from shipml.config import Config, find_config, load_config, parse_bool
+from shipml.errors import EXIT_CONFIG, EXIT_INFRA, EXIT_OK, ConfigError
 from shipml.results import Handoff, StageClock, StageError, StageResult, results_path
+
+#: the half of the pipeline a run is for
+Half = Literal["pull_request", "release"]
 
 #: the pipeline's status by its exit code
 _STATUS = ("pass", "fail", "error", "error")
 _WORDS = {0: "passed", 1: "failed", 2: "bad input", 3: "infrastructure error"}
+#: the events ``--event`` takes, and the half of the pipeline each one runs
+EVENTS: dict[str, Half] = {"pull_request": "pull_request", "push": "release"}
+#: release stages that run whenever the release half runs; the others only when their section is
+#: written (the rollout needs a target the user chose)
+RELEASE_BACKBONE = ("build", "sign")
+#: what a push must be for the release half: a tag or the default branch
+GITHUB_RELEASE_EVENTS = ("push", "workflow_dispatch", "release")
+
+UNKNOWN_EVENT = "{source}: {value!r} is not an event; valid: pull_request, push"
 
 log = logging.getLogger("shipml.run")
 
@@ -37,25 +62,118 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``run`` subcommand."""
     parser = subparsers.add_parser(
         "run", parents=[common],
-        help="run the pipeline: the configured gates, then report",
-        description="Run every stage configured in shipml.yaml (a section per stage), then "
-                    "report. Gate failures do not stop the pipeline; bad input and "
-                    "infrastructure errors do. Exit 0 all gates passed, 1 a gate failed, "
-                    "2 bad input, 3 infrastructure.",
+        help="run the pipeline: the gates, the release on a push, then report",
+        description="On a pull request run the gates configured in shipml.yaml (a section per "
+                    "stage), then report; on a push to the default branch or a tag run them, "
+                    "then build, sign and roll out (canary, when configured), then report. A "
+                    "stage that does not pass stops every later one but report. Exit 0 all "
+                    "passed, 1 a gate failed, 2 bad input, 3 infrastructure.",
     )
     parser.add_argument("--stages", metavar="LIST",
                         help="comma-separated stages to run, in pipeline order "
                              f"({', '.join(stages.pipeline())}); default: $SHIPML_STAGES, else the "
-                             "stages with a section in shipml.yaml, then report")
+                             "event's half: the stages with a section in shipml.yaml, then report")
+    parser.add_argument("--event", choices=tuple(EVENTS), default=None,
+                        help="which half runs by default: pull_request (the gates) or push (the "
+                             "gates, then the release); default: $SHIPML_EVENT, else what the CI "
+                             "says (GitHub's event and ref, Jenkins' CHANGE_ID, TAG_NAME, "
+                             "BRANCH_NAME), else pull_request")
+    parser.add_argument("--rollout", action=argparse.BooleanOptionalAction, default=None,
+                        help="on a release, roll out (canary) after build and sign; "
+                             "--no-rollout leaves it to a later job (default: $SHIPML_ROLLOUT, "
+                             "else true)")
     parser.set_defaults(handler=run_cli, writes_results=True)
 
 
-def select_stages(explicit: str | None, written: Sequence[str], source: str) -> list[str]:
+# --- which half: the event ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """The half of the pipeline this run is for, and the sentence that says why."""
+
+    half: Half
+    reason: str
+
+
+def detect_event(environ: Mapping[str, str], default_branch: str | None = None) -> Event:
+    """Return the half the CI's event calls for, judged from ``environ``.
+
+    GitHub (and act): a push, a manual dispatch or a release on a tag or on the repository's
+    default branch is a release, anything else (pull_request, a push to another branch) runs the
+    gates. Jenkins: ``CHANGE_ID`` is a pull request, ``TAG_NAME`` or ``BRANCH_NAME`` equal to the
+    default branch a release. ``default_branch`` is used where the CI does not say it (Jenkins,
+    or a GitHub event without a repository); ``main`` when None.
+    """
+    from shipml.ci import detect
+
+    platform = detect(environ)
+    if platform.name in ("github", "act"):
+        name = environ.get("GITHUB_EVENT_NAME", "")
+        if name not in GITHUB_RELEASE_EVENTS:
+            return Event("pull_request", f"GitHub event {name or 'unknown'}")
+        ref = environ.get("GITHUB_REF", "")
+        if ref.startswith("refs/tags/"):
+            return Event("release", f"GitHub {name} of tag {ref.removeprefix('refs/tags/')}")
+        payload = _event_payload(environ.get("GITHUB_EVENT_PATH"))
+        repository = payload.get("repository")
+        default = (repository.get("default_branch") if isinstance(repository, dict) else None) \
+            or default_branch or "main"
+        branch = ref.removeprefix("refs/heads/")
+        if ref.startswith("refs/heads/") and branch == default:
+            return Event("release", f"GitHub {name} to the default branch {branch}")
+        return Event("pull_request", f"GitHub {name} to {branch or ref or 'an unknown ref'}, not "
+                                     f"the default branch {default}")
+    if platform.name == "jenkins":
+        if environ.get("CHANGE_ID", "").strip():
+            return Event("pull_request", f"Jenkins change request {environ['CHANGE_ID']}")
+        if environ.get("TAG_NAME", "").strip():
+            return Event("release", f"Jenkins build of tag {environ['TAG_NAME']}")
+        branch = environ.get("BRANCH_NAME", "")
+        default = default_branch or "main"
+        if branch and branch == default:
+            return Event("release", f"Jenkins build of the default branch {branch}")
+        return Event("pull_request", f"Jenkins build of {branch or 'an unnamed branch'}")
+    return Event("pull_request", "no CI event (use --event push for the release)")
+
+
+def choose_event(flag: str | None, environ: Mapping[str, str],
+                 default_branch: str | None = None) -> Event:
+    """Return the half to run: ``--event`` > ``SHIPML_EVENT`` > :func:`detect_event`.
+
+    Raises ConfigError for an event that is not ``pull_request`` or ``push``.
+    """
+    for value, source in ((flag, "--event"), (environ.get("SHIPML_EVENT"), "environment SHIPML_EVENT")):
+        if value is None or not value.strip():
+            continue
+        if value.strip() not in EVENTS:
+            raise ConfigError(UNKNOWN_EVENT.format(source=source, value=value))
+        return Event(EVENTS[value.strip()], f"{source} {value.strip()}")
+    return detect_event(environ, default_branch)
+
+
+def _event_payload(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+# --- which stages -------------------------------------------------------------------------------
+
+
+def select_stages(explicit: str | None, written: Sequence[str], source: str,
+                  half: Half = "pull_request", rollout: bool = True) -> list[str]:
     """Return the stages to run in pipeline order.
 
-    ``explicit`` is a comma-separated list (from ``source``); without it the pull-request gates
-    whose sections the user wrote are run (validate when there are none), followed by report.
-    Raises ConfigError for an unknown stage or a list that names none.
+    ``explicit`` is a comma-separated list (from ``source``) and wins. Without it: the
+    pull-request gates whose sections the user wrote (validate when there are none); on the
+    release half then build and sign, and every other release stage whose section is written
+    (canary) unless ``rollout`` is False; report last. Raises ConfigError for an unknown stage or a
+    list that names none.
     """
     pipeline = stages.pipeline()
     if explicit is not None:
@@ -70,7 +188,15 @@ def select_stages(explicit: str | None, written: Sequence[str], source: str) -> 
         return [stage for stage in pipeline if stage in asked]
     gates = [stage.name for stage in stages.STAGES
              if stage.gate and stage.half == "pull_request" and stage.name in written]
-    return [*(gates or ["validate"]), "report"]
+    chosen = gates or ["validate"]
+    if half == "release":
+        chosen += [stage.name for stage in stages.STAGES if stage.half == "release"
+                   and (stage.name in RELEASE_BACKBONE or (rollout and stage.name in written))]
+    always = [stage.name for stage in stages.STAGES if stage.half == "always"]
+    return [*chosen, *always]
+
+
+# --- the run ------------------------------------------------------------------------------------
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -79,42 +205,58 @@ def run_cli(args: argparse.Namespace) -> int:
 
     output = output_dir(args)
     explicit, source = _explicit_stages(args)
+    event: Event | None = None
     try:
         config_path = find_config(args.config)
         config = load_config(config_path)
-        chosen = select_stages(explicit, sorted(config.written), source)
+        event = choose_event(args.event, os.environ, _configured_default_branch(config))
+        chosen = select_stages(explicit, sorted(config.written), source, event.half,
+                               _rollout(args))
     except ConfigError as exc:
         return _stopped_at_load(args, output, exc, explicit)
+    print(f"shipml run: the {event.half.replace('_', '-')} half ({event.reason}): "
+          f"{', '.join(chosen)}", flush=True)
     for stage in chosen:
         # A result left by an earlier run of a stage that runs now must not outlive a crash.
         results_path(output, stage).unlink(missing_ok=True)
     common = [*(["--config", str(config_path)] if config_path else []), "--output-dir", str(output)]
     if args.debug:
         common.append("--debug")
+    dry_run = _under_act()
 
     codes: dict[str, int] = {}
-    stopped: int | None = None  # the exit code (2 or 3) that stops the remaining gates
+    stopped: tuple[str, int] | None = None  # the stage that stopped the rest, and its exit code
     previous = os.environ.get(IN_PIPELINE)
     os.environ[IN_PIPELINE] = "1"
     try:
         for stage in chosen:
             if stopped is not None and stage != "report":
-                log.info("shipml run: %s not run (an earlier stage exited %d)", stage, stopped)
+                reason = f"not run: {stopped[0]} {_WORDS.get(stopped[1], f'exit {stopped[1]}')}"
+                log.info("shipml run: %s %s", stage, reason)
+                _skip(output, stage, reason)
                 continue
             extra = _handoff_flags(stage, config, output, codes)
+            if dry_run:
+                plan = act_dry_run(stage, config, output, codes)
+                if plan.skip:
+                    print(f"shipml run: {stage} {plan.skip}", flush=True)
+                    _skip(output, stage, plan.skip)
+                    continue
+                extra += list(plan.flags)
             print(f"\n=== shipml {stage} ===", flush=True)
             codes[stage] = main([stage, *common, *extra])
-            if codes[stage] > EXIT_GATE_FAILED and stopped is None:
-                stopped = codes[stage]
+            if codes[stage] != EXIT_OK and stopped is None and stage != "report":
+                stopped = (stage, codes[stage])
     finally:
         if previous is None:
             os.environ.pop(IN_PIPELINE, None)
         else:
             os.environ[IN_PIPELINE] = previous
     worst = max(codes.values(), default=EXIT_OK)
-    _set_outputs(output, worst, codes)
+    _set_outputs(output, worst, chosen, event.half)
     listed = ", ".join(f"{stage} {_WORDS.get(code, f'exit {code}')}" for stage, code in codes.items())
-    print(f"\nshipml run: {listed}")
+    not_run = [stage for stage in chosen if stage not in codes]
+    print(f"\nshipml run: {listed}" + (f"; not run: {', '.join(not_run)}" if not_run else ""))
     return worst
 
 
@@ -123,6 +265,25 @@ def _explicit_stages(args: argparse.Namespace) -> tuple[str | None, str]:
         return args.stages, "--stages"
     from_env = os.environ.get("SHIPML_STAGES", "")
     return (from_env if from_env.strip() else None), "environment SHIPML_STAGES"
+
+
+def _rollout(args: argparse.Namespace) -> bool:
+    if args.rollout is not None:
+        return bool(args.rollout)
+    value = os.environ.get("SHIPML_ROLLOUT", "")
+    return parse_bool(value, "environment SHIPML_ROLLOUT") if value.strip() else True
+
+
+def _configured_default_branch(config: Config) -> str | None:
+    value = (os.environ.get("SHIPML_DEFAULT_BRANCH", "").strip()
+             or _lookup(config, ("build", "default_branch")))
+    return str(value) if value else None
+
+
+def _skip(output: Path, stage: str, reason: str) -> None:
+    clock = StageClock()
+    StageResult(stage=stage, status="skipped", summary=reason, started_at=clock.started_at,
+                duration_s=0.0).write(output)
 
 
 def _handoff_flags(stage: str, config: Config, output: Path, codes: dict[str, int]) -> list[str]:
@@ -137,15 +298,21 @@ def _handoff_flags(stage: str, config: Config, output: Path, codes: dict[str, in
         option = next((o for o in options if o.key == wanted.key), None)
         if option is None or _user_set(config, wanted.key) or os.environ.get(option.env, "").strip():
             continue
-        for producer in reversed(stages.STAGES):
-            if wanted.kind not in producer.produces or codes.get(producer.name) != EXIT_OK:
-                continue
-            handed = StageResult.read(results_path(output, producer.name)).handed(wanted.kind)
-            reference = _reference(handed)
-            if reference:
-                flags += [option.flag, reference]
-                break
+        handed = _handed(output, codes, wanted.kind)
+        reference = _reference(handed)
+        if reference:
+            flags += [option.flag, reference]
     return flags
+
+
+def _handed(output: Path, codes: Mapping[str, int], kind: str) -> Handoff | None:
+    """Return the latest hand-off of ``kind`` a stage of this run produced and passed."""
+    for producer in reversed(stages.STAGES):
+        if kind in producer.produces and codes.get(producer.name) == EXIT_OK:
+            handed = StageResult.read(results_path(output, producer.name)).handed(kind)
+            if handed is not None:
+                return handed
+    return None
 
 
 def _reference(handed: Handoff | None) -> str:
@@ -158,25 +325,124 @@ def _reference(handed: Handoff | None) -> str:
     return handed.ref
 
 
-def _user_set(config: Config, key: Sequence[str]) -> bool:
+def _lookup(config: Config, key: Sequence[str]) -> Any:
     node: Any = config.data
     for part in key:
         node = node.get(part) if isinstance(node, dict) else None
-    return node not in (None, "", [])
+    return node
 
 
-def _set_outputs(output: Path, worst: int, codes: dict[str, int]) -> None:
+def _user_set(config: Config, key: Sequence[str]) -> bool:
+    return _lookup(config, key) not in (None, "", [])
+
+
+# --- the dry run under act ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """How a stage runs under act: extra flags, or why it does not run at all."""
+
+    flags: tuple[str, ...] = ()
+    skip: str = ""
+
+
+def is_loopback_registry(image: str) -> bool:
+    """Return True when ``image`` (REGISTRY/REPOSITORY[...]) lives on a loopback registry."""
+    first, _, rest = image.strip().partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        return False  # a bare name is Docker Hub
+    host = first.split("]")[0].lstrip("[") if first.startswith("[") else first.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def act_dry_run(stage: str, config: Config, output: Path, codes: Mapping[str, int]) -> DryRun:
+    """Return how ``stage`` runs in shipml's dry run under act: build pushes only to a loopback
+    registry (else it builds without pushing); sign signs only an image on a loopback registry,
+    with a key and without a transparency log; canary rolls out only to the local Docker Engine.
+    Other stages run as they are (report never posts under act)."""
+    if stage == "build":
+        image = os.environ.get("SHIPML_IMAGE", "").strip() or str(_lookup(config, ("build", "image")) or "")
+        if image and not is_loopback_registry(image):
+            print(f"shipml run: dry run under act: would push {image}; building it without "
+                  "pushing", flush=True)
+            return DryRun(flags=("--no-push",))
+        return DryRun()
+    if stage == "sign":
+        keyless = os.environ.get("SHIPML_KEYLESS", "").strip() or _lookup(config, ("sign", "keyless"))
+        if keyless not in (None, "", False) and parse_bool(str(keyless), "sign.keyless"):
+            return DryRun(skip="dry run under act: keyless signing would use the workflow's "
+                               "identity and the public transparency log; not signed")
+        handed = _handed(output, codes, "image")
+        image = (os.environ.get("SHIPML_SIGN_IMAGE", "").strip()
+                 or str(_lookup(config, ("sign", "image")) or "") or (handed.ref if handed else ""))
+        if not image or not is_loopback_registry(image):
+            return DryRun(skip=f"dry run under act: would sign {image or 'the built image'}; "
+                               "only an image on a loopback registry is signed")
+        return DryRun(flags=("--no-tlog",))
+    if stage == "canary":
+        target = (os.environ.get("SHIPML_CANARY_TARGET", "").strip()
+                  or str(_lookup(config, ("canary", "target", "type")) or "docker"))
+        docker_host = os.environ.get("DOCKER_HOST", "")
+        if target != "docker":
+            return DryRun(skip=f"dry run under act: would roll out to the {target} target; "
+                               "only the local Docker Engine is a target")
+        if docker_host and not docker_host.startswith("unix://"):
+            return DryRun(skip=f"dry run under act: would roll out to the engine at "
+                               f"{docker_host}; only the local Docker Engine is a target")
+    return DryRun()
+
+
+def _under_act() -> bool:
     from shipml.ci import detect
+
+    return detect().name == "act"
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def _set_outputs(output: Path, worst: int, chosen: Sequence[str], half: Half) -> None:
+    from shipml.ci import detect
+    from shipml.report.model import overall_verdict
 
     platform = detect()
     # Each stage also set its own outputs (a later stage's `result` replaces an earlier one's);
     # these are the pipeline's, set last so that they win.
+    ran: dict[str, StageResult] = {}
+    for stage in chosen:
+        path = results_path(output, stage)
+        if path.is_file():
+            ran[stage] = StageResult.read(path)
     platform.set_output("status", _STATUS[min(worst, EXIT_INFRA)])
+    platform.set_output("verdict", overall_verdict([r for s, r in ran.items() if s != "report"]))
+    platform.set_output("half", half)
     platform.set_output("results-dir", str(output / "results"))
     for stage in stages.gates():
-        path = results_path(output, stage)
-        if stage in codes and path.is_file():
-            platform.set_output(f"{stage}-status", StageResult.read(path).status)
+        if stage in ran:
+            platform.set_output(f"{stage}-status", ran[stage].status)
+    build = ran.get("build")
+    image = build.handed("image") if build is not None and build.status == "pass" else None
+    platform.set_output("image", str(build.metrics.get("image", "")) if image and build else "")
+    platform.set_output("digest", image.digest if image else "")
+    platform.set_output("rollout", _rollout_outcome(ran.get("canary")) if half == "release" else "")
+    markdown = output / "report" / "report.md"
+    platform.set_output("report", str(markdown) if "report" in ran or markdown.is_file() else "")
+
+
+def _rollout_outcome(canary: StageResult | None) -> str:
+    """Return promoted, paused, rolled_back, aborted, refused, or not-run."""
+    if canary is None or (canary.status == "skipped" and not canary.metrics):
+        return "not-run"
+    phase = canary.metrics.get("phase")
+    if phase:
+        return str(phase)
+    return "refused" if canary.status == "fail" else "not-run"
 
 
 def _stopped_at_load(args: argparse.Namespace, output: Path, exc: ConfigError,
@@ -198,6 +464,10 @@ def _stopped_at_load(args: argparse.Namespace, output: Path, exc: ConfigError,
                     error=error).write(output)
         platform.set_output(f"{stage}-status", "error")
     platform.set_output("status", "error")
+    platform.set_output("verdict", "error")
     platform.set_output("results-dir", str(output / "results"))
+    platform.set_output("rollout", "")
     publish_error_report(output, platform)
+    markdown = output / "report" / "report.md"
+    platform.set_output("report", str(markdown) if markdown.is_file() else "")
     return EXIT_CONFIG
