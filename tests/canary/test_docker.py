@@ -155,3 +155,28 @@ def test_an_image_that_does_not_exist_is_refused_before_anything_moves(
     assert _run(service.config("127.0.0.1:5000/shipml-canary-test/nothing:here")) == 2
     assert "canary.image: image 127.0.0.1:5000/shipml-canary-test/nothing:here does not exist" \
         in capsys.readouterr().err
+
+
+def test_an_image_whose_signature_does_not_verify_never_gets_traffic(
+        service: Service, images: dict[str, str], docker_client: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from shipml.sign.keys import generate_key_pair
+
+    _deploy_stable(service, images)
+    _, public_pem = generate_key_pair("test-password")
+    (service.folder / "cosign.pub").write_bytes(public_pem)
+    repository = f"127.0.0.1:5000/shipml-canary-test/{service.name}"
+    docker_client.images.get(images["good"]).tag(repository, "unsigned")
+    for _ in docker_client.images.push(repository, tag="unsigned", stream=True, decode=True):
+        pass
+    try:
+        config = service.config(f"{repository}:unsigned", public_key="cosign.pub")
+        assert _run(config) == 1
+        result = _result(service)
+        assert result["metrics"] == {} and result["summary"].startswith(
+            f"not rolled out: no signature for {repository}@sha256:")
+        running = docker_client.containers.list(
+            filters={"label": f"dev.shipml.canary={service.name}"})
+        assert sorted(c.name for c in running) == [f"{service.name}-a", f"{service.name}-router"]
+    finally:
+        docker_client.images.remove(f"{repository}:unsigned", noprune=True)
