@@ -56,6 +56,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("canary", "shipml.canary.cli", gate=True, half="release",
           consumes=(Consumes("image", ("canary", "image")),)),
     Stage("serve", "shipml.serve.cli", gate=False, half="none"),
+    Stage("monitor", "shipml.monitor.cli", gate=True, half="none"),
     Stage("report", "shipml.report.cli", gate=False, half="always"),
 )
 

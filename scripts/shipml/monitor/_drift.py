@@ -1,0 +1,181 @@
+"""deepchecks' drift checks on reference and production, built from ``monitor.checks``.
+
+The checks and their conditions are built by validate's own functions, so ``monitor.checks``
+takes exactly ``validate.checks``' syntax and its mistakes get the same messages (pointing at
+``monitor.checks[i]``); the condition results become check records the way validate turns them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from numpy.typing import NDArray
+
+from shipml.config import Config
+from shipml.results import Check
+from shipml.validate import _deepchecks as validate_checks
+from shipml.validate._parallel import run_suite
+
+#: what FeatureDrift's drift_score_less_than allows when its parameters are not given
+DEFAULT_FEATURE_THRESHOLD = 0.2
+
+
+@dataclass(frozen=True)
+class _MonitorKeys(Config):
+    """The configuration, with validate's key pointers turned to ``monitor``'s: validate's
+    builders write ``where("validate", "checks", i, ...)``."""
+
+    def where(self, *path: str | int) -> str:
+        if path and path[0] == "validate":
+            path = ("monitor", *path[1:])
+        return super().where(*path)
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """The suite to run and how to read its results."""
+
+    plan: Any
+    #: (numeric, categorical) thresholds of each FeatureDrift condition, for naming columns
+    feature_thresholds: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass
+class DriftOutcome:
+    """The condition records, deepchecks' drift scores, and checks that did not run."""
+
+    checks: list[Check]
+    #: column -> (drift score, method) from the first FeatureDrift
+    feature_scores: dict[str, tuple[float, str]] = field(default_factory=dict)
+    prediction_score: tuple[float, str] | None = None
+    not_run: dict[str, str] = field(default_factory=dict)
+
+
+def build(config: Config) -> DriftPlan:
+    """Return the suite of ``monitor.checks``, each check and condition checked against its
+    signature. Raises ConfigError (pointing at ``monitor.checks[i]``) as validate does."""
+    validate_checks.import_deepchecks()
+    from deepchecks.tabular import Suite
+
+    keys = _MonitorKeys(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+    section = config.section("monitor")
+    valid = validate_checks.check_names()
+    selected: list[Any] = []
+    severities: dict[int, list[str]] = {}
+    given: dict[int, Any] = {}
+    condition_given: dict[int, list[Any]] = {}
+    thresholds: list[tuple[float, float]] = []
+    for index, spec in enumerate(section["checks"]):
+        check, params = validate_checks._explicit_check(keys, index, spec, valid)
+        if params is not None:
+            given[id(check)] = params
+        conditions = spec.get("conditions", [])
+        condition_given[id(check)] = [
+            validate_checks._add_condition(keys, (index, c_index), check, condition)
+            for c_index, condition in enumerate(conditions)]
+        severities[id(check)] = [condition.get("severity", "fail") for condition in conditions]
+        if spec["check"] == "FeatureDrift":
+            for condition in conditions:
+                if condition["condition"].removeprefix("add_condition_") == "drift_score_less_than":
+                    params = condition.get("params", {})
+                    thresholds.append((
+                        float(params.get("max_allowed_numeric_score", DEFAULT_FEATURE_THRESHOLD)),
+                        float(params.get("max_allowed_categorical_score",
+                                         DEFAULT_FEATURE_THRESHOLD))))
+        selected.append(check)
+    plan = validate_checks._Plan(
+        suite=Suite("shipml monitor", *selected) if selected else None, severities=severities,
+        config_lines={}, given_params=given, condition_params=condition_given)
+    return DriftPlan(plan=plan, feature_thresholds=tuple(thresholds))
+
+
+def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
+        features: Sequence[str], categorical: Sequence[str], label: str | None,
+        reference_outputs: tuple[NDArray[Any], NDArray[Any] | None],
+        production_outputs: tuple[NDArray[Any], NDArray[Any] | None],
+        classes: Sequence[Any] | None, task: str) -> DriftOutcome:
+    """Run the suite with reference as deepchecks' train and production as its test data, and
+    the predictions handed over; return the records (none when ``monitor.checks`` is empty)."""
+    import joblib
+    from deepchecks.tabular import Dataset
+
+    if drift.plan.suite is None:
+        return DriftOutcome(checks=[])
+    columns = [name for name in features if name in production.columns]
+    with_label = label is not None and label in production.columns and label in reference.columns
+    kept = [*columns, label] if with_label and label else columns
+    cats = [name for name in categorical if name in columns]
+    reference_frame = reference[kept].reset_index(drop=True)
+    # deepchecks refuses predictions for data sets that share an index
+    production_frame = production[kept].reset_index(drop=True)
+    production_frame.index = production_frame.index + len(reference_frame)
+    label_type = task if task in ("binary", "multiclass", "regression") else None
+    common: dict[str, Any] = {"features": columns, "cat_features": cats}
+    if with_label:
+        common.update(label=label, label_type=label_type)
+    else:
+        common.update(label=None)
+    with _quiet():
+        train = Dataset(reference_frame, dataset_name="reference", **common)
+        test = Dataset(production_frame, dataset_name="production", **common)
+    kwargs: dict[str, Any] = {
+        "train_dataset": train, "test_dataset": test,
+        "y_pred_train": reference_outputs[0], "y_pred_test": production_outputs[0],
+        "with_display": False,
+    }
+    if reference_outputs[1] is not None and production_outputs[1] is not None:
+        kwargs["y_proba_train"] = reference_outputs[1]
+        kwargs["y_proba_test"] = production_outputs[1]
+    if classes is not None:
+        kwargs["model_classes"] = list(classes)
+
+    @contextlib.contextmanager
+    def quiet() -> Iterator[None]:
+        with _quiet(), joblib.parallel_config(n_jobs=1):
+            yield
+
+    suite_result = run_suite(drift.plan.suite, kwargs, 1, quiet)
+    outcome = validate_checks._outcome(drift.plan, suite_result)
+    found = DriftOutcome(checks=outcome.checks, not_run=outcome.not_run)
+    for result in suite_result.results:
+        name = type(result.check).__name__
+        value = getattr(result, "value", None)
+        if not isinstance(value, Mapping):
+            continue
+        if name == "FeatureDrift" and not found.feature_scores:
+            found.feature_scores = {
+                str(column): (float(entry.get("Drift score") or 0.0), str(entry.get("Method") or ""))
+                for column, entry in value.items() if isinstance(entry, Mapping)}
+        elif name == "PredictionDrift" and found.prediction_score is None and \
+                value.get("Drift score") is not None:
+            found.prediction_score = (float(value["Drift score"]), str(value.get("Method") or ""))
+    return found
+
+
+def drifted_columns(outcome: DriftOutcome, drift: DriftPlan,
+                    categorical: Sequence[str]) -> list[str]:
+    """Return the features whose drift score reaches the FeatureDrift condition's threshold,
+    highest score first (the default 0.2 when no FeatureDrift condition is set)."""
+    numeric_limit, categorical_limit = (drift.feature_thresholds[0] if drift.feature_thresholds
+                                        else (DEFAULT_FEATURE_THRESHOLD, DEFAULT_FEATURE_THRESHOLD))
+    found = []
+    for column, (value, _method) in outcome.feature_scores.items():
+        limit = categorical_limit if column in categorical else numeric_limit
+        if value >= limit:
+            found.append((value, column))
+    return [column for _, column in sorted(found, reverse=True)]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("deepchecks").setLevel(logging.ERROR)
+        yield
