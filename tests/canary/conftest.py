@@ -82,11 +82,27 @@ def docker_client() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def images(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The example model's serving image (``good``) and its faulty variants, by name."""
+    """The example model's serving image (``base``) and its variants, by fault."""
+    built = build_images(docker_client, tmp_path_factory.mktemp("canary-build"))
+    yield built
+    remove_images(docker_client, built)
+
+
+def remove_images(docker_client: Any, built: dict[str, str]) -> None:
+    """Remove the images :func:`build_images` built, by tag."""
+    for tag in reversed(list(built.values())):
+        try:
+            docker_client.images.remove(tag, force=True, noprune=True)
+        except Exception:
+            pass
+
+
+def build_images(docker_client: Any, folder: Path) -> dict[str, str]:
+    """Build the example model's serving image with ``shipml build`` and one image per fault
+    on it; return their tags by fault (``base`` the plain one)."""
     from shipml.cli import main
     from shipml.example import example_dir
 
-    folder = tmp_path_factory.mktemp("canary-build")
     shutil.copy(Path(example_dir()) / "model.onnx", folder / "model.onnx")
     repository = f"shipml-canary-test/churn-{SESSION}"
     (folder / "shipml.yaml").write_text(yaml.safe_dump({
@@ -117,12 +133,7 @@ def images(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         tag = f"{repository}:{fault}"
         docker_client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
         built[fault] = tag
-    yield built
-    for tag in reversed(list(built.values())):
-        try:
-            docker_client.images.remove(tag, force=True, noprune=True)
-        except Exception:
-            pass
+    return built
 
 
 @dataclass
@@ -214,18 +225,27 @@ class Service:
 
 @pytest.fixture
 def service(docker_client: Any, tmp_path: Path) -> Iterator[Service]:
+    found = new_service(tmp_path)
+    yield found
+    end_service(docker_client, found)
+
+
+def new_service(folder: Path) -> Service:
+    """Return a fresh service: free ports, the test set, its own Prometheus."""
     from shipml.example import example_dir
 
-    shutil.copy(Path(example_dir()) / "test.csv", tmp_path / "test.csv")
+    shutil.copy(Path(example_dir()) / "test.csv", folder / "test.csv")
     slots = [free_port(), free_port()]
-    prometheus = start_prometheus(tmp_path, slots)
-    name = f"canary-{uuid.uuid4().hex[:8]}"
-    found = Service(name=name, folder=tmp_path, port=free_port(), admin_port=free_port(),
-                    slots=slots, prometheus=prometheus)
-    yield found
-    prometheus.stop()
-    for container in docker_client.containers.list(all=True,
-                                                   filters={"label": f"dev.shipml.canary={name}"}):
+    prometheus = start_prometheus(folder, slots)
+    return Service(name=f"canary-{uuid.uuid4().hex[:8]}", folder=folder, port=free_port(),
+                   admin_port=free_port(), slots=slots, prometheus=prometheus)
+
+
+def end_service(docker_client: Any, service: Service) -> None:
+    """Stop the service's Prometheus and remove its containers (by its label)."""
+    service.prometheus.stop()
+    for container in docker_client.containers.list(
+            all=True, filters={"label": f"dev.shipml.canary={service.name}"}):
         container.remove(force=True)
 
 

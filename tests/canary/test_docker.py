@@ -86,7 +86,7 @@ def test_a_slower_model_is_rolled_back_by_the_latency_judge(
     _deploy_stable(service, images)
     config = service.config(images["slow"], metrics=[
         {"name": "latency-shift", "query": "mean_ms", "judge": "mann-whitney", "alpha": 0.05,
-         "min_effect": 10, "min_samples": 3}])
+         "min_effect": 10}])
     with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
         code = _run(config)
     result = _result(service)

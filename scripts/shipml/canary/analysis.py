@@ -38,7 +38,7 @@ class MetricSpec:
     min_ratio: float | None = None
     slack: float = 0.0
     alpha: float = 0.05
-    min_samples: int = 3
+    min_samples: int = 4
     min_effect: float = 0.0
     unit: str = ""
 
@@ -73,7 +73,7 @@ def metric_specs(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[MetricSp
             maximum=_float(item.get("max")), minimum=_float(item.get("min")),
             max_ratio=_float(item.get("max_ratio")), min_ratio=_float(item.get("min_ratio")),
             slack=float(item.get("slack") or 0.0), alpha=float(item.get("alpha", 0.05)),
-            min_samples=int(item.get("min_samples", 3)),
+            min_samples=int(item.get("min_samples", 4)),
             min_effect=float(item.get("min_effect") or 0.0), unit=unit))
     return tuple(specs)
 

@@ -245,6 +245,14 @@ def _advance(plan: Plan, state: RolloutState, now: float, head: str) -> Decision
         return Decision(nxt, "promote", f"{head} → pass: promote, weight 100%, canary is stable")
     step = state.step + 1
     weight = plan.weight(step)
+    if weight == 100:
+        # At 100% the stable serves nothing left to compare with: reaching it is the promotion.
+        nxt = replace(state, phase="promoted", step=step, weight=100, step_started_at=now,
+                      updated_at=now, passed_in_step=0,
+                      reason=f"promoted after {len(plan.steps)} steps",
+                      history=(*state.history, StepRecord(step, 100, status="pass")))
+        return Decision(nxt, "promote", f"{head} → pass: step {step + 1}/{len(plan.steps)}, "
+                                        "promote, weight 100%, canary is stable")
     nxt = replace(state, phase="progressing", step=step, weight=weight, step_started_at=now,
                   updated_at=now, passed_in_step=0,
                   history=(*state.history, StepRecord(step, weight)))

@@ -158,9 +158,11 @@ def mann_whitney(name: str, canary: Sequence[float] | None, stable: Sequence[flo
     sentence = (f"canary {name} is not larger than stable's (Mann-Whitney U, one-sided "
                 f"p ≥ {alpha:g} or a median difference ≤ {_fmt(min_effect, unit)})")
     have = (len(canary or ()), len(stable or ()))
-    if canary is None or stable is None or min(have) < min_samples:
+    # Too few samples can never reach p < alpha: such a test would pass anything.
+    reachable = min(have) > 0 and 1 / math.comb(sum(have), have[0]) < alpha
+    if canary is None or stable is None or min(have) < min_samples or not reachable:
         detail = (f"{have[0]} canary and {have[1]} stable samples; at least {min_samples} each "
-                  "are needed")
+                  f"that can reach p < {alpha:g} are needed")
         if why_missing:
             detail = f"no data: {why_missing}"
         return MetricResult(name, sentence, "inconclusive", None, None, alpha, detail, unit)
