@@ -14,7 +14,7 @@ import datetime as _dt
 import glob
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,12 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from shipml.errors import ConfigError
+
+_loads: Callable[[str], Any]
+try:  # parsing the log is most of a monitor run: orjson reads a line about four times faster
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson comes with the validate extra
+    _loads = json.loads
 
 NO_LOGS = (
     "{key}: no prediction log files match {pattern}; point it at the log `shipml serve` writes "
@@ -215,10 +221,10 @@ class _Reader:
 
     def _record(self, line: str) -> str:
         try:
-            record = json.loads(line)
+            record = _loads(line)
         except json.JSONDecodeError as exc:
             return f"not JSON ({exc.msg})"
-        except ValueError:
+        except ValueError:  # orjson's JSONDecodeError is a ValueError
             return "not JSON"
         if not isinstance(record, dict):
             return "not a JSON object"
