@@ -33,6 +33,10 @@ IN_PROGRESS = ("a rollout of {other} on {service} is {phase} at {weight}%; finis
 NO_TEST_ROWS = ("canary.probe.enabled is true but model.test is not set; the probe sends real "
                 "rows of the test set:\n  model:\n    test: data/test.csv")
 
+PROBE_NEEDS_URLS = ("canary.probe.enabled is true but the kubernetes target gives the probe no "
+                    "address of each revision (pods are not reachable from the runner); set "
+                    "probe.enabled: auto (on for docker only) or false")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -72,7 +76,9 @@ def read_settings(config: Config) -> Settings:
     enabled = probe["enabled"]
     if enabled is True and not test:
         raise ConfigError(NO_TEST_ROWS)
-    if enabled in (True, "auto") and test:
+    if enabled is True and kind == "kubernetes":
+        raise ConfigError(PROBE_NEEDS_URLS)
+    if (enabled is True or (enabled == "auto" and kind == "docker")) and test:
         rows = _probe_rows(config, int(probe["rows"]))
         specs = (*specs, *metric_specs(
             [{"name": "prediction-agreement", "provider": "probe", "query": "agreement",
