@@ -22,7 +22,7 @@ def test_help_lists_only_commands_that_exist(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for command in build_parser()._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
         assert command in out
-    for future in ("canary", "monitor"):
+    for future in ("deploy", "rollout"):
         assert f"    {future} " not in out
 
 

@@ -103,7 +103,7 @@ def sign() -> StageResult:
 
 
 def canary(passing: bool = True, skipped: bool = False) -> StageResult:
-    # The canary stage is not built yet: its figures as the contract lets it write them.
+    # A canary result in the shape shipml canary writes (steps table; weight, error rate, p95 series).
     if skipped:
         return StageResult("canary", "skipped", "waiting for merge to main", STARTED, 0.0)
     steps: list[dict[str, Any]] = [
