@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.actions._act import ActRun, copy_action_source, run_workflow
+from tests.actions._act import ActRun, run_workflow
 
 pytestmark = [pytest.mark.act, pytest.mark.slow]
 
 SETUP = "OWNER/shipml/actions/setup@v1"
 VALIDATE = "OWNER/shipml/actions/validate@v1"
 PIPELINE = "OWNER/shipml@v1"
-
-
-@pytest.fixture(scope="session")
-def act_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("act_home")
-
-
-@pytest.fixture(scope="session")
-def action_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_action_source(tmp_path_factory.mktemp("action") / "shipml")
 
 
 def _pwned(tmp_path: Path) -> Path:
@@ -150,3 +141,117 @@ def test_pipeline_error_message_with_a_hostile_provider_injects_nothing(
     assert run.outcome("shipml") == "failure", run.log[-6000:]
     assert "provider" in run.log and token in run.log
     assert_nothing_injected(run, token)
+
+
+# --- every stage action, for real, then with hostile inputs -------------------------------------
+
+OPTIMIZE = "OWNER/shipml/actions/optimize@v1"
+LATENCY = "OWNER/shipml/actions/latency@v1"
+REPORT = "OWNER/shipml/actions/report@v1"
+BUILD = "OWNER/shipml/actions/build@v1"
+SIGN = "OWNER/shipml/actions/sign@v1"
+CANARY = "OWNER/shipml/actions/canary@v1"
+_QUICK_LATENCY = {"batch_sizes": [1], "max_time_s": 2, "min_runs": 50, "process_time_s": 0.2,
+                  "min_processes": 2}
+
+
+def hostile_values(marker: Path, keep: Path) -> list[str]:
+    """Command substitution, backticks, and a quote that closes a string before a command (aimed
+    at a throwaway folder, ``keep``, rather than the home folder itself)."""
+    return [f"$(touch {marker})", f"`touch {marker}`", f'"; rm -rf {keep};"', f"'; rm -rf {keep}; '"]
+
+
+def _hostile_steps(action: str, prefix: str, inputs: list[str], values: list[str]) -> list[dict[str, Any]]:
+    return [{"id": f"{prefix}{number}", "uses": action, "continue-on-error": True,
+             "with": {name: value for name in inputs}}
+            for number, value in enumerate(values)]
+
+
+def _keep(tmp_path: Path) -> Path:
+    keep = tmp_path / "keep-me"
+    keep.mkdir()
+    (keep / "file").write_text("still here")
+    return keep
+
+
+def test_the_pull_request_actions_run_on_the_example_and_hostile_inputs_execute_nothing(
+    installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    marker, keep = _pwned(tmp_path), _keep(tmp_path)
+    values = hostile_values(marker, keep)
+    config = {"model": {"path": "model.onnx", "label": "benign", "train": "train.csv",
+                        "test": "test.csv"},
+              "validate": {"suites": ["data_integrity"], "warn_only": ["FeatureFeatureCorrelation"]},
+              "optimize": {"candidates": ["graph"], "pick": "graph"}, "latency": _QUICK_LATENCY,
+              "report": {"title": "wine"}}
+    steps: list[dict[str, Any]] = [
+        {"id": "validate", "uses": VALIDATE},
+        {"id": "optimize", "uses": OPTIMIZE},
+        {"id": "latency", "uses": LATENCY,
+         "with": {"model": "${{ steps.optimize.outputs.model }}", "baseline": "model.onnx"}},
+        {"id": "report", "uses": REPORT, "with": {"title": values[0] + values[1] + values[2]}},
+        *_hostile_steps(OPTIMIZE, "optimize-h", ["model", "candidates"], values),
+        *_hostile_steps(LATENCY, "latency-h", ["model", "provider", "batch-sizes"], values),
+        *_hostile_steps(REPORT, "report-h", ["key", "comment-mode", "template-dir"], values),
+    ]
+    run = run_workflow(steps, workspace=tmp_path / "repo", source=action_source,
+                       cache_home=act_home, config=config)
+    assert run.returncode == 0, run.log[-6000:]
+    assert run.outputs("validate")["status"] == "pass", run.log[-6000:]
+    assert run.outputs("validate")["junit"].endswith("validate.junit.xml")
+    optimize = run.outputs("optimize")
+    assert (optimize["status"], optimize["chosen"]) == ("pass", "graph")
+    assert optimize["model"].endswith(".onnx") and optimize["result"] == ".shipml/results/optimize.json"
+    latency = run.outputs("latency")
+    assert latency["status"] == "pass" and float(latency["p95-ms"]) > 0
+    assert latency["report"].endswith(".html")
+    report = run.outputs("report")
+    assert report["verdict"] == "pass" and report["comment-url"] == ""
+    assert report["markdown"].endswith("report.md") and report["html"].endswith("report.html")
+    assert "would post to acme/wine#7" in run.log
+    for prefix in ("optimize-h", "latency-h", "report-h"):
+        for number in range(len(values)):
+            assert run.outcome(f"{prefix}{number}") == "failure", (prefix, number, run.log[-4000:])
+    assert not marker.exists()
+    assert (keep / "file").read_text() == "still here"
+
+
+@pytest.mark.docker
+def test_the_release_actions_build_push_sign_and_roll_out_and_hostile_inputs_execute_nothing(
+    act_home: Path, action_source: Path, tmp_path: Path, service: str, test_key: Path,
+) -> None:
+    from tests.actions.conftest import KEY_PASSWORD, REGISTRY, release_config
+
+    marker, keep = _pwned(tmp_path), _keep(tmp_path)
+    values = hostile_values(marker, keep)
+    image = "${{ steps.build.outputs.image }}@${{ steps.build.outputs.digest }}"
+    steps: list[dict[str, Any]] = [
+        {"id": "build", "uses": BUILD},
+        {"id": "sign", "uses": SIGN, "with": {"key": "cosign.key"}},
+        {"id": "canary", "uses": CANARY, "with": {"image": image, "public-key": "cosign.pub"}},
+        *_hostile_steps(BUILD, "build-h", ["image", "runtime", "registry-password"], values),
+        *_hostile_steps(SIGN, "sign-h", ["image", "key", "gates"], values),
+        *_hostile_steps(CANARY, "canary-h", ["service", "steps", "image"], values),
+    ]
+    run = run_workflow(
+        steps, workspace=tmp_path / "repo", source=action_source, cache_home=act_home,
+        event="push", config=release_config(service),
+        files={"cosign.key": test_key.read_text(), "cosign.pub": test_key.with_suffix(".pub").read_text()},
+        env={"COSIGN_PASSWORD": KEY_PASSWORD})
+    assert run.returncode == 0, run.log[-6000:]
+    build = run.outputs("build")
+    assert build["status"] == "pass", run.log[-6000:]
+    assert build["image"] == f"{REGISTRY}/{service}" and build["digest"].startswith("sha256:")
+    assert build["tags"] == f"sha-{build['tags'].split(',')[0][4:]},main,latest"
+    sign = run.outputs("sign")
+    assert sign["status"] == "pass", run.log[-6000:]
+    assert sign["digest"] == build["digest"]
+    assert sign["signature"] == f"{REGISTRY}/{service}:{build['digest'].replace(':', '-')}.sig"
+    assert sign["attestation"].endswith(".att")
+    canary = run.outputs("canary")
+    assert (canary["status"], canary["outcome"], canary["final-weight"]) == ("pass", "promoted", "100")
+    for prefix in ("build-h", "sign-h", "canary-h"):
+        for number in range(len(values)):
+            assert run.outcome(f"{prefix}{number}") == "failure", (prefix, number, run.log[-4000:])
+    assert not marker.exists()
+    assert (keep / "file").read_text() == "still here"

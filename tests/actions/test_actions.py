@@ -192,9 +192,9 @@ def test_top_level_action_runs_the_pipeline_with_every_input_wired() -> None:
 _SETUP_BLOCK = re.compile(r"^    # --- shipml setup ---\n(.*?)^    # --- end shipml setup ---\n",
                           re.MULTILINE | re.DOTALL)
 #: the extras each action installs (validate's deepchecks stack only where validate runs)
-_EXTRAS = {".": "validate", "actions/validate": "validate", "actions/optimize": '""',
+_EXTRAS = {".": "validate,build,sign,canary", "actions/validate": "validate", "actions/optimize": '""',
            "actions/latency": '""', "actions/report": '""', "actions/build": "build",
-           "actions/sign": "sign"}
+           "actions/sign": "sign", "actions/canary": "canary", "actions/monitor": "validate"}
 
 
 def _setup_block(action_dir: Path) -> str:
@@ -229,29 +229,98 @@ def test_every_action_is_set_up_by_the_block_alone() -> None:
         assert first["id"] == "install" and first["run"].endswith('setup.sh" install')
 
 
-def test_workflow_template_is_least_privilege_and_has_metadata() -> None:
-    for template in WORKFLOW_TEMPLATES:
-        workflow = yaml.safe_load(template.read_text(encoding="utf-8"))
-        assert workflow["permissions"] == {}
-        for job in workflow["jobs"].values():
-            # read-only, plus writing the one report comment
-            assert job["permissions"] in ({"contents": "read"},
-                                          {"contents": "read", "pull-requests": "write"})
-            for step in job["steps"]:
-                uses = step.get("uses", "")
-                if uses.startswith("actions/checkout@"):
-                    assert step["with"]["persist-credentials"] is False
-                if uses:
-                    assert _PINNED_USES.match(uses) or _OWN_ACTIONS.match(uses), uses
-        # Copied by hand, a `branches: [$default-branch]` filter stays literal and never fires.
-        trigger = workflow[True]  # YAML 1.1 reads the key `on` as true
-        assert trigger == {"pull_request": None}, trigger
-        assert "$default-branch" not in template.read_text(encoding="utf-8")
-        metadata = json.loads(template.with_suffix(".properties.json").read_text(encoding="utf-8"))
-        assert {"name", "description", "iconName", "categories", "filePatterns"} <= set(metadata)
-        for pattern in metadata["filePatterns"]:
-            re.compile(pattern)
-        assert any(re.search(p, "shipml.yaml") for p in metadata["filePatterns"])
+#: each template's jobs and the only permissions each may hold
+_TEMPLATE_PERMISSIONS = {
+    "shipml-pr.yml": {"pipeline": {"contents": "read", "pull-requests": "write"}},
+    "shipml-release.yml": {"release": {"contents": "read", "packages": "write"},
+                           "rollout": {"contents": "read", "packages": "read"}},
+    "shipml-monitor.yml": {"monitor": {"contents": "read", "issues": "write"}},
+}
+
+
+def test_every_template_is_known() -> None:
+    assert sorted(p.name for p in WORKFLOW_TEMPLATES) == sorted(_TEMPLATE_PERMISSIONS)
+
+
+@pytest.mark.parametrize("template", WORKFLOW_TEMPLATES, ids=[p.name for p in WORKFLOW_TEMPLATES])
+def test_workflow_template_is_least_privilege_and_has_metadata(template: Path) -> None:
+    workflow = yaml.safe_load(template.read_text(encoding="utf-8"))
+    assert workflow["permissions"] == {}
+    assert {name: job["permissions"] for name, job in workflow["jobs"].items()} == \
+        _TEMPLATE_PERMISSIONS[template.name]
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            uses = step.get("uses", "")
+            if uses.startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+            if uses:
+                assert _PINNED_USES.match(uses) or _OWN_ACTIONS.match(uses), uses
+    metadata = json.loads(template.with_suffix(".properties.json").read_text(encoding="utf-8"))
+    assert {"name", "description", "iconName", "categories", "filePatterns"} <= set(metadata)
+    for pattern in metadata["filePatterns"]:
+        re.compile(pattern)
+    assert any(re.search(p, "shipml.yaml") for p in metadata["filePatterns"])
+
+
+def test_pull_request_template_fires_on_every_pull_request() -> None:
+    template = REPO / "workflow-templates" / "shipml-pr.yml"
+    workflow = yaml.safe_load(template.read_text(encoding="utf-8"))
+    # Copied by hand, a `branches: [$default-branch]` filter stays literal and never fires.
+    assert workflow[True] == {"pull_request": None}  # YAML 1.1 reads the key `on` as true
+    assert "$default-branch" not in template.read_text(encoding="utf-8")
+
+
+def test_release_template_releases_pushes_to_the_default_branch_and_tags_one_rollout_at_a_time() -> None:
+    text = (REPO / "workflow-templates" / "shipml-release.yml").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(text)
+    assert workflow[True] == {"push": {"branches": ["$default-branch"], "tags": ["v*"]}}
+    assert "replace $default-branch" in text  # said for a copy made by hand
+    release, rollout = workflow["jobs"]["release"], workflow["jobs"]["rollout"]
+    # id-token only for keyless signing: present as a comment, never granted by default
+    assert "# id-token: write" in text and "id-token" not in json.dumps(workflow)
+    (shipml,) = [step for step in release["steps"] if step.get("id") == "shipml"]
+    assert shipml["with"]["event"] == "push" and shipml["with"]["rollout"] == "false"
+    assert shipml["with"]["sign-key"] == "env://COSIGN_PRIVATE_KEY"
+    assert set(release["outputs"]) == {"image", "digest", "rollout"}
+    assert rollout["needs"] == "release"
+    assert rollout["if"] == "needs.release.outputs.rollout == 'deferred'"
+    assert rollout["environment"] == "production"
+    assert rollout["concurrency"] == {"group": "shipml-rollout-${{ github.repository }}",
+                                      "cancel-in-progress": False}
+    summary = rollout["steps"][-1]
+    assert summary["if"] == "always()" and "GITHUB_STEP_SUMMARY" in summary["run"]
+    assert {"SHIPML_OUTCOME", "SHIPML_FINAL_WEIGHT", "SHIPML_ANALYSIS", "SHIPML_STATUS"} \
+        <= set(summary["env"])
+
+
+# --- GitHub's own schemas (check-jsonschema's vendored copies, offline) -------------------------
+
+
+def _check_jsonschema() -> str:
+    found = shutil.which("check-jsonschema") or str(Path(sys.executable).with_name("check-jsonschema"))
+    assert Path(found).exists(), "check-jsonschema is a dev dependency: pip install -e '.[dev]'"
+    return found
+
+
+@pytest.mark.parametrize(("schema", "files"), [
+    ("vendor.github-actions", [d / "action.yml" for d in ACTION_DIRS]),
+    ("vendor.github-workflows", WORKFLOW_TEMPLATES),
+], ids=["actions", "workflows"])
+def test_actions_and_templates_validate_against_githubs_schemas(schema: str, files: list[Path]) -> None:
+    completed = subprocess.run(
+        [_check_jsonschema(), "--builtin-schema", schema, *map(str, files)],
+        capture_output=True, text=True, check=False, cwd=REPO)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "ok -- validation done" in completed.stdout
+
+
+def test_a_broken_action_fails_githubs_schema(tmp_path: Path) -> None:
+    broken = tmp_path / "action.yml"
+    broken.write_text("name: x\ndescription: y\nruns:\n  using: composite\n  steps:\n"
+                      "    - run: echo hi\n", encoding="utf-8")  # a composite run step needs shell
+    completed = subprocess.run([_check_jsonschema(), "--builtin-schema", "vendor.github-actions",
+                                str(broken)], capture_output=True, text=True, check=False)
+    assert completed.returncode == 1, completed.stdout
 
 
 def test_jenkinsfile_runs_the_pipeline_and_publishes_junit_and_html() -> None:
@@ -265,6 +334,31 @@ def test_jenkinsfile_runs_the_pipeline_and_publishes_junit_and_html() -> None:
     assert 'refs/remotes/origin/${CHANGE_TARGET}' in text and "git fetch" in text
     # Jenkins' default CSP blanks deepchecks' page: the file says how to view it
     assert "hudson.model.DirectoryBrowserSupport.CSP" in text
+
+
+def _jenkins_stage(text: str, name: str) -> str:
+    start = text.index(f"stage('{name}')")
+    following = text.find("        stage('", start + 1)
+    return text[start:following if following != -1 else len(text)]
+
+
+def test_jenkinsfile_releases_main_and_tags_and_rolls_out_after_an_approval_one_at_a_time() -> None:
+    text = (REPO / "workflow-templates" / "Jenkinsfile.example").read_text(encoding="utf-8")
+    releases = "anyOf { buildingTag(); branch 'main' }"
+    pull = _jenkins_stage(text, "Validate, optimize, latency, report")
+    assert "not { anyOf { triggeredBy 'TimerTrigger'; buildingTag(); branch 'main' } }" in pull
+    release = _jenkins_stage(text, "Release: gates, build, push, sign, report")
+    assert releases in release and ".shipml-venv/bin/shipml run" in release
+    assert "SHIPML_ROLLOUT = 'false'" in release
+    assert "'shipml[validate,build,sign,canary] @ git+https://github.com/OWNER/shipml@v1'" in release
+    # secrets only through withCredentials, which masks them; the key is a file, never inline
+    assert "file(credentialsId: 'shipml-cosign-key', variable: 'SHIPML_SIGN_KEY')" in release
+    assert "--password-stdin" in release
+    rollout = _jenkins_stage(text, "Roll out (canary)")
+    assert releases in rollout and 'grep -q "^canary:"' in rollout
+    assert rollout.index("input message:") < rollout.index("lock(resource:") \
+        < rollout.index(".shipml-venv/bin/shipml canary")
+    assert "stage('Monitor production')" in text  # the monitor stage stays
 
 
 def test_install_commands_work_without_a_pypi_release() -> None:

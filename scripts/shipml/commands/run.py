@@ -210,8 +210,8 @@ def run_cli(args: argparse.Namespace) -> int:
         config_path = find_config(args.config)
         config = load_config(config_path)
         event = choose_event(args.event, os.environ, _configured_default_branch(config))
-        chosen = select_stages(explicit, sorted(config.written), source, event.half,
-                               _rollout(args))
+        rollout = _rollout(args)
+        chosen = select_stages(explicit, sorted(config.written), source, event.half, rollout)
     except ConfigError as exc:
         return _stopped_at_load(args, output, exc, explicit)
     print(f"shipml run: the {event.half.replace('_', '-')} half ({event.reason}): "
@@ -253,7 +253,11 @@ def run_cli(args: argparse.Namespace) -> int:
         else:
             os.environ[IN_PIPELINE] = previous
     worst = max(codes.values(), default=EXIT_OK)
-    _set_outputs(output, worst, chosen, event.half)
+    # --no-rollout: a later job (behind an environment) rolls out what this one built and signed
+    deferred = (event.half == "release" and not rollout and explicit is None and worst == EXIT_OK
+                and any(s.half == "release" and s.name not in RELEASE_BACKBONE
+                        and s.name in config.written for s in stages.STAGES))
+    _set_outputs(output, worst, chosen, event.half, deferred)
     listed = ", ".join(f"{stage} {_WORDS.get(code, f'exit {code}')}" for stage, code in codes.items())
     not_run = [stage for stage in chosen if stage not in codes]
     print(f"\nshipml run: {listed}" + (f"; not run: {', '.join(not_run)}" if not_run else ""))
@@ -407,7 +411,8 @@ def _under_act() -> bool:
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def _set_outputs(output: Path, worst: int, chosen: Sequence[str], half: Half) -> None:
+def _set_outputs(output: Path, worst: int, chosen: Sequence[str], half: Half,
+                 deferred: bool = False) -> None:
     from shipml.ci import detect
     from shipml.report.model import overall_verdict
 
@@ -430,13 +435,15 @@ def _set_outputs(output: Path, worst: int, chosen: Sequence[str], half: Half) ->
     image = build.handed("image") if build is not None and build.status == "pass" else None
     platform.set_output("image", str(build.metrics.get("image", "")) if image and build else "")
     platform.set_output("digest", image.digest if image else "")
-    platform.set_output("rollout", _rollout_outcome(ran.get("canary")) if half == "release" else "")
+    rollout = "deferred" if deferred else _rollout_outcome(ran.get("canary"))
+    platform.set_output("rollout", rollout if half == "release" else "")
     markdown = output / "report" / "report.md"
     platform.set_output("report", str(markdown) if "report" in ran or markdown.is_file() else "")
 
 
 def _rollout_outcome(canary: StageResult | None) -> str:
-    """Return promoted, paused, rolled_back, aborted, refused, or not-run."""
+    """Return promoted, paused, rolled_back, aborted, refused, or not-run (deferred is decided by
+    the caller)."""
     if canary is None or (canary.status == "skipped" and not canary.metrics):
         return "not-run"
     phase = canary.metrics.get("phase")
