@@ -92,6 +92,32 @@ def test_setup_refuses_hostile_venv_paths_and_runs_nothing(
     assert_nothing_injected(run, token)
 
 
+def test_setup_refuses_hostile_extras_and_never_empties_a_folder_that_is_not_a_venv(
+    act_home: Path, action_source: Path, tmp_path: Path,
+) -> None:
+    marker = _pwned(tmp_path)
+    token = uuid.uuid4().hex
+    precious = tmp_path / "home" / "notes.txt"
+    precious.parent.mkdir()
+    precious.write_text("keep me", encoding="utf-8")
+    extras = [f"validate]; touch {marker} #", f"$(touch {marker})", f"`touch {marker}`",
+              f"validate\n::error::{token}"]
+    steps = [{"id": f"e{number}", "uses": SETUP, "continue-on-error": True, "with": {"extras": value}}
+             for number, value in enumerate(extras)]
+    steps.append({"id": "folder", "uses": SETUP, "continue-on-error": True,
+                  "with": {"venv-path": str(precious.parent), "extras": ""}})
+    run = run_workflow(steps, workspace=tmp_path / "repo", source=action_source, cache_home=act_home)
+    assert run.returncode == 0, run.log[-6000:]
+    for number in range(len(extras)):
+        assert run.outcome(f"e{number}") == "failure", number
+    assert run.log.count("is not a comma-separated list of extras") == len(extras)
+    assert run.outcome("folder") == "failure"
+    assert "exists and is not a virtual environment" in run.log
+    assert precious.read_text(encoding="utf-8") == "keep me"
+    assert not marker.exists()
+    assert_nothing_injected(run, token)
+
+
 def test_validate_action_does_not_execute_or_echo_hostile_inputs(
     installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
 ) -> None:
@@ -151,6 +177,7 @@ REPORT = "OWNER/shipml/actions/report@v1"
 BUILD = "OWNER/shipml/actions/build@v1"
 SIGN = "OWNER/shipml/actions/sign@v1"
 CANARY = "OWNER/shipml/actions/canary@v1"
+MONITOR = "OWNER/shipml/actions/monitor@v1"
 _QUICK_LATENCY = {"batch_sizes": [1], "max_time_s": 2, "min_runs": 50, "process_time_s": 0.2,
                   "min_processes": 2}
 
@@ -190,9 +217,13 @@ def test_the_pull_request_actions_run_on_the_example_and_hostile_inputs_execute_
         {"id": "latency", "uses": LATENCY,
          "with": {"model": "${{ steps.optimize.outputs.model }}", "baseline": "model.onnx"}},
         {"id": "report", "uses": REPORT, "with": {"title": values[0] + values[1] + values[2]}},
+        # production rows as a table: the test set against the training data, the same population
+        {"id": "monitor", "uses": MONITOR, "continue-on-error": True,
+         "with": {"production": "test.csv", "min-records": "10"}},
         *_hostile_steps(OPTIMIZE, "optimize-h", ["model", "candidates"], values),
         *_hostile_steps(LATENCY, "latency-h", ["model", "provider", "batch-sizes"], values),
         *_hostile_steps(REPORT, "report-h", ["key", "comment-mode", "template-dir"], values),
+        *_hostile_steps(MONITOR, "monitor-h", ["production", "since", "on-clear"], values),
     ]
     run = run_workflow(steps, workspace=tmp_path / "repo", source=action_source,
                        cache_home=act_home, config=config)
@@ -209,7 +240,12 @@ def test_the_pull_request_actions_run_on_the_example_and_hostile_inputs_execute_
     assert report["verdict"] == "pass" and report["comment-url"] == ""
     assert report["markdown"].endswith("report.md") and report["html"].endswith("report.html")
     assert "would post to acme/wine#7" in run.log
-    for prefix in ("optimize-h", "latency-h", "report-h"):
+    monitor = run.outputs("monitor")
+    assert monitor["status"] in ("pass", "fail"), run.log[-6000:]  # judged, whatever the verdict
+    assert monitor["result"] == ".shipml/results/monitor.json" and monitor["issue-url"] == ""
+    assert monitor["junit"].endswith("monitor.junit.xml")
+    assert "shipml monitor: dry run (act): would" in run.log
+    for prefix in ("optimize-h", "latency-h", "report-h", "monitor-h"):
         for number in range(len(values)):
             assert run.outcome(f"{prefix}{number}") == "failure", (prefix, number, run.log[-4000:])
     assert not marker.exists()
@@ -228,7 +264,8 @@ def test_the_release_actions_build_push_sign_and_roll_out_and_hostile_inputs_exe
     steps: list[dict[str, Any]] = [
         {"id": "build", "uses": BUILD},
         {"id": "sign", "uses": SIGN, "with": {"key": "cosign.key"}},
-        {"id": "canary", "uses": CANARY, "with": {"image": image, "public-key": "cosign.pub"}},
+        # (no public-key pre-flight: the canary extra lacks the verifier's cryptography/pynacl)
+        {"id": "canary", "uses": CANARY, "with": {"image": image}},
         *_hostile_steps(BUILD, "build-h", ["image", "runtime", "registry-password"], values),
         *_hostile_steps(SIGN, "sign-h", ["image", "key", "gates"], values),
         *_hostile_steps(CANARY, "canary-h", ["service", "steps", "image"], values),
