@@ -86,7 +86,8 @@ def test_error_handoff_and_figures_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("error", {"kind": "oops", "exit_code": 2}, "error.kind is 'oops'; valid: config, infrastructure, internal"),
+    ("error", {"kind": "oops", "exit_code": 2},
+     "error.kind is 'oops'; valid: config, infrastructure, internal"),
     ("series", [{"title": "t", "categories": ["a", "b"], "values": [1]}], "has 2 categories and 1 values"),
     ("tables", [{"title": "t", "columns": [{"key": "a"}], "rows": [{"a": [1]}]}], "a table cell must be"),
 ])
