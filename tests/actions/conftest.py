@@ -66,6 +66,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def service_name() -> str:
+    """A fresh service name, for a test that starts nothing under it."""
+    return f"shipml-act-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
 def service(services: None) -> Iterator[str]:
     """A fresh service name; its containers and images go at the end."""
     name = f"shipml-act-{uuid.uuid4().hex[:8]}"
