@@ -5,7 +5,6 @@ both slots. Everything a test starts it stops, by id or pid."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import signal
 import socket
@@ -291,4 +290,3 @@ def sample_rows(folder: Path) -> list[dict[str, Any]]:
     return list(frame.head(40).to_dict(orient="records"))
 
 
-os.environ.setdefault("SHIPML_K8S_SCHEMAS", str(REPO.parent / "shared" / "k8s-schemas"))

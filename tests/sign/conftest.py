@@ -22,7 +22,8 @@ from tests.oci.fixtures import (  # noqa: F401 - fixtures
 )
 
 PASSWORD = "correct horse battery staple"
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "cosign-vectors"
+#: cosign's own data, copied unedited from ../shared/cosign-vectors (vectors/README.md: sources)
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,5 +1,6 @@
-"""cosign's own data (../shared/cosign-vectors, see its README): shipml loads the keys cosign
-wrote, verifies the signatures cosign made, and writes the same shapes."""
+"""cosign's own data (tests/sign/vectors, copied unedited from ../shared/cosign-vectors; its README
+names the source of each file): shipml loads the keys cosign wrote, verifies the signatures cosign
+made, and writes the same shapes."""
 
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ from shipml.sign.keys import (
     verify_bytes,
 )
 from tests.sign.conftest import VECTORS
-
-pytestmark = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"{VECTORS} is not here")
 
 #: every key file of the vectors with its password (README.md)
 KEYS = [

@@ -21,13 +21,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from shipml.errors import ConfigError, did_you_mean
 
 METHODS = ("replicas", "gateway-api", "istio", "kserve")
-#: where the upstream CRDs live (the project's shared folder), overridable for other checkouts
+#: a folder of upstream CRDs in the layout of shipml/canary/crds, instead of the shipped copies
 CRD_DIR_ENV = "SHIPML_K8S_SCHEMAS"
 _CRD_FILES = {
     ("gateway.networking.k8s.io", "HTTPRoute"): "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
@@ -218,13 +219,12 @@ def traffic_objects(method: str, service: str, namespace: str, *, stable: tuple[
 
 
 def crd_dir() -> Path:
-    """Return the folder of upstream CRDs (``$SHIPML_K8S_SCHEMAS``, else ../shared/k8s-schemas
-    beside the checkout, else /work/shared/k8s-schemas)."""
+    """Return the folder of upstream CRDs: ``$SHIPML_K8S_SCHEMAS``, else the unedited copies
+    shipped in ``shipml/canary/crds`` (see its README for their sources)."""
     chosen = os.environ.get(CRD_DIR_ENV)
     if chosen:
         return Path(chosen)
-    beside = Path(__file__).resolve().parents[4].parent / "shared" / "k8s-schemas"
-    return beside if beside.is_dir() else Path("/work/shared/k8s-schemas")
+    return Path(str(resources.files("shipml.canary") / "crds"))
 
 
 @cache
