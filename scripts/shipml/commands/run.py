@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import json
 import logging
 import os
@@ -352,16 +351,13 @@ class DryRun:
 
 
 def is_loopback_registry(image: str) -> bool:
-    """Return True when ``image`` (REGISTRY/REPOSITORY[...]) lives on a loopback registry."""
-    first, _, rest = image.strip().partition("/")
-    if not rest or not ("." in first or ":" in first or first == "localhost"):
-        return False  # a bare name is Docker Hub
-    host = first.split("]")[0].lstrip("[") if first.startswith("[") else first.rsplit(":", 1)[0]
-    if host == "localhost":
-        return True
+    """Return True when ``image`` (REGISTRY/REPOSITORY[...]) lives on a loopback registry; a
+    bare name (Docker Hub) or text that is no image reference is not."""
+    from shipml.oci.reference import Reference
+
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return Reference.parse(image).is_loopback
+    except ConfigError:
         return False
 
 
