@@ -18,6 +18,7 @@ keys each venv by it) and pip reuses its wheels.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -232,16 +233,25 @@ def _run(workflow: dict[str, Any], *, workspace: Path, source: Path, cache_home:
     secret_flags += _stub_actions(workflow, workspace.parent / f"{workspace.name}.stubs")
     for dump in dumps.values():
         dump.unlink(missing_ok=True)
-    started = time.monotonic()
-    completed = subprocess.run(
-        [act_binary(), event, "-e", str(payload), "-P", "ubuntu-latest=-self-hosted",
-         "--local-repository", f"{OWN_REPO}={source}", "--action-offline-mode",
-         "--container-daemon-socket", "-", "-W", ".github/workflows/test.yml", *secret_flags],
-        cwd=workspace, env=process_env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    # One act run at a time per cache: setup.sh installs into the shared venvs without a lock of
+    # its own, and another session (or bench/act_templates.py) may use the same cache.
+    with open(cache_home / ".act-run.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = time.monotonic()
+        completed = _act_process(event, payload, source, workspace, secret_flags, process_env, timeout)
     seconds = time.monotonic() - started
     jobs = {job: json.loads(dump.read_text(encoding="utf-8")) if dump.exists() else {}
             for job, dump in dumps.items()}
     first: dict[str, Any] = next(iter(jobs.values()), {})
     return ActRun(returncode=completed.returncode, log=completed.stdout + completed.stderr,
                   steps=first, jobs=jobs, seconds=seconds)
+
+
+def _act_process(event: str, payload: Path, source: Path, workspace: Path, flags: list[str],
+                 process_env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [act_binary(), event, "-e", str(payload), "-P", "ubuntu-latest=-self-hosted",
+         "--local-repository", f"{OWN_REPO}={source}", "--action-offline-mode",
+         "--container-daemon-socket", "-", "-W", ".github/workflows/test.yml", *flags],
+        cwd=workspace, env=process_env, capture_output=True, text=True, timeout=timeout, check=False,
+    )

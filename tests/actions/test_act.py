@@ -188,6 +188,19 @@ def hostile_values(marker: Path, keep: Path) -> list[str]:
     return [f"$(touch {marker})", f"`touch {marker}`", f'"; rm -rf {keep};"', f"'; rm -rf {keep}; '"]
 
 
+def assert_declared_outputs(run: ActRun, step_id: str, action: str, empty: tuple[str, ...] = ()) -> None:
+    """Every output ``actions/<action>/action.yml`` declares is set by the step, and only those
+    named in ``empty`` (nothing to say on this run, e.g. no comment posted under act) are empty."""
+    import yaml
+
+    from tests.actions._act import REPO
+
+    declared = yaml.safe_load((REPO / "actions" / action / "action.yml").read_text(encoding="utf-8"))
+    outputs = run.outputs(step_id)
+    assert set(outputs) == set(declared["outputs"]), step_id
+    assert sorted(name for name, value in outputs.items() if not value) == sorted(empty), (step_id, outputs)
+
+
 def _hostile_steps(action: str, prefix: str, inputs: list[str], values: list[str]) -> list[dict[str, Any]]:
     return [{"id": f"{prefix}{number}", "uses": action, "continue-on-error": True,
              "with": {name: value for name in inputs}}
@@ -240,6 +253,11 @@ def test_the_pull_request_actions_run_on_the_example_and_hostile_inputs_execute_
     assert report["verdict"] == "pass" and report["comment-url"] == ""
     assert report["markdown"].endswith("report.md") and report["html"].endswith("report.html")
     assert "would post to acme/wine#7" in run.log
+    drifted = run.outputs("monitor").get("drifted-features")
+    monitor_empty = ("issue-url",) if drifted else ("drifted-features", "issue-url")
+    for step_id, empty in (("validate", ()), ("optimize", ()), ("latency", ()),
+                           ("report", ("comment-url",)), ("monitor", monitor_empty)):
+        assert_declared_outputs(run, step_id, step_id, empty)
     monitor = run.outputs("monitor")
     assert monitor["status"] in ("pass", "fail"), run.log[-6000:]  # judged, whatever the verdict
     assert monitor["result"] == ".shipml/results/monitor.json" and monitor["issue-url"] == ""
@@ -287,6 +305,8 @@ def test_the_release_actions_build_push_sign_and_roll_out_and_hostile_inputs_exe
     assert sign["attestation"].endswith(".att")
     canary = run.outputs("canary")
     assert (canary["status"], canary["outcome"], canary["final-weight"]) == ("pass", "promoted", "100")
+    for step_id, empty in (("build", ()), ("sign", ()), ("canary", ("analysis",))):
+        assert_declared_outputs(run, step_id, step_id, empty)
     for prefix in ("build-h", "sign-h", "canary-h"):
         for number in range(len(values)):
             assert run.outcome(f"{prefix}{number}") == "failure", (prefix, number, run.log[-4000:])
