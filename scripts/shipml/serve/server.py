@@ -620,14 +620,22 @@ def run_worker(settings: ServeSettings, listener: socket.socket, worker: int,
         _log.emit("ready", worker=worker, model=settings.name, version=settings.version,
                   warmup_ms=round(warmup * 1000, 3),
                   start_to_ready_ms=round((time.perf_counter() - started) * 1000, 1))
+        if accept_after_load:
+            serving.start()
 
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                name="shipml-accept", daemon=True)
-    serving.start()
+    # Workers share one socket: a worker still loading must not take a connection that a ready
+    # one would answer (connections wait in the backlog meanwhile). A lone worker accepts at once,
+    # so that /v2/health/live answers while the model loads.
+    accept_after_load = settings.workers > 1
+    if not accept_after_load:
+        serving.start()
     threading.Thread(target=load, name="shipml-load", daemon=True).start()
     stop.wait()
     _shutdown(listener)
-    server.shutdown()
+    if serving.ident is not None:  # shutdown() waits for a serve_forever that was started
+        server.shutdown()
     listener.close()
     drained = app.drain(settings.drain_timeout_s)
     _log.emit("stopped", worker=worker, drained=drained, exit_code=outcome["code"])
