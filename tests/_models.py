@@ -69,54 +69,98 @@ def add_redundant_work(source: Path, target: Path, matmuls: int, width: int = 64
 
 def export_encoder(path: Path, *, vocab: int = 500, width: int = 64, layers: int = 2,
                    heads: int = 4) -> None:
-    """Export a small transformer encoder (token ids → mean-pooled embedding) with dynamic batch
-    and sequence axes."""
-    import torch
+    """Write a small transformer encoder (token ids → mean-pooled embedding) with dynamic batch
+    and sequence axes, built node by node with ``onnx.helper`` (opset 17) and seeded weights: the
+    graph a PyTorch export of such an encoder gives, without PyTorch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    head_width = width // heads
+    initializers: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
 
-    class Block(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.qkv = torch.nn.Linear(width, 3 * width)
-            self.out = torch.nn.Linear(width, width)
-            self.norm1 = torch.nn.LayerNorm(width)
-            self.norm2 = torch.nn.LayerNorm(width)
-            self.ff = torch.nn.Sequential(torch.nn.Linear(width, 4 * width), torch.nn.GELU(),
-                                          torch.nn.Linear(4 * width, width))
+    def constant(name: str, value: np.ndarray) -> str:
+        initializers.append(numpy_helper.from_array(value, name))
+        return name
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, s, d = x.shape
-            q, k, v = self.qkv(x).reshape(b, s, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-            attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
-            y = (attention @ v).transpose(1, 2).reshape(b, s, d)
-            x = self.norm1(x + self.out(y))
-            return self.norm2(x + self.ff(x))
+    def linear(prefix: str, source: str, fan_in: int, fan_out: int) -> str:
+        # PyTorch's nn.Linear initialisation: uniform in ±1/sqrt(fan_in)
+        bound = 1.0 / math.sqrt(fan_in)
+        weight = constant(f"{prefix}.weight",
+                          rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32))
+        bias = constant(f"{prefix}.bias", rng.uniform(-bound, bound, fan_out).astype(np.float32))
+        nodes.append(helper.make_node("MatMul", [source, weight], [f"{prefix}.matmul"]))
+        nodes.append(helper.make_node("Add", [f"{prefix}.matmul", bias], [prefix]))
+        return prefix
 
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(vocab, width)
-            self.position = torch.nn.Embedding(512, width)
-            self.blocks = torch.nn.ModuleList([Block() for _ in range(layers)])
+    def layer_norm(prefix: str, source: str) -> str:
+        scale = constant(f"{prefix}.weight", np.ones(width, dtype=np.float32))
+        bias = constant(f"{prefix}.bias", np.zeros(width, dtype=np.float32))
+        nodes.append(helper.make_node("LayerNormalization", [source, scale, bias], [prefix],
+                                      axis=-1, epsilon=1e-5))
+        return prefix
 
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            positions = torch.arange(input_ids.shape[1]).unsqueeze(0)
-            hidden = self.embed(input_ids) + self.position(positions)
-            for block in self.blocks:
-                hidden = block(hidden)
-            return hidden.mean(dim=1)
-
-    model = Encoder().eval()
-    example = torch.randint(0, vocab, (2, 16))
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), input_names=["input_ids"],
-                          output_names=["embedding"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence_length"},
-                                        "embedding": {0: "batch"}})
+    constant("heads_shape", np.array([0, 0, 3, heads, head_width], dtype=np.int64))
+    constant("merged_shape", np.array([0, 0, width], dtype=np.int64))
+    constant("scale", np.array(1.0 / math.sqrt(head_width), dtype=np.float32))
+    constant("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
+    constant("one", np.array(1.0, dtype=np.float32))
+    constant("half", np.array(0.5, dtype=np.float32))
+    constant("zero", np.array([0], dtype=np.int64))
+    for index in range(3):
+        constant(f"index{index}", np.array(index, dtype=np.int64))
+    embed = constant("embed.weight", rng.standard_normal((vocab, width)).astype(np.float32))
+    position = constant("position.weight", rng.standard_normal((512, width)).astype(np.float32))
+    nodes += [
+        helper.make_node("Gather", [embed, "input_ids"], ["tokens"]),
+        helper.make_node("Shape", ["input_ids"], ["sequence_length"], start=1, end=2),
+        helper.make_node("Slice", [position, "zero", "sequence_length", "zero"], ["positions"]),
+        helper.make_node("Add", ["tokens", "positions"], ["hidden0"]),
+    ]
+    hidden = "hidden0"
+    for layer in range(layers):
+        p = f"blocks.{layer}"
+        qkv = linear(f"{p}.qkv", hidden, width, 3 * width)
+        nodes += [
+            helper.make_node("Reshape", [qkv, "heads_shape"], [f"{p}.split"]),
+            helper.make_node("Transpose", [f"{p}.split"], [f"{p}.qkv_t"], perm=[2, 0, 3, 1, 4]),
+            *(helper.make_node("Gather", [f"{p}.qkv_t", f"index{i}"], [f"{p}.{name}"], axis=0)
+              for i, name in enumerate("qkv")),
+            helper.make_node("Transpose", [f"{p}.k"], [f"{p}.k_t"], perm=[0, 1, 3, 2]),
+            helper.make_node("MatMul", [f"{p}.q", f"{p}.k_t"], [f"{p}.scores_raw"]),
+            helper.make_node("Mul", [f"{p}.scores_raw", "scale"], [f"{p}.scores"]),
+            helper.make_node("Softmax", [f"{p}.scores"], [f"{p}.attention"], axis=-1),
+            helper.make_node("MatMul", [f"{p}.attention", f"{p}.v"], [f"{p}.heads"]),
+            helper.make_node("Transpose", [f"{p}.heads"], [f"{p}.heads_t"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [f"{p}.heads_t", "merged_shape"], [f"{p}.merged"]),
+        ]
+        attended = linear(f"{p}.out", f"{p}.merged", width, width)
+        nodes.append(helper.make_node("Add", [hidden, attended], [f"{p}.residual1"]))
+        normed = layer_norm(f"{p}.norm1", f"{p}.residual1")
+        up = linear(f"{p}.ff.0", normed, width, 4 * width)
+        nodes += [  # GELU as PyTorch exports it at opset 17: 0.5 · x · (1 + erf(x / √2))
+            helper.make_node("Div", [up, "sqrt2"], [f"{p}.gelu.scaled"]),
+            helper.make_node("Erf", [f"{p}.gelu.scaled"], [f"{p}.gelu.erf"]),
+            helper.make_node("Add", [f"{p}.gelu.erf", "one"], [f"{p}.gelu.plus"]),
+            helper.make_node("Mul", [up, f"{p}.gelu.plus"], [f"{p}.gelu.product"]),
+            helper.make_node("Mul", [f"{p}.gelu.product", "half"], [f"{p}.gelu"]),
+        ]
+        down = linear(f"{p}.ff.2", f"{p}.gelu", 4 * width, width)
+        nodes.append(helper.make_node("Add", [normed, down], [f"{p}.residual2"]))
+        hidden = layer_norm(f"{p}.norm2", f"{p}.residual2")
+    nodes.append(helper.make_node("ReduceMean", [hidden], ["embedding"], axes=[1], keepdims=0))
+    graph = helper.make_graph(
+        nodes, "encoder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64,
+                                       ["batch", "sequence_length"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", width])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="shipml-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
 
 
 def export_identity_sum(path: Path, *, width: int = 4, weight_mib: float = 0.0) -> None:
