@@ -284,9 +284,11 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, body = fake.handle(self.command, self.path, headers, raw)
-            payload = b"" if body is None else json.dumps(body).encode()
+            # bytes are sent as they are (a proxy's HTML page), anything else as JSON
+            raw_answer = isinstance(body, bytes)
+            payload = body if raw_answer else b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
-            if body is not None:
+            if body is not None and not raw_answer:
                 self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("X-GitHub-Media-Type", "github.v3; format=json")

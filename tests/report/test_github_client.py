@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 
@@ -199,3 +200,43 @@ def test_token_echoed_by_github_is_scrubbed(github: FakeGitHub) -> None:
     with pytest.raises(GitHubRequestError) as raised:
         client_for(github, []).list_issue_comments(REPO, 7)
     assert TOKEN not in str(raised.value) and "Bearer ***" in str(raised.value)
+
+
+HTML_PAGE = b"<!DOCTYPE html><html><body>Unicorn! GitHub is down</body></html>"
+
+
+@pytest.mark.parametrize(("method", "call"), [
+    ("GET", lambda client: client.list_issue_comments(REPO, 7)),
+    ("POST", lambda client: client.create_issue_comment(REPO, 7, "x")),
+    ("PATCH", lambda client: client.update_issue_comment(REPO, 1001, "x")),
+    ("POST", lambda client: client.create_commit_comment(REPO, "0123456789abcdef", "x")),
+    ("POST", lambda client: client.minimize_comment("IC_x")),
+    ("PATCH", lambda client: client.request("PATCH", f"/repos/{REPO}/issues/3")),
+    ("POST", lambda client: client.request_json("POST", f"/repos/{REPO}/issues")),
+])
+def test_a_2xx_html_body_is_an_infrastructure_error_not_a_crash(
+        github: FakeGitHub, method: str, call: Any) -> None:
+    github.script(method, r".*", 200, HTML_PAGE, headers={"Content-Type": "text/html"})
+    with pytest.raises(GitHubUnavailable) as raised:
+        call(client_for(github, []))
+    assert raised.value.exit_code == EXIT_INFRA
+    assert f"GitHub answered {method} /" in raised.value.message
+    assert "with HTTP 200 and a text/html body that is not JSON" in raised.value.message
+
+
+@pytest.mark.parametrize(("body", "found"), [
+    ({"message": "an object"}, "a JSON object where a JSON array was expected"),
+    ("a string", "a JSON string where a JSON array was expected"),
+])
+def test_a_listing_that_is_not_a_json_array_is_an_infrastructure_error(
+        github: FakeGitHub, body: Any, found: str) -> None:
+    github.script("GET", r".*", 200, body)
+    with pytest.raises(GitHubUnavailable, match=found):
+        client_for(github, []).list_issue_comments(REPO, 7)
+
+
+def test_a_created_comment_that_is_a_json_array_is_an_infrastructure_error(
+        github: FakeGitHub) -> None:
+    github.script("POST", r".*", 201, [1, 2])
+    with pytest.raises(GitHubUnavailable, match="a JSON array where a JSON object was expected"):
+        client_for(github, []).create_issue_comment(REPO, 7, "x")

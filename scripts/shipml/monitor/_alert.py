@@ -193,9 +193,10 @@ def apply(client: GitHubClient, repository: str, message: Message, decision: Dec
     outcome.issue_number = number
     for action in decision.actions:
         if action == "create":
-            created = client.request("POST", f"/repos/{repository}/issues", repository=repository,
-                                     json_body={"title": message.title, "body": message.body,
-                                                "labels": list(message.labels)}).json()
+            created = client.request_json(
+                "POST", f"/repos/{repository}/issues", repository=repository,
+                json_body={"title": message.title, "body": message.body,
+                           "labels": list(message.labels)})
             number = int(created["number"])
             outcome.issue_number = number
             outcome.issue_url = str(created.get("html_url") or "")

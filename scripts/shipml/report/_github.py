@@ -17,7 +17,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -61,6 +61,12 @@ OFF_ORIGIN = (
     "shipml stopped there rather than send the token to another host. Check GITHUB_API_URL "
     "(GitHub Enterprise: https://HOST/api/v3) and any proxy in between"
 )
+NOT_JSON = (
+    "GitHub answered {method} {path} with HTTP {status} and {found}: something between shipml "
+    "and GitHub (a proxy, a captive portal, a wrong "
+    "GITHUB_API_URL) answered instead. Check GITHUB_API_URL (GitHub Enterprise: "
+    "https://HOST/api/v3) and retry"
+)
 BAD_API_URL = "GitHub API URL {api_url!r} is not usable ({reason}); set GITHUB_API_URL to " \
     "https://api.github.com or https://HOST/api/v3"
 
@@ -68,6 +74,9 @@ _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _SECONDARY_MIN_WAIT_S = 60.0
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string", int: "number",
+                                float: "number", bool: "boolean"}
+_T = TypeVar("_T", dict[str, Any], list[Any])
 
 
 class GitHubRequestError(ConfigError):
@@ -174,7 +183,10 @@ class GitHubClient:
                     self._sleep(wait)
                 continue
             status = response.status_code
-            if status < 400 or status in allow:
+            if status < 400:
+                _check_json(method, url, response)
+                return response
+            if status in allow:
                 return response
             if status in _RETRY_STATUSES:
                 reason = f"HTTP {status}"
@@ -229,9 +241,7 @@ class GitHubClient:
         params: Mapping[str, Any] | None = {"per_page": PER_PAGE}
         while url:
             response = self.request("GET", url, params=params, repository=repository)
-            page = response.json()
-            if not isinstance(page, list):
-                raise GitHubUnavailable(f"GitHub answered GET {_path(url)} with a non-list body")
+            page = _json(response, "GET", url, list)
             yield from page
             following = response.links.get("next", {}).get("url")
             if following and origin(following) != self._origin:
@@ -244,6 +254,16 @@ class GitHubClient:
 
     # --- endpoints -------------------------------------------------------------------------
 
+    def request_json(self, method: str, path: str, *, json_body: Mapping[str, Any] | None = None,
+                     repository: str = "") -> dict[str, Any]:
+        """Send one request (as :meth:`request`) and return the JSON object GitHub answered.
+
+        Raises what :meth:`request` raises, and GitHubUnavailable (exit 3) when the 2xx answer
+        is not a JSON object.
+        """
+        response = self.request(method, path, json_body=json_body, repository=repository)
+        return _json(response, method, path, dict)
+
     def list_issue_comments(self, repository: str, number: int) -> list[dict[str, Any]]:
         """Return every comment of an issue or pull request, oldest first."""
         return list(self.paginate(f"/repos/{repository}/issues/{number}/comments",
@@ -251,15 +271,15 @@ class GitHubClient:
 
     def create_issue_comment(self, repository: str, number: int, body: str) -> dict[str, Any]:
         """Create a comment on an issue or pull request; return the comment object."""
-        response = self.request("POST", f"/repos/{repository}/issues/{number}/comments",
-                                json_body={"body": body}, repository=repository)
-        return dict(response.json())
+        url = f"/repos/{repository}/issues/{number}/comments"
+        response = self.request("POST", url, json_body={"body": body}, repository=repository)
+        return _json(response, "POST", url, dict)
 
     def update_issue_comment(self, repository: str, comment_id: int, body: str) -> dict[str, Any]:
         """Replace a comment's body; return the comment object."""
-        response = self.request("PATCH", f"/repos/{repository}/issues/comments/{comment_id}",
-                                json_body={"body": body}, repository=repository)
-        return dict(response.json())
+        url = f"/repos/{repository}/issues/comments/{comment_id}"
+        response = self.request("PATCH", url, json_body={"body": body}, repository=repository)
+        return _json(response, "PATCH", url, dict)
 
     def delete_issue_comment(self, repository: str, comment_id: int) -> bool:
         """Delete a comment; return False when it was already gone (another job deleted it)."""
@@ -269,9 +289,9 @@ class GitHubClient:
 
     def create_commit_comment(self, repository: str, sha: str, body: str) -> dict[str, Any]:
         """Comment on a commit; return the comment object."""
-        response = self.request("POST", f"/repos/{repository}/commits/{sha}/comments",
-                                json_body={"body": body}, repository=repository)
-        return dict(response.json())
+        url = f"/repos/{repository}/commits/{sha}/comments"
+        response = self.request("POST", url, json_body={"body": body}, repository=repository)
+        return _json(response, "POST", url, dict)
 
     def minimize_comment(self, node_id: str) -> None:
         """Hide a comment as outdated (GraphQL ``minimizeComment``, classifier OUTDATED)."""
@@ -279,10 +299,11 @@ class GitHubClient:
             "mutation($id: ID!) { minimizeComment(input: {subjectId: $id, classifier: OUTDATED}) "
             "{ minimizedComment { isMinimized } } }"
         )
-        response = self.request("POST", graphql_url(self.api_url),
+        url = graphql_url(self.api_url)
+        response = self.request("POST", url,
                                 json_body={"query": query, "variables": {"id": node_id}})
-        answer = response.json()
-        if isinstance(answer, dict) and answer.get("errors"):
+        answer = _json(response, "POST", url, dict)
+        if answer.get("errors"):
             first = answer["errors"][0]
             text = first.get("message", "") if isinstance(first, dict) else str(first)
             raise GitHubRequestError(self.scrub(f"GitHub GraphQL minimizeComment failed: {text}"),
@@ -347,6 +368,37 @@ def _is_rate_limit(response: requests.Response) -> bool:
     if "retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0":
         return True
     return "rate limit" in _message(response).lower()
+
+
+def _check_json(method: str, url: str, response: requests.Response) -> None:
+    # Every 2xx answer of the REST API with a body is JSON (204 has none); anything else came
+    # from something in between and must not reach a caller as data.
+    if not response.content:
+        return
+    try:
+        response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        raise GitHubUnavailable(NOT_JSON.format(
+            method=method, path=_path(url), status=response.status_code,
+            found=f"a {kind or 'untyped'} body that is not JSON")) from None
+
+
+def _json(response: requests.Response, method: str, url: str, expected: type[_T]) -> _T:
+    """Return the answer's JSON when it is an ``expected`` (dict or list); raise
+    GitHubUnavailable otherwise."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if isinstance(answer, expected):
+        return answer
+    found = "no body" if not response.content else (
+        f"a JSON {_JSON_NAMES.get(type(answer), 'value')}" if answer is not None
+        else "a body that is not JSON")
+    raise GitHubUnavailable(NOT_JSON.format(
+        method=method, path=_path(url), status=response.status_code,
+        found=f"{found} where a JSON {_JSON_NAMES[expected]} was expected"))
 
 
 def _message(response: requests.Response) -> str:
