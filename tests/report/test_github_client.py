@@ -240,3 +240,56 @@ def test_a_created_comment_that_is_a_json_array_is_an_infrastructure_error(
     github.script("POST", r".*", 201, [1, 2])
     with pytest.raises(GitHubUnavailable, match="a JSON array where a JSON object was expected"):
         client_for(github, []).create_issue_comment(REPO, 7, "x")
+
+
+def test_a_redirect_to_another_host_is_not_followed(github: FakeGitHub) -> None:
+    elsewhere = FakeGitHub(TOKEN).start()
+    try:
+        github.script("GET", r".*", 302, {"message": "Found"},
+                      headers={"Location": f"{elsewhere.base_url}/repos/{REPO}/issues/7/comments"})
+        with pytest.raises(GitHubUnavailable) as raised:
+            client_for(github, []).list_issue_comments(REPO, 7)
+        assert elsewhere.requests == []
+        assert raised.value.exit_code == EXIT_INFRA
+        assert raised.value.message.startswith(
+            f"GitHub's 302 redirect for GET /repos/{REPO}/issues/7/comments points to "
+            f"{elsewhere.host_url}, not to the GitHub API at {github.host_url}")
+    finally:
+        elsewhere.stop()
+
+
+def test_a_redirect_within_the_api_repeats_the_request_there(github: FakeGitHub) -> None:
+    # GitHub answers 301 for a renamed repository and 307 to repeat a request verbatim
+    github.script("POST", r"/repos/octo/old-name/issues/7/comments", 307, {"message": "moved"},
+                  headers={"Location": f"/repos/{REPO}/issues/7/comments"})
+    client_for(github, []).create_issue_comment("octo/old-name", 7, "hello")
+    assert [(r.method, r.path, r.body) for r in github.requests] == [
+        ("POST", "/repos/octo/old-name/issues/7/comments", {"body": "hello"}),
+        ("POST", f"/repos/{REPO}/issues/7/comments", {"body": "hello"})]
+    assert github.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+    assert github.bodies(7) == ["hello"]
+
+
+def test_endless_redirects_within_the_api_stop(github: FakeGitHub) -> None:
+    github.script("GET", r".*", 301, {"message": "Moved"},
+                  headers={"Location": f"/repos/{REPO}/issues/7/comments"}, times=50)
+    with pytest.raises(GitHubUnavailable, match="more than 5 redirects in a row"):
+        client_for(github, []).list_issue_comments(REPO, 7)
+
+
+@pytest.mark.parametrize(("permission", "call", "asked", "not_asked"), [
+    ("pull-requests: write", lambda c: c.create_issue_comment(REPO, 7, "x"),
+     "      pull-requests: write\n      contents: read\n", "issues: write"),
+    ("pull-requests: write", lambda c: c.create_commit_comment(REPO, "0123456789abcdef", "x"),
+     "    permissions:\n      contents: write\n", "pull-requests"),
+    ("issues: write", lambda c: c.request("POST", f"/repos/{REPO}/issues"),
+     "      issues: write\n      contents: read\n", "pull-requests"),
+])
+def test_403_asks_for_the_permission_the_caller_needs(
+        github: FakeGitHub, permission: str, call: Any, asked: str, not_asked: str) -> None:
+    github.script("POST", r".*", 403, {"message": "Resource not accessible by integration"})
+    client = GitHubClient(TOKEN, github.base_url, sleep=[].append, permission=permission)
+    with pytest.raises(GitHubRequestError) as raised:
+        call(client)
+    assert asked in raised.value.message
+    assert not_asked not in raised.value.message

@@ -220,8 +220,10 @@ def apply(client: GitHubClient, repository: str, message: Message, decision: Dec
         target, event_type = dispatch
         payload = dict(message.payload)
         payload["issue"] = outcome.issue_url
+        # repository_dispatch needs write access to the target's contents, not to its issues
         client.request("POST", f"/repos/{target}/dispatches", repository=target,
-                       json_body={"event_type": event_type, "client_payload": payload})
+                       json_body={"event_type": event_type, "client_payload": payload},
+                       permission="contents: write")
         outcome.dispatched = True
         log.info("monitor: repository_dispatch %s sent to %s", event_type, target)
 

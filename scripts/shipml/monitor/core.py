@@ -495,7 +495,7 @@ def _alerting(run: MonitorRun, config: Config, section: dict[str, Any], platform
             raise ConfigError(_alert.NO_REPOSITORY)
         from shipml.report._github import GitHubClient
 
-        client = GitHubClient(token, platform.api_url())
+        client = GitHubClient(token, platform.api_url(), permission="issues: write")
         issue = (_alert.find_issue(client, repository, key, alert["labels"])
                  if alert["issue"] else None)
         decision = _alert.decide(issue, drifted, on_clear=alert["on_clear"],

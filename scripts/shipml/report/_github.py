@@ -4,8 +4,9 @@ The token is checked before it is used (:func:`check_token`: one line of printab
 logged and never part of an exception message: every text that leaves this module passes through
 :meth:`GitHubClient.scrub`, and the exceptions of ``requests`` are named by type where their text
 could quote a header. The token goes only to the API's own origin (scheme, host and port of the
-configured API URL): pagination follows the ``Link`` header's ``next`` URL as GitHub gives it
-(``/repositories/<id>/…``) when it stays there, and stops with an error when it does not. Rate
+configured API URL): a redirect is followed only there, and pagination follows the ``Link``
+header's ``next`` URL as GitHub gives it (``/repositories/<id>/…``) when it stays there; both stop
+with an error when they do not. A 2xx answer that is not JSON is an infrastructure error. Rate
 limits are honoured as GitHub documents them; ``sleep`` and ``clock`` are injectable so tests
 assert on the waits.
 """
@@ -35,12 +36,15 @@ TOKEN_INVALID = (
     "GitHub answered 401 Bad credentials: the token is invalid or expired. Pass a valid token "
     "through the action's `github-token` input (default: ${{ github.token }}) or GITHUB_TOKEN."
 )
+#: the permission a 403 asks for when the caller names none (the report's PR comment)
+PULL_REQUESTS_WRITE = "pull-requests: write"
 TOKEN_READ_ONLY = (
-    "GitHub answered 403 '{message}' for {method} {path}: the token may not write comments. "
-    "Give the job write access:\n"
+    "GitHub answered 403 '{message}' for {method} {path}: the token lacks the permission this "
+    "needs. Give the job write access:\n"
     "    permissions:\n"
-    "      pull-requests: write\n"
-    "      contents: read\n"
+    "{permissions}"
+)
+FORK_TOKEN = (
     "On a pull request from a fork the GITHUB_TOKEN is read-only whatever `permissions:` says: "
     "upload .shipml as an artifact and run `shipml report` from a separate workflow triggered by "
     "`workflow_run` (which runs with the base repository's token), passing the pull request's "
@@ -71,6 +75,8 @@ BAD_API_URL = "GitHub API URL {api_url!r} is not usable ({reason}); set GITHUB_A
     "https://api.github.com or https://HOST/api/v3"
 
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _SECONDARY_MIN_WAIT_S = 60.0
@@ -92,7 +98,8 @@ class GitHubUnavailable(InfrastructureError):
 
 
 class GitHubClient:
-    """Thin adapter over GitHub's REST API for the calls ``shipml report`` needs."""
+    """Thin adapter over GitHub's REST API for the calls ``shipml report`` and ``shipml monitor``
+    need; ``permission`` is the ``permissions:`` line a 403 asks the job to grant."""
 
     def __init__(
         self,
@@ -105,6 +112,7 @@ class GitHubClient:
         timeout: tuple[float, float] = (5.0, 30.0),
         max_attempts: int = 5,
         max_wait_s: float = 900.0,
+        permission: str = PULL_REQUESTS_WRITE,
     ) -> None:
         token = check_token(token, "the caller") if token else token
         self.api_url = api_url.rstrip("/")
@@ -121,6 +129,7 @@ class GitHubClient:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
+        self._permission = permission
         self._headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {token}",
@@ -146,11 +155,15 @@ class GitHubClient:
         params: Mapping[str, Any] | None = None,
         repository: str = "",
         allow: frozenset[int] = frozenset(),
+        permission: str = "",
     ) -> requests.Response:
         """Send one request with retries; return the response (2xx or a status in ``allow``).
 
-        Raises GitHubRequestError for 4xx answers a person must act on and GitHubUnavailable
-        when GitHub stays unreachable, keeps answering 5xx or rate-limits beyond ``max_wait_s``.
+        A redirect is followed (the same request again) only within the API's origin.
+        ``permission`` is what a 403 asks the job to grant (default: the client's). Raises
+        GitHubRequestError for 4xx answers a person must act on and GitHubUnavailable when
+        GitHub stays unreachable, keeps answering 5xx, rate-limits beyond ``max_wait_s``,
+        redirects to another origin, or answers a 2xx whose body is not JSON.
         """
         url = path_or_url if "://" in path_or_url else f"{self.api_url}{path_or_url}"
         if origin(url) != self._origin:
@@ -158,12 +171,16 @@ class GitHubClient:
                 what=f"{method} {_path(url)}", target=_origin_text(url),
                 origin=_origin_text(self.api_url)))
         rate_limited = 0
+        redirects = 0
         reason = ""
-        for attempt in range(1, self._max_attempts + 1):
+        attempt = 0
+        while attempt < self._max_attempts:
+            attempt += 1
             try:
+                # requests would follow a redirect anywhere (dropping the token): never let it.
                 response = self._session.request(
                     method, url, headers=self._headers, json=json_body, params=params,
-                    timeout=self._timeout,
+                    timeout=self._timeout, allow_redirects=False,
                 )
             except (requests.exceptions.InvalidHeader, UnicodeError) as exc:
                 # The text of these quotes the header, token included: name the type only.
@@ -183,6 +200,14 @@ class GitHubClient:
                     self._sleep(wait)
                 continue
             status = response.status_code
+            if status in _REDIRECTS:
+                redirects += 1
+                target = self._redirect(method, url, response, redirects)
+                if status == 303:
+                    method, json_body = "GET", None
+                url, params = target, None
+                attempt -= 1  # a redirect is not a failed attempt
+                continue
             if status < 400:
                 _check_json(method, url, response)
                 return response
@@ -201,13 +226,31 @@ class GitHubClient:
                         f"than the {self._max_wait_s:.0f} s shipml waits; run the report later"
                     )
             else:
-                raise self._error(method, url, response, repository)
+                raise self._error(method, url, response, repository,
+                                  permission or self._permission)
             if attempt < self._max_attempts:
                 log.warning("report: %s %s: %s; retrying in %.0f s", method, _path(url), reason,
                             wait)
                 self._sleep(wait)
         raise GitHubUnavailable(UNREACHABLE.format(api_url=self.api_url,
                                                    attempts=self._max_attempts, reason=reason))
+
+    def _redirect(self, method: str, url: str, response: requests.Response, count: int) -> str:
+        # GitHub redirects a renamed repository's API URLs (301) within the API; anything that
+        # leaves the API's origin is not GitHub's answer to this request.
+        location = response.headers.get("location", "").strip()
+        what = f"GitHub's {response.status_code} redirect for {method} {_path(url)}"
+        if not location:
+            raise GitHubUnavailable(f"{what} names no Location")
+        target = urllib.parse.urljoin(url, location)
+        if origin(target) != self._origin:
+            raise GitHubUnavailable(OFF_ORIGIN.format(what=what, target=_origin_text(target),
+                                                      origin=_origin_text(self.api_url)))
+        if count > _MAX_REDIRECTS:
+            raise GitHubUnavailable(f"{what}: more than {_MAX_REDIRECTS} redirects in a row")
+        log.info("report: %s %s redirected (%d) to %s", method, _path(url),
+                 response.status_code, _path(target))
+        return target
 
     def _rate_limit_wait(self, response: requests.Response, count: int) -> float:
         # https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api
@@ -221,14 +264,17 @@ class GitHubClient:
         return float(_SECONDARY_MIN_WAIT_S * 2 ** (count - 1))
 
     def _error(self, method: str, url: str, response: requests.Response,
-               repository: str) -> GitHubRequestError:
+               repository: str, permission: str) -> GitHubRequestError:
         status = response.status_code
         message = self.scrub(_message(response))
         path = _path(url)
         if status == 401:
             text = TOKEN_INVALID
         elif status == 403:
-            text = TOKEN_READ_ONLY.format(message=message, method=method, path=path)
+            text = TOKEN_READ_ONLY.format(message=message, method=method, path=path,
+                                          permissions=_permissions_block(permission))
+            if permission == PULL_REQUESTS_WRITE:
+                text += FORK_TOKEN
         elif status == 404:
             text = NOT_FOUND.format(method=method, path=path, repository=repository or "?")
         else:
@@ -290,7 +336,8 @@ class GitHubClient:
     def create_commit_comment(self, repository: str, sha: str, body: str) -> dict[str, Any]:
         """Comment on a commit; return the comment object."""
         url = f"/repos/{repository}/commits/{sha}/comments"
-        response = self.request("POST", url, json_body={"body": body}, repository=repository)
+        response = self.request("POST", url, json_body={"body": body}, repository=repository,
+                                permission="contents: write")
         return _json(response, "POST", url, dict)
 
     def minimize_comment(self, node_id: str) -> None:
@@ -308,6 +355,13 @@ class GitHubClient:
             text = first.get("message", "") if isinstance(first, dict) else str(first)
             raise GitHubRequestError(self.scrub(f"GitHub GraphQL minimizeComment failed: {text}"),
                                      200)
+
+
+def _permissions_block(permission: str) -> str:
+    # The YAML to paste: the permission asked for, plus read access to the code.
+    granted = [permission] if permission.startswith("contents:") else [permission,
+                                                                      "contents: read"]
+    return "".join(f"      {line}\n" for line in granted)
 
 
 def check_token(token: str, source: str) -> str:
