@@ -3,12 +3,12 @@
 A request only decides (by its sample draw) and puts a record on a bounded queue; one writer
 thread serialises and writes. A full queue drops the record and counts it: the request path never
 waits for the disk. Files rotate by size: ``PATH`` is current, ``PATH.1`` the newest old one, and at
-most ``max_files`` exist. A later ``shipml monitor`` reads them to detect drift.
+most ``max_files`` exist. A later ``shipml monitor`` reads them to detect drift. Every line is
+strict JSON: a non-finite float is the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import random
@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from shipml.serve import _log
 from shipml.serve.settings import PredictionLogSettings
 
 
@@ -76,8 +77,8 @@ class PredictionLog:
             if record is None:
                 self._stream.flush()
                 return
-            # NaN from a client's JSON stays NaN (Python's json reads it back)
-            line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+            # strict JSON: a client's NaN is written "NaN" (proto3's JSON mapping), never bare
+            line = _log.dumps(record) + "\n"
             try:
                 data = line.encode("utf-8")
                 if self._size and self._size + len(data) > self.settings.max_bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,21 @@ _NUMPY_V2: dict[str, str] = {
 }
 KNOWN_DATATYPES = sorted(set(V2_DATATYPES.values()))
 JSON_TYPES = ("application/json",)
+#: deepest nesting of arrays and objects a body may have (a tensor of rank 32 is numpy's most)
+MAX_DEPTH = 64
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPENERS = frozenset(b"[{")
+TOO_DEEP = "the body nests arrays or objects {depth} deep; at most {limit} levels are accepted"
+TOO_MANY_DIGITS = "the body holds a number with more digits than any datatype takes: {reason}"
+OUT_OF_RANGE = ("{field} holds {value}, outside the range of model input {name!r} ({datatype}: "
+                "{low} to {high})")
+NOT_BOOLEAN = ("{field} holds {value}; model input {name!r} takes booleans (BOOL: true or false, "
+               "or 0 and 1)")
+NO_ROWS = ("{field} has a 0 in shape {shape}; send at least one row and no empty axis")
+AXES_DIFFER = ("{field} has {size} values along axis {axis} ({dim!r}), but {other} has {other_size}; "
+               "model inputs that share the axis {dim!r} take equal lengths")
+ROW_SHAPE = ("{field} holds a value of shape {got}; model input {name!r} takes one value of shape "
+             "{want} per row (-1: any size)")
 
 
 class RequestError(Exception):
@@ -78,7 +94,16 @@ def check_content_type(value: str | None) -> None:
 
 
 def parse_json(body: bytes) -> Any:
-    """Return the decoded JSON document; raise RequestError 400 naming the position of the fault."""
+    """Return the decoded JSON document.
+
+    Raises RequestError 400 naming the position of a syntax fault, for nesting deeper than
+    ``MAX_DEPTH`` (checked before parsing: every later step may recurse) and for an integer with
+    more digits than Python converts (over 4300).
+    """
+    depth = nesting_depth(body)
+    if depth > MAX_DEPTH:
+        raise RequestError(400, TOO_DEEP.format(depth=depth, limit=MAX_DEPTH), "body",
+                           f"at most {MAX_DEPTH} levels of nesting")
     try:
         return json.loads(body)
     except UnicodeDecodeError:
@@ -86,6 +111,20 @@ def parse_json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} "
                                 f"column {exc.colno}", "body", "a JSON document") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits
+        raise RequestError(400, TOO_MANY_DIGITS.format(reason=str(exc)[:120]), "body",
+                           "numbers within the model input's datatype") from None
+
+
+def nesting_depth(body: bytes) -> int:
+    """Return how deep ``body``'s arrays and objects nest (brackets inside strings not counted);
+    cheap for a body with few brackets, one vectorised pass otherwise."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return MAX_DEPTH
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    steps = np.frombuffer(brackets, dtype=np.uint8)
+    levels = np.cumsum(np.where((steps == ord("[")) | (steps == ord("{")), 1, -1), dtype=np.int64)
+    return int(levels.max()) if levels.size else 0
 
 
 # -- /predict ----------------------------------------------------------------------------------
@@ -140,51 +179,169 @@ def column_values(rows: Sequence[Any], columns: Sequence[str], source: str) -> d
 
 
 def column_array(values: list[Any], spec: TensorSpec, field_name: str) -> NDArray[Any]:
-    """Return one column's values as the ``[rows, 1]`` array ``spec`` takes.
+    """Return one input's values over the rows as the array ``spec`` takes, ``[rows, *row
+    shape]``, as the v2 protocol binds it: each row's value has the input's shape without its batch
+    axis (a lone value for a ``[rows, 1]`` input; a list of L token ids for a ``[rows, L]`` one).
 
     JSON null is a missing value: NaN for float inputs, the empty string for string inputs (as a
     CSV's empty cell is in ``validate``). Raises RequestError 422 naming the field for a value of
-    the wrong kind.
+    the wrong kind or shape (another rank, a fixed axis of another size, ragged rows).
     """
-    return convert(values, spec, field_name).reshape(-1, 1)
+    row_shape = v2_shape(spec)[1:]
+    array = convert(values, spec, field_name)
+    got = list(array.shape[1:])
+    if not got and row_shape == [1]:
+        return array.reshape(-1, 1)
+    if len(got) != len(row_shape) or any(want >= 0 and size != want
+                                         for size, want in zip(got, row_shape, strict=True)):
+        raise RequestError(422, ROW_SHAPE.format(field=field_name, got=got, name=spec.name,
+                                                 want=row_shape), field_name,
+                           f"one value of shape {row_shape} per row")
+    return array
+
+
+def check_axes(feeds: Mapping[str, NDArray[Any]], specs: Sequence[TensorSpec],
+               fields: Mapping[str, str]) -> None:
+    """Check the feeds' sizes beyond the batch axis: none is 0, and inputs that share a named
+    axis (``sequence`` of ``input_ids`` and ``attention_mask``) have equal lengths along it.
+
+    Raises RequestError 422 naming the input (its field in ``fields``).
+    """
+    seen: dict[str, tuple[str, int]] = {}
+    for spec in specs:
+        array = feeds.get(spec.name)
+        if array is None:
+            continue
+        field_name = fields.get(spec.name, spec.name)
+        if 0 in array.shape:
+            raise RequestError(422, NO_ROWS.format(field=field_name, shape=list(array.shape)),
+                               field_name, v2_shape(spec))
+        for axis, (dim, size) in enumerate(zip(spec.shape, array.shape, strict=False)):
+            if axis == 0 or not isinstance(dim, str) or not dim:
+                continue
+            other, other_size = seen.setdefault(dim, (field_name, size))
+            if other_size != size:
+                raise RequestError(422, AXES_DIFFER.format(field=field_name, size=size, axis=axis,
+                                                           dim=dim, other=other,
+                                                           other_size=other_size),
+                                   field_name, f"{other_size} values along axis {axis}")
 
 
 def convert(values: Any, spec: TensorSpec, field_name: str) -> NDArray[Any]:
-    """Return ``values`` (a flat or nested list) as a numpy array of ``spec``'s type.
+    """Return ``values`` (a flat or nested list) as a numpy array of ``spec``'s type, every value
+    within the type: no integer wraps, no finite number becomes an infinity, a BOOL takes only
+    booleans (or 0 and 1).
 
     Raises RequestError 422 naming ``field_name`` and the type the input takes.
     """
     dtype = spec.numpy_type
     if dtype is np.object_:
-        array = np.array(values, dtype=object)
-        flat = array.reshape(-1)
-        for position, value in enumerate(flat):
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                flat[position] = ""
-            elif isinstance(value, (dict, list)):
-                raise _wrong_value(field_name, value, spec)
-            elif not isinstance(value, str):
-                flat[position] = str(value)
-        return array
+        return _text(values, spec, field_name)
     try:
         array = np.array(values)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RequestError(422, f"{field_name} is ragged: its nested lists differ in length",
                            field_name, "a flat list, or nested lists of equal length") from None
-    if array.dtype.kind == "O" and np.issubdtype(dtype, np.floating):
-        flat = array.reshape(-1)
-        if all(value is None or _is_number(value, dtype) for value in flat):
-            array = np.array([math.nan if value is None else value for value in flat],
-                             dtype=np.float64).reshape(array.shape)
+    if array.dtype.kind == "O":
+        array = _numbers(array, dtype, spec, field_name)
     if array.dtype.kind not in "biuf":
         bad = next((v for v in array.reshape(-1).tolist() if not _is_number(v, dtype)), values)
         raise _wrong_value(field_name, bad, spec)
-    if array.dtype.kind == "f" and not np.issubdtype(dtype, np.floating):
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise RequestError(422, f"{field_name} holds fractional or missing values; model input "
-                                    f"{spec.name!r} takes whole numbers ({spec.type})", field_name,
-                               V2_DATATYPES.get(spec.type, spec.type))
+    if dtype is np.bool_:
+        if array.dtype.kind != "b" and (array.dtype.kind not in "iuf"
+                                        or not np.all((array == 0) | (array == 1))):
+            bad = next((v for v in array.reshape(-1).tolist() if v not in (0, 1)), values)
+            raise RequestError(422, NOT_BOOLEAN.format(field=field_name, value=_short(bad),
+                                                       name=spec.name), field_name, "BOOL")
+        return array.astype(dtype, copy=False)
+    if np.issubdtype(dtype, np.integer):
+        return _integers(array, dtype, spec, field_name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = array.astype(dtype, copy=False)
+    if array.dtype != converted.dtype and array.size:
+        overflow = np.isinf(converted) & ~np.isinf(array)
+        if np.any(overflow):
+            bad = array.reshape(-1)[np.argmax(overflow.reshape(-1))]
+            raise _out_of_range(field_name, bad.item(), spec)
+    return converted
+
+
+def _text(values: Any, spec: TensorSpec, field_name: str) -> NDArray[Any]:
+    try:
+        array = np.array(values, dtype=object)
+    except (ValueError, RecursionError):
+        raise RequestError(422, f"{field_name} is ragged: its nested lists differ in length",
+                           field_name, "a flat list, or nested lists of equal length") from None
+    flat = array.reshape(-1)
+    for position, value in enumerate(flat):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            flat[position] = ""
+        elif isinstance(value, (dict, list)):
+            raise _wrong_value(field_name, value, spec)
+        elif not isinstance(value, str):
+            flat[position] = str(value)
+    return array
+
+
+def _numbers(array: NDArray[Any], dtype: Any, spec: TensorSpec, field_name: str) -> NDArray[Any]:
+    """Return an object array of JSON values (ints too large for int64 or uint64, nulls mixed
+    with numbers) as numbers: Python ints are kept exact for the range check, nulls become NaN for
+    a float input. An array holding anything else is returned as is (refused by the caller)."""
+    flat = array.reshape(-1).tolist()
+    if not all(_is_number(value, dtype) for value in flat):
+        return array
+    if np.issubdtype(dtype, np.floating):
+        try:
+            return np.array([math.nan if value is None else float(value) for value in flat],
+                            dtype=np.float64).reshape(array.shape)
+        except OverflowError:
+            bad = next(v for v in flat if isinstance(v, int) and abs(v) > 2**1023)
+            raise _out_of_range(field_name, bad, spec) from None
+    low, high = _limits(dtype)
+    for value in flat:
+        if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+            raise _out_of_range(field_name, value, spec)
+    return array
+
+
+def _integers(array: NDArray[Any], dtype: Any, spec: TensorSpec, field_name: str) -> NDArray[Any]:
+    if array.dtype.kind == "f" and not (np.all(np.isfinite(array))
+                                        and np.all(array == np.round(array))):
+        raise RequestError(422, f"{field_name} holds fractional or missing values; model input "
+                                f"{spec.name!r} takes whole numbers ({spec.type})", field_name,
+                           V2_DATATYPES.get(spec.type, spec.type))
+    if array.size:
+        low, high = _limits(dtype)
+        # Python compares an int with a float exactly: 2**63 as a float is above int64's top
+        smallest, largest = array.min().item(), array.max().item()
+        if smallest < low:
+            raise _out_of_range(field_name, smallest, spec)
+        if largest > high:
+            raise _out_of_range(field_name, largest, spec)
     return array.astype(dtype, copy=False)
+
+
+def _limits(dtype: Any) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _out_of_range(field_name: str, value: Any, spec: TensorSpec) -> RequestError:
+    datatype = V2_DATATYPES.get(spec.type, spec.type)
+    if np.issubdtype(spec.numpy_type, np.integer):
+        low, high = _limits(spec.numpy_type)
+        low_text, high_text = str(low), str(high)
+    else:
+        info = np.finfo(spec.numpy_type)
+        low_text, high_text = f"{float(info.min):.6g}", f"{float(info.max):.6g}"
+    shown = str(value)
+    shown = shown if len(shown) <= 40 else f"{shown[:20]}...({len(shown)} digits)"
+    return RequestError(422, OUT_OF_RANGE.format(field=field_name, value=shown, name=spec.name,
+                                                 datatype=datatype, low=low_text, high=high_text),
+                        field_name, f"{datatype}: {low_text} to {high_text}")
+
+
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
 def _wrong_value(field_name: str, value: Any, spec: TensorSpec) -> RequestError:
@@ -233,6 +390,7 @@ def infer_request(document: Any, inputs: Sequence[TensorSpec], outputs: Sequence
                              "shape": v2_shape(spec)} for spec in inputs])
     by_name = {spec.name: spec for spec in inputs}
     feeds: dict[str, NDArray[Any]] = {}
+    fields: dict[str, str] = {}
     for index, tensor in enumerate(raw_inputs):
         where = f"inputs[{index}]"
         if not isinstance(tensor, dict):
@@ -250,6 +408,7 @@ def infer_request(document: Any, inputs: Sequence[TensorSpec], outputs: Sequence
             raise RequestError(422, f"{where}.name {name!r} is given twice", f"{where}.name",
                                sorted(by_name))
         feeds[name] = _tensor(tensor, spec, where)
+        fields[name] = f"{where}.shape"
     missing = [spec.name for spec in inputs if spec.name not in feeds]
     if missing:
         raise RequestError(422, f"inputs lacks the model inputs {missing}", "inputs",
@@ -258,6 +417,7 @@ def infer_request(document: Any, inputs: Sequence[TensorSpec], outputs: Sequence
     if len(set(batch.values())) > 1:
         raise RequestError(422, f"the inputs have different batch sizes {batch}; row i of every "
                                 "input is one example", "inputs", "one batch size")
+    check_axes(feeds, inputs, fields)
     rows = next(iter(batch.values()))
     if rows > max_rows:
         raise RequestError(422, f"inputs hold {rows} rows; at most {max_rows} per request "

@@ -36,6 +36,11 @@ OPTIONS = (
            "write a sampled prediction log here (JSON Lines)", "PATH"),
     Option("--drain-timeout", ("serve", "drain_timeout_s"), "SHIPML_DRAIN_TIMEOUT",
            "seconds to finish in-flight requests after SIGTERM", "SECONDS"),
+    Option("--request-timeout", ("serve", "request_timeout_s"), "SHIPML_REQUEST_TIMEOUT",
+           "seconds a request's whole head and body may take to arrive (408 after)", "SECONDS"),
+    Option("--max-connections-per-client", ("serve", "max_connections_per_client"),
+           "SHIPML_MAX_CONNECTIONS_PER_CLIENT",
+           "open connections from one client address (default: half of max_connections)", "N"),
 )
 
 
@@ -63,4 +68,4 @@ def run_cli(args: argparse.Namespace) -> int:
         given.append(Override(path=("serve", "model"), value=args.model_file,
                               source="the MODEL argument"))
     config = load_config(find_config(args.config), given)
-    return serve(serve_settings(config))
+    return serve(serve_settings(config, debug=bool(getattr(args, "debug", False))))

@@ -196,8 +196,10 @@ class ServedModel:
         values = _protocol.column_values(rows, self.columns, "rows")
         if self.onnx.layout == "columns":
             specs = {spec.name: spec for spec in self.onnx.inputs}
-            feeds = {name: _protocol.column_array(values[name], specs[name], f"rows[].{name}")
+            fields = {name: f"rows[].{name}" for name in self.columns}
+            feeds = {name: _protocol.column_array(values[name], specs[name], fields[name])
                      for name in self.columns}
+            _protocol.check_axes(feeds, self.onnx.inputs, fields)
             return values, feeds
         spec = self.onnx.inputs[0]
         for name in self.columns:  # names the offending column, not the tensor

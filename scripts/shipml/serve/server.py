@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -25,26 +26,44 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from shipml import __version__
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA, EXIT_OK, ConfigError, first_line
-from shipml.serve import _log, _protocol
+from shipml.serve import _framing, _log, _protocol
+from shipml.serve._framing import ClientGone, RequestReader, RequestTimeout
 from shipml.serve._protocol import RequestError
 from shipml.serve.settings import ServeSettings
 
 #: a client's X-Request-Id is kept when it is this safe (it is echoed in a header and logged)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
-_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
 #: endpoints open without a token (health probes)
 _OPEN = frozenset({"live", "ready", "model_ready"})
 _JSON = "application/json"
 #: what connection errors look like: the client went away, nothing to log
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError, ssl.SSLError)
 NOT_READY = "the model is still loading; retry when GET /v2/health/ready answers 200"
+TOO_MANY_CONNECTIONS = "too many open connections (serve.max_connections); retry shortly"
+TOO_MANY_FROM_CLIENT = ("too many open connections from this address "
+                        "(serve.max_connections_per_client); retry shortly")
+IDLE_TIMEOUT = ("the client sent nothing for {seconds:g} s in the middle of its request "
+                "(serve.read_timeout_s)")
+#: after SIGTERM, a connection accepted before it that has sent nothing is closed after this long
+SILENT_GRACE_S = 1.0
+
+
+@dataclass
+class _Connection:
+    """An open client connection: its address and, once its handler runs, its reader."""
+
+    client: str
+    reader: RequestReader | None = None
+    closing: bool = False
 
 
 class App:
@@ -61,8 +80,10 @@ class App:
         self.draining = False
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._lock = threading.Lock()
-        #: open connections: True while one is inside a request
-        self._connections: dict[socket.socket, bool] = {}
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._per_client: Counter[str] = Counter()
+        #: connections refused at accept, answered 503 by their handler: the reason
+        self._refused: dict[socket.socket, str] = {}
         self._busy = 0
         self._token_digests = [hashlib.sha256(token.encode()).digest() for token in settings.tokens]
         self.prediction_log: Any = None
@@ -104,19 +125,30 @@ class App:
         return warmup
 
     def drain(self, timeout: float) -> bool:
-        """Refuse new requests on open connections, close idle ones, wait up to ``timeout`` for
-        requests in flight; then stop the batcher and flush the prediction log. Return True when
-        every request in flight was answered."""
+        """Answer every request begun on a connection accepted before the drain, for up to
+        ``timeout`` seconds: close only connections idle between requests (and, after
+        ``SILENT_GRACE_S``, accepted ones that never sent a byte), answer the rest with
+        ``Connection: close``; then stop the batcher and flush the prediction log. Return True
+        when every request begun was answered."""
         self.draining = True
         self.metrics.ready.set(0)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
+            silent_over = time.monotonic() >= started + SILENT_GRACE_S
             with self._lock:
-                idle = [conn for conn, busy in self._connections.items() if not busy]
-                busy, open_connections = self._busy, len(self._connections)
-            for conn in idle:
-                _shutdown(conn)
-            if (busy == 0 and open_connections == 0) or time.monotonic() >= deadline:
+                tracked = list(self._connections.items())
+                busy = self._busy
+            waiting = 0
+            for conn, connection in tracked:
+                if connection.closing:
+                    continue
+                if _closable(conn, connection, silent_over):
+                    connection.closing = True
+                    _shutdown(conn)
+                else:
+                    waiting += 1
+            if (busy == 0 and waiting == 0) or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
         if self.batcher is not None:
@@ -127,31 +159,53 @@ class App:
 
     # -- connections and requests --------------------------------------------------------------
 
-    def connection_opened(self, conn: socket.socket) -> bool:
-        """Track ``conn``; return False when ``max_connections`` are already open."""
+    def connection_opened(self, conn: socket.socket, client: str) -> str | None:
+        """Track ``conn`` from ``client`` as it is accepted; return None, or the reason it is
+        refused (``connections`` at ``max_connections``, ``client_connections`` at
+        ``max_connections_per_client`` from that address). A refused one is answered 503 by
+        its handler (:meth:`refusal`)."""
         with self._lock:
+            reason = None
             if len(self._connections) >= self.settings.max_connections:
-                return False
-            self._connections[conn] = False
-            return True
+                reason = "connections"
+            elif self._per_client[client] >= self.settings.max_connections_per_client:
+                reason = "client_connections"
+            if reason is not None:
+                self._refused[conn] = reason
+                return reason
+            self._connections[conn] = _Connection(client)
+            self._per_client[client] += 1
+            return None
+
+    def refusal(self, conn: socket.socket) -> str | None:
+        """Return (once) why ``conn`` was refused at accept, None when it was not."""
+        with self._lock:
+            return self._refused.pop(conn, None)
+
+    def connection_reading(self, conn: socket.socket, reader: RequestReader) -> None:
+        """Attach the reader of ``conn``'s handler: drain asks it whether a request has begun."""
+        with self._lock:
+            if conn in self._connections:
+                self._connections[conn].reader = reader
 
     def connection_closed(self, conn: socket.socket) -> None:
         """Forget ``conn``."""
         with self._lock:
-            self._connections.pop(conn, None)
+            connection = self._connections.pop(conn, None)
+            if connection is not None:
+                self._per_client[connection.client] -= 1
+                if self._per_client[connection.client] <= 0:
+                    del self._per_client[connection.client]
 
-    def request_started(self, conn: socket.socket) -> None:
-        """Mark ``conn`` busy: drain waits for it."""
+    def request_started(self) -> None:
+        """Count a request in flight (its request line arrived)."""
         with self._lock:
-            self._connections[conn] = True
             self._busy += 1
         self.metrics.in_flight.inc()
 
-    def request_finished(self, conn: socket.socket) -> None:
-        """Mark ``conn`` idle again."""
+    def request_finished(self) -> None:
+        """Count a request in flight as answered."""
         with self._lock:
-            if conn in self._connections:
-                self._connections[conn] = False
             self._busy -= 1
         self.metrics.in_flight.dec()
 
@@ -183,21 +237,44 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "shipml"
     sys_version = ""
     server: _Server
+    reader: RequestReader
 
     def setup(self) -> None:
-        self.timeout = self.server.app.settings.read_timeout_s  # type: ignore[misc]
+        settings = self.server.app.settings
+        self.timeout = min(settings.read_timeout_s, settings.request_timeout_s)  # type: ignore[misc]
         super().setup()
+        # The framing layer's reader replaces the buffered file: it holds every read to the
+        # request deadline and tells the drain whether a request has begun.
+        self.rfile.close()
+        self.reader = RequestReader(self.connection, settings.read_timeout_s,
+                                    settings.request_timeout_s)
+        self.reader.arm()
+        self.rfile = self.reader  # type: ignore[assignment]
+        self._fresh_request()
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
 
+    def _fresh_request(self) -> None:
+        self._started = time.perf_counter()
+        self._body_read = True
+        self._length = 0
+        self._continue_sent = False
+        self._bytes_in = 0
+        self.request_id = uuid.uuid4().hex
+        self.endpoint = "other"
+        self.command = ""
+        self.path = "/"
+        self.request_version = self.default_request_version
+
     def handle(self) -> None:
         app = self.server.app
-        if not app.connection_opened(self.connection):
-            app.metrics.reject("connections")
-            self._raw_reject()
+        reason = app.refusal(self.connection)
+        if reason is not None:
+            self._raw_reject(reason)
             return
+        app.connection_reading(self.connection, self.reader)
         try:
             if isinstance(self.connection, ssl.SSLSocket):
                 self.connection.do_handshake()
@@ -208,60 +285,84 @@ class _Handler(BaseHTTPRequestHandler):
             app.connection_closed(self.connection)
 
     def handle_one_request(self) -> None:
-        # BaseHTTPRequestHandler's loop step, with the request marked busy for the drain and
-        # answered by our dispatcher; the request line's arrival starts the clock.
-        self.raw_requestline = self.rfile.readline(65537)
+        # BaseHTTPRequestHandler's loop step, with the framing checked before anything routes the
+        # request, and the whole head and body read against the request deadline.
+        app = self.server.app
+        try:
+            self.raw_requestline = self.reader.readline(65537)
+        except TimeoutError as timeout:
+            self.close_connection = True
+            if self.reader.begun:  # part of a request line arrived, too slowly
+                self._fresh_request()
+                self._answer_timeout(timeout)
+            return
         if not self.raw_requestline:
             self.close_connection = True
             return
-        app = self.server.app
-        self._started = time.perf_counter()
-        self._body_read = False
-        self._bytes_in = 0
-        self.request_id = uuid.uuid4().hex
-        self.endpoint = "other"
-        app.request_started(self.connection)
+        self._fresh_request()
+        app.request_started()
         try:
-            if len(self.raw_requestline) > 65536:
-                self.requestline = ""
-                self.request_version = self.default_request_version
-                self.command = "GET"
-                self.path = "/"
-                self._answer_error(RequestError(414, "the request line is too long", "path",
-                                                "at most 64 KiB"))
-                self.close_connection = True
-                return
+            self._one_request()
+        finally:
+            app.request_finished()
+            self.reader.disarm()
+
+    def _one_request(self) -> None:
+        if len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            self._answer_error(RequestError(414, "the request line is too long", "path",
+                                            "at most 64 KiB"))
+            return
+        try:
             if not self.parse_request():
                 return
-            header = self.headers.get("X-Request-Id")
-            if header and _REQUEST_ID.match(header):
-                self.request_id = header
-            self._dispatch()
-        finally:
-            app.request_finished(self.connection)
+        except TimeoutError as timeout:
+            self.close_connection = True
+            self._answer_timeout(timeout)
+            return
+        header = self.headers.get("X-Request-Id")
+        if header and _REQUEST_ID.match(header):
+            self.request_id = header
+        try:
+            if _framing.head_size(self.raw_requestline, self.headers) > _framing.MAX_HEAD_BYTES:
+                size = _framing.head_size(self.raw_requestline, self.headers)
+                raise RequestError(431, _framing.HEAD_TOO_LARGE.format(
+                    size=size, limit=_framing.MAX_HEAD_BYTES), "headers",
+                    f"at most {_framing.MAX_HEAD_BYTES} bytes")
+            self._length = _framing.body_length(self.headers)
+        except RequestError as error:
+            self.close_connection = True  # where this request's body ends is unknown
+            self._answer_error(error)
+            return
+        self._body_read = self._length == 0
+        self._dispatch()
 
     def handle_expect_100(self) -> bool:
-        # A body over the limit is refused before the client sends it.
-        length = self.headers.get("Content-Length") or "0"
-        if length.isdigit() and int(length) > self.server.app.settings.max_body_bytes:
-            self.close_connection = True
-            self._body_read = True
-            limit = self.server.app.settings.max_body_bytes
-            self._answer_error(RequestError(413, f"the body has {length} bytes; at most {limit} are "
-                                                 "accepted (serve.max_body_mb)", "body",
-                                            f"at most {limit} bytes"))
-            return False
-        return super().handle_expect_100()
+        # 100 Continue is sent when a route reads the body (_read_body), so a request refused
+        # before that (401, 404, 413, a framing error) never makes the client send it.
+        return True
+
+    def _answer_timeout(self, timeout: TimeoutError) -> None:
+        app = self.server.app
+        app.metrics.reject("request_timeout")
+        if isinstance(timeout, RequestTimeout):
+            error = RequestError(408, str(timeout), "request", "the whole request within "
+                                 f"{app.settings.request_timeout_s:g} s")
+        else:
+            error = RequestError(408, IDLE_TIMEOUT.format(seconds=app.settings.read_timeout_s),
+                                 "request", f"no pause over {app.settings.read_timeout_s:g} s")
+        self._body_read = True
+        self._answer_error(error)
 
     # -- routing -----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         app = self.server.app
-        path = unquote(urlsplit(self.path).path)
+        path = urlsplit(self.path).path
         status, body, content_type = 500, b"", _JSON
         headers: dict[str, str] = {}
         try:
-            route = self._route(self.command, path)
+            route = self._route(self.command, _framing.path_segments(self.path))
             self.endpoint = route[0]
             if self.endpoint not in _OPEN and not (self.endpoint == "metrics"
                                                    and not app.settings.auth_metrics):
@@ -274,39 +375,45 @@ class _Handler(BaseHTTPRequestHandler):
         except RequestError as error:
             self._answer_error(error)
             return
+        except ClientGone:
+            self.close_connection = True
+            return
         except Exception as exc:  # a bug: answered 500 with the request id, logged once
-            _log.emit("internal_error", "error", request_id=self.request_id, path=path,
-                      error=f"{type(exc).__name__}: {first_line(exc)}",
-                      traceback=traceback.format_exc(limit=8))
+            details: dict[str, Any] = {}
+            if app.settings.debug:
+                details["traceback"] = traceback.format_exc(limit=8)
+            _log.emit("internal_error", "error", request_id=self.request_id, path=path[:256],
+                      error=f"{type(exc).__name__}: {first_line(exc)[:512]}", **details)
             self._answer_error(RequestError(500, "internal server error; quote the request id when "
                                                  "you report it"))
             return
         self._send(status, body, content_type, headers)
 
-    def _route(self, method: str, path: str) -> tuple[str, Callable[[], tuple[int, Any, str]]]:
+    def _route(self, method: str, segments: tuple[str, ...]
+               ) -> tuple[str, Callable[[], tuple[int, Any, str]]]:
         app = self.server.app
-        if path == "/predict":
+        if segments == ("predict",):
             return "predict", self._only(method, "POST", self._predict)
-        if path == "/v2/health/live":
+        if segments == ("v2", "health", "live"):
             return "live", self._only(method, "GET", lambda: (200, {"live": True}, _JSON))
-        if path == "/v2/health/ready":
+        if segments == ("v2", "health", "ready"):
             return "ready", self._only(method, "GET", self._server_ready)
-        if path == "/metrics":
+        if segments == ("metrics",):
             return "metrics", self._only(method, "GET", lambda: (
                 200, app.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8"))
-        if path in ("/v2", "/v2/"):
+        if segments in (("v2",), ("v2", "")):
             return "server_metadata", self._only(method, "GET", lambda: (
                 200, {"name": "shipml", "version": __version__, "extensions": []}, _JSON))
-        match = _MODEL_PATH.match(path)
-        if match:
-            name, version, action = match.groups()
-            endpoint = {"/ready": "model_ready", "/infer": "infer"}.get(action or "", "model_metadata")
+        model_path = _model_path(segments)
+        if model_path is not None:
+            name, version, action = model_path
+            endpoint = {"ready": "model_ready", "infer": "infer"}.get(action or "", "model_metadata")
             self.endpoint = endpoint
             if name != app.settings.name:
-                raise RequestError(404, f"model {name!r} is not served here", "model_name",
+                raise RequestError(404, f"model {name[:128]!r} is not served here", "model_name",
                                    [app.settings.name])
             if version is not None and version != app.settings.version:
-                raise RequestError(404, f"model {name!r} has no version {version!r}",
+                raise RequestError(404, f"model {name!r} has no version {version[:64]!r}",
                                    "model_version", [app.settings.version])
             if endpoint == "infer":
                 return endpoint, self._only(method, "POST", self._infer)
@@ -314,14 +421,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return endpoint, self._only(method, "GET", self._server_ready)
             return endpoint, self._only(method, "GET", self._metadata)
         self.endpoint = "not_found"
-        raise RequestError(404, f"no endpoint {path!r}", "path",
+        raise RequestError(404, f"no endpoint {'/' + '/'.join(segments)[:256]!r}", "path",
                            ["/predict", "/v2/models/{name}/infer", "/v2/models/{name}",
                             "/v2/health/live", "/v2/health/ready", "/metrics"])
 
     def _only(self, method: str, allowed: str, handler: Callable[[], tuple[int, Any, str]]
               ) -> Callable[[], tuple[int, Any, str]]:
         if method != allowed:
-            raise RequestError(405, f"{method} is not allowed here; use {allowed}", "method",
+            raise RequestError(405, f"{method[:16]} is not allowed here; use {allowed}", "method",
                                allowed, {"Allow": allowed})
         return handler
 
@@ -399,17 +506,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         limit = self.server.app.settings.max_body_bytes
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.close_connection = True
-            raise RequestError(411, "send the body with a Content-Length header (chunked transfer "
-                                    "is not accepted)", "Content-Length", "the body's size in bytes")
-        length = self._content_length()
+        length = self._length
         if length > limit:
             self.close_connection = True
             raise RequestError(413, f"the body has {length} bytes; at most {limit} are accepted "
                                     "(serve.max_body_mb)", "body", f"at most {limit} bytes")
         self._body_read = True
-        body = self.rfile.read(length) if length else b""
+        if not length:
+            return b""
+        if self._expects_continue():
+            self._continue_sent = True
+            try:
+                self.wfile.write(f"{self.protocol_version} 100 Continue\r\n\r\n".encode("latin-1"))
+            except OSError:
+                raise ClientGone from None
+        try:
+            body = self.reader.read(length)
+        except TimeoutError as timeout:
+            self.close_connection = True
+            self.server.app.metrics.reject("request_timeout")
+            if isinstance(timeout, RequestTimeout):
+                raise RequestError(408, str(timeout), "body", "the whole request within "
+                                   f"{self.reader.request_timeout:g} s") from None
+            seconds = self.server.app.settings.read_timeout_s
+            raise RequestError(408, IDLE_TIMEOUT.format(seconds=seconds), "body",
+                               f"no pause over {seconds:g} s") from None
+        except OSError:
+            raise ClientGone from None
         self._bytes_in = len(body)
         if len(body) != length:
             self.close_connection = True
@@ -417,43 +540,35 @@ class _Handler(BaseHTTPRequestHandler):
                                "Content-Length", len(body))
         return body
 
-    def _content_length(self) -> int:
-        raw = self.headers.get("Content-Length") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise RequestError(400, f"Content-Length {raw!r} is not a byte count",
-                               "Content-Length", "a non-negative integer")
-        return length
+    def _expects_continue(self) -> bool:
+        return (self.request_version == "HTTP/1.1"
+                and (self.headers.get("Expect") or "").strip().lower() == "100-continue")
 
     # -- answers -----------------------------------------------------------------------------
 
     def _answer_error(self, error: RequestError) -> None:
-        if not self._body_read and self.command in ("POST", "PUT", "PATCH") \
-                and not self.close_connection:
-            self._discard_body()
         self._send(error.status, _protocol_json(error.body(self.request_id)), _JSON, error.headers)
 
     def _discard_body(self) -> None:
-        # An unread body would be parsed as the next request on a keep-alive connection.
-        try:
-            length = self._content_length()
-        except RequestError:
-            return
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() \
-                or length > self.server.app.settings.max_body_bytes:
-            self.close_connection = True
-            return
-        if length:
-            self.rfile.read(length)
+        # An unread body would be parsed as the next request on a keep-alive connection (a
+        # body smuggling a second request): it is read and dropped, or the connection closed.
         self._body_read = True
+        if self.close_connection or not self._length:
+            return
+        if self._length > self.server.app.settings.max_body_bytes or self.server.app.draining \
+                or (self._expects_continue() and not self._continue_sent):
+            self.close_connection = True  # a client waiting for 100 Continue sends no body
+            return
+        try:
+            self.reader.read(self._length)
+        except (TimeoutError, OSError):
+            self.close_connection = True
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:
         app = self.server.app
+        if not self._body_read:
+            self._discard_body()
         if app.draining:
             self.close_connection = True
         lines = [f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
@@ -471,19 +586,14 @@ class _Handler(BaseHTTPRequestHandler):
         seconds = time.perf_counter() - self._started
         app.metrics.observe_request(self.endpoint, status, seconds)
         if app.settings.access_log:
-            _log.emit("request", request_id=self.request_id, method=self.command,
-                      path=urlsplit(self.path).path[:256], endpoint=self.endpoint, status=status,
-                      duration_ms=round(seconds * 1000, 3), bytes_in=self._bytes_in,
+            _log.emit("request", request_id=self.request_id, method=(self.command or "")[:16],
+                      path=urlsplit(self.path or "/").path[:256], endpoint=self.endpoint,
+                      status=status, duration_ms=round(seconds * 1000, 3), bytes_in=self._bytes_in,
                       bytes_out=len(body), client=self.client_address[0], worker=app.worker)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer a request http.server could not parse with a JSON error, and close."""
         self.close_connection = True
-        if not hasattr(self, "_started"):
-            self._started = time.perf_counter()
-            self.request_id = uuid.uuid4().hex
-            self.endpoint = "other"
-            self._bytes_in = 0
         self._body_read = True
         self.command = self.command or "GET"
         self.path = getattr(self, "path", "/") or "/"
@@ -494,15 +604,58 @@ class _Handler(BaseHTTPRequestHandler):
         # The access log is ours (JSON, without headers); http.server's own lines are not wanted.
         return
 
-    def _raw_reject(self) -> None:
-        body = b'{"error":"too many open connections (serve.max_connections); retry shortly"}'
+    def _raw_reject(self, reason: str) -> None:
+        message = TOO_MANY_FROM_CLIENT if reason == "client_connections" else TOO_MANY_CONNECTIONS
+        self.server.app.metrics.reject(reason)
+        body = _protocol_json({"error": message})
         try:
+            self.connection.settimeout(min(5.0, self.server.app.settings.read_timeout_s))
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.connection.do_handshake()
             self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
                              b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
                              + str(len(body)).encode() + b"\r\n\r\n" + body)
-        except OSError:
+        except (OSError, ssl.SSLError):
             pass
 
+
+def _model_path(segments: tuple[str, ...]) -> tuple[str, str | None, str | None] | None:
+    """Return (name, version, action) of a ``/v2/models/...`` path, None for another path."""
+    if len(segments) < 3 or segments[:2] != ("v2", "models") or not segments[2]:
+        return None
+    name, rest = segments[2], segments[3:]
+    version = None
+    if len(rest) >= 2 and rest[0] == "versions" and rest[1]:
+        version, rest = rest[1], rest[2:]
+    if rest == ():
+        return name, version, None
+    if rest in (("ready",), ("infer",)):
+        return name, version, rest[0]
+    return None
+
+
+def _closable(conn: socket.socket, connection: _Connection, silent_over: bool) -> bool:
+    """Return True when a drain may close ``conn``: idle between requests, or accepted and
+    silent past the grace; never while a request has begun or its bytes wait to be read."""
+    reader = connection.reader
+    if reader is None or reader.begun or reader.pending or _readable(conn):
+        return False
+    return not reader.in_request or silent_over
+
+
+def _readable(conn: socket.socket) -> bool:
+    if isinstance(conn, ssl.SSLSocket):
+        try:
+            if conn.pending():
+                return True
+        except (OSError, ValueError):
+            return False
+    try:
+        poller = select.poll()
+        poller.register(conn, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class _Server(ThreadingHTTPServer):
@@ -514,6 +667,23 @@ class _Server(ThreadingHTTPServer):
         self.socket.close()
         self.socket = listener
         self.app = app
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Tracked as it is accepted, before its thread starts, so a drain never misses it.
+        self.app.connection_opened(request, str(client_address[0]))
+        super().process_request(request, client_address)
+
+    def accept_backlog(self) -> int:
+        """Accept every connection already waiting in the listening socket's backlog (each one
+        completed its handshake and may have sent its request); return how many."""
+        accepted = 0
+        while True:
+            try:
+                request, client_address = self.get_request()
+            except OSError:  # BlockingIOError: the backlog is empty
+                return accepted
+            accepted += 1
+            self.process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -596,8 +766,9 @@ def run_worker(settings: ServeSettings, listener: socket.socket, worker: int,
     outcome = {"code": EXIT_OK}
 
     def on_signal(signum: int, frame: Any) -> None:
-        # Refuse new connections at once; the drain below answers what is in flight.
-        _shutdown(listener)
+        # The listening socket is never shut down: with several workers it is shared, and a
+        # shutdown resets every connection waiting in its backlog. Each worker stops accepting,
+        # accepts what is already waiting, then closes its copy (below).
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -633,9 +804,12 @@ def run_worker(settings: ServeSettings, listener: socket.socket, worker: int,
         serving.start()
     threading.Thread(target=load, name="shipml-load", daemon=True).start()
     stop.wait()
-    _shutdown(listener)
     if serving.ident is not None:  # shutdown() waits for a serve_forever that was started
         server.shutdown()
+        # Connections the kernel completed before the signal wait in the backlog: they were
+        # accepted as far as their clients know, so they are answered, not reset.
+        app.draining = True
+        server.accept_backlog()
     listener.close()
     drained = app.drain(settings.drain_timeout_s)
     _log.emit("stopped", worker=worker, drained=drained, exit_code=outcome["code"])
@@ -665,6 +839,9 @@ def _supervise(settings: ServeSettings, listener: socket.socket, started: float)
 
     def forward(signum: int, frame: Any) -> None:
         stopping["now"] = True
+        # The workers accept what waits in the backlog, then close their copies; once the
+        # last one is closed the port refuses connections.
+        listener.close()
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -54,7 +54,11 @@ class ServeSettings:
     max_rows: int = 100_000
     max_concurrency: int = 64
     max_connections: int = 512
+    #: open connections from one client address (default: half of max_connections)
+    max_connections_per_client: int = 256
     read_timeout_s: float = 30.0
+    #: the whole head and body of a request must arrive within this long
+    request_timeout_s: float = 30.0
     drain_timeout_s: float = 25.0
     access_log: bool = True
     #: accepted bearer tokens; never shown (repr=False), never logged
@@ -69,6 +73,8 @@ class ServeSettings:
     features: tuple[str, ...] | None = None
     #: where the feature columns came from, for messages
     features_source: str = ""
+    #: --debug: a 500's traceback goes to the log
+    debug: bool = False
 
     @property
     def auth(self) -> bool:
@@ -81,8 +87,9 @@ class ServeSettings:
         return self.max_batch_size > 1
 
 
-def serve_settings(config: Config, environ: dict[str, str] | None = None) -> ServeSettings:
-    """Return the server's settings from ``config``.
+def serve_settings(config: Config, environ: dict[str, str] | None = None,
+                   debug: bool = False) -> ServeSettings:
+    """Return the server's settings from ``config`` (``debug``: log a 500's traceback).
 
     Raises ConfigError for no model, half a TLS pair, a missing certificate, key or tokens file,
     an empty tokens file or a malformed token (named by position, never shown).
@@ -115,7 +122,9 @@ def serve_settings(config: Config, environ: dict[str, str] | None = None) -> Ser
         max_rows=int(serve["max_rows"]),
         max_concurrency=int(serve["max_concurrency"]),
         max_connections=int(serve["max_connections"]),
+        max_connections_per_client=_per_client(serve),
         read_timeout_s=float(serve["read_timeout_s"]),
+        request_timeout_s=float(serve["request_timeout_s"]),
         drain_timeout_s=float(serve["drain_timeout_s"]),
         access_log=bool(serve["access_log"]),
         tokens=_tokens(config, auth, env),
@@ -134,7 +143,16 @@ def serve_settings(config: Config, environ: dict[str, str] | None = None) -> Ser
         ),
         features=features,
         features_source=features_source,
+        debug=debug,
     )
+
+
+def _per_client(serve: dict[str, Any]) -> int:
+    """Return ``max_connections_per_client``, by default half of ``max_connections``: one address
+    (a client, or a proxy in front) can never hold every slot."""
+    given = serve.get("max_connections_per_client")
+    total = int(serve["max_connections"])
+    return min(int(given), total) if given is not None else max(1, total // 2)
 
 
 def _url_name(stem: str) -> str:
