@@ -14,12 +14,15 @@ import pytest
 from shipml.cli import main
 from shipml.results import StageResult
 from tests.monitor.conftest import LABEL, SHIFTED, copy_example, shifted, write_config
-from tests.monitor.fake_issues import FakeIssues
+from tests.monitor.fake_issues import FakeIssues, Raw
 from tests.report.conftest import TOKEN
 
 pytestmark = pytest.mark.deepchecks
 
 MARKER = "<!-- shipml-monitor:churn -->"
+#: what a proxy or GitHub's outage page answers with 200: not the JSON the API documents
+HTML = Raw(b"<!DOCTYPE html>\n<html><head><title>Unicorn! &middot; GitHub</title></head>"
+           b"<body><p>No server is currently available to service your request.</p></body></html>")
 
 
 @pytest.fixture
@@ -134,6 +137,7 @@ def test_a_payload_field_shipml_sets_is_refused(project: Path, on_github: FakeIs
     assert code == 2
     assert "monitor.alert.dispatch.payload: model are fields shipml sets" in capsys.readouterr().err
     assert on_github.issues == {}
+    assert _result(project).status == "fail"  # the verdict stands beside the alerting error
 
 
 def test_github_down_is_an_infrastructure_error_after_the_result_is_written(
@@ -148,6 +152,42 @@ def test_github_down_is_an_infrastructure_error_after_the_result_is_written(
     result = _result(project)
     assert result.status == "fail"  # the drift verdict stands
     assert "unreachable" in result.metrics["alert"]["error"]
+
+
+def _verdict_kept(project: Path, err: str) -> None:
+    assert "the alert was not delivered: " in err
+    assert "internal error" not in err and TOKEN not in err
+    result = _result(project)
+    assert result.status == "fail" and result.error is None  # the drift verdict stands
+    assert result.summary.startswith("drift in 3 of 11 features")
+    assert result.metrics["alert"]["error"] and TOKEN not in result.metrics["alert"]["error"]
+    assert result.metrics["alert"]["error_exit_code"] == 3
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["listing the issues", "opening one"])
+def test_an_html_answer_from_github_keeps_the_verdict(
+        project: Path, on_github: FakeIssues, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], method: str) -> None:
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    on_github.script(method, r"/repos/octo/models/issues", 200, HTML, times=10)
+    assert _run(project, "shifted.csv") == 3
+    _verdict_kept(project, capsys.readouterr().err)
+
+
+def test_any_failure_of_the_alerting_step_keeps_the_verdict(
+        project: Path, github: FakeIssues, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Under act the plan is written to .shipml/monitor/alert.json: a folder there makes that
+    # fail with an error no part of shipml raises on purpose.
+    monkeypatch.setenv("ACT", "true")
+    monkeypatch.setenv("GITHUB_REPOSITORY", github.repository)
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    (project / ".shipml" / "monitor" / "alert.json").mkdir(parents=True)
+    assert _run(project, "shifted.csv") == 3
+    err = capsys.readouterr().err
+    _verdict_kept(project, err)
+    assert "the alerting step failed (IsADirectoryError: " in err
+    assert "alert.json" in _result(project).metrics["alert"]["error"]
 
 
 def test_without_a_token_the_fix_is_named(project: Path, on_github: FakeIssues,

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
@@ -112,9 +113,10 @@ def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
     with_label = label is not None and label in production.columns and label in reference.columns
     kept = [*columns, label] if with_label and label else columns
     cats = [name for name in categorical if name in columns]
-    reference_frame = reference[kept].reset_index(drop=True)
+    # Drift is measured on finite values: an infinity is out of range, which its own check counts
+    reference_frame = _finite(reference[kept].reset_index(drop=True))
     # deepchecks refuses predictions for data sets that share an index
-    production_frame = production[kept].reset_index(drop=True)
+    production_frame = _finite(production[kept].reset_index(drop=True))
     production_frame.index = production_frame.index + len(reference_frame)
     label_type = task if task in ("binary", "multiclass", "regression") else None
     common: dict[str, Any] = {"features": columns, "cat_features": cats}
@@ -171,6 +173,15 @@ def drifted_columns(outcome: DriftOutcome, drift: DriftPlan,
         if value >= limit:
             found.append((value, column))
     return [column for _, column in sorted(found, reverse=True)]
+
+
+def _finite(frame: pd.DataFrame) -> pd.DataFrame:
+    floats = [name for name, dtype in frame.dtypes.items() if dtype.kind == "f"]
+    if not floats or not np.isinf(frame[floats].to_numpy()).any():
+        return frame
+    frame = frame.copy()
+    frame[floats] = frame[floats].replace([np.inf, -np.inf], np.nan)
+    return frame
 
 
 @contextlib.contextmanager

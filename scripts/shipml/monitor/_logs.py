@@ -5,7 +5,14 @@ A log record (see :mod:`shipml.serve._predlog`) holds one request: ``inputs`` as
 (``predictions`` and ``probabilities``, or ``/v2`` tensors), ``version``, ``request_id`` and
 ``ts``. Lines are read one at a time and gathered in column chunks, so a million records take
 what their values take, not a million dictionaries. A line that cannot be read is skipped and
-counted; too many of them make the input unusable.
+counted; too many of them make the input unusable. A line longer than ``monitor.logs.max_line_mb``
+is such a line: it is read past in pieces of that size, never held whole.
+
+A float JSON has no number for is written as the string ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"`` (proto3's JSON mapping); logs written before that hold bare ``NaN`` (Python's
+json), which are read too. In a column the reference has as numbers those strings are the floats;
+anything else there that is not a number (text, an object, a list) means these rows are not the
+model's inputs as the reference has them: a bad input, named by file, line and column.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import json
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,7 +33,7 @@ from numpy.typing import NDArray
 
 from shipml.errors import ConfigError
 
-_loads: Callable[[str], Any]
+_loads: Callable[[bytes], Any]
 try:  # parsing the log is most of a monitor run: orjson reads a line about four times faster
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - orjson comes with the validate extra
@@ -53,6 +61,18 @@ TOO_CORRUPT = (
     "{key}: {corrupt} of {lines} lines ({rate:.1%}) are corrupt, more than "
     "monitor.logs.max_corrupt_rate allows ({limit:.1%}); first: {examples}"
 )
+TOO_LONG = "longer than monitor.logs.max_line_mb ({limit:g} MiB), skipped unread"
+WRONG_TYPE = (
+    "{key}: {place}: {column} holds {kind} {value} where the reference ({reference}) has "
+    "{expected}: {valid}. These rows are not the model's inputs as the reference has them; point "
+    "monitor at the right logs or table (monitor.logs.path, monitor.production) or reference "
+    "(monitor.reference, model.train)"
+)
+#: what each kind of column takes, as WRONG_TYPE says it
+VALID = {
+    "number": 'a number, null, or the string "NaN", "Infinity" or "-Infinity"',
+    "text": "text, a number, a boolean or null, never an object or a list",
+}
 BAD_TIME = ("{key}: {value!r} is neither an ISO-8601 time (2026-11-24T08:00:00Z) nor a duration "
             "back from now (30m, 24h, 7d)")
 #: rows gathered in Python lists before they become a DataFrame chunk
@@ -62,6 +82,11 @@ EXAMPLES = 3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GLOB = re.compile(r"[*?\[]")
+#: the strings the prediction log writes for non-finite floats (proto3's JSON mapping)
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+#: what a column holds, as the reference has it
+Kind = Literal["number", "text"]
+_CONTAINERS = (dict, list, tuple, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -146,17 +171,22 @@ def _rotation(path: Path) -> int:
 
 
 def read_logs(files: Sequence[Path], key: str, window: Window, *, version: str | None,
-              max_corrupt_rate: float) -> Production:
+              max_corrupt_rate: float, max_line_bytes: int = 64 * 2**20,
+              expected: Mapping[str, Kind] | None = None, reference: str = "") -> Production:
     """Read the prediction records of ``files`` within ``window`` (and of ``version``).
 
-    Returns the rows with their logged outputs. Raises ConfigError when no record is left, or
-    when the share of corrupt lines is over ``max_corrupt_rate``.
+    A line longer than ``max_line_bytes`` is corrupt. ``expected`` gives the kind of each column
+    the reference (``reference``, its name) has: a number column gets its non-finite strings as
+    floats. Returns the rows with their logged outputs. Raises ConfigError when no record is
+    left, when the share of corrupt lines is over ``max_corrupt_rate``, or when a column holds a
+    value its kind does not take (naming the file and line).
     """
-    reader = _Reader(window, version)
+    reader = _Reader(window, version, max_line_bytes, key, expected or {}, reference)
     for path in files:
         if window.since is not None and _modified(path) < window.since:
             continue  # written before the window opened: every record in it is older
         reader.read(path)
+    reader.flush()
     names = ", ".join(str(p) for p in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     if reader.lines and reader.corrupt / reader.lines > max_corrupt_rate:
         raise ConfigError(TOO_CORRUPT.format(
@@ -184,12 +214,92 @@ def _modified(path: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(path.stat().st_mtime, tz=_dt.timezone.utc)
 
 
+def conform(values: pd.Series, kind: Kind) -> tuple[pd.Series, int]:
+    """Return ``values`` as a column of ``kind`` takes them (a number column as floats, the
+    non-finite strings and booleans included), and the position of the first value it does not
+    take (-1 when there is none)."""
+    dtype_kind = values.dtype.kind
+    if kind == "text":
+        if dtype_kind != "O":
+            return values, -1
+        for position, value in enumerate(values.to_numpy()):
+            if isinstance(value, _CONTAINERS):
+                return values, position
+        return values, -1
+    if dtype_kind in "iuf":
+        return values, -1
+    if dtype_kind == "b":
+        return values.astype(np.float64), -1
+    numbers = np.empty(len(values), dtype=np.float64)
+    for position, value in enumerate(values.to_numpy(dtype=object)):
+        if value is None:
+            numbers[position] = math.nan
+        elif type(value) is str:
+            number = NON_FINITE.get(value)
+            if number is None:
+                return values, position
+            numbers[position] = number
+        elif isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+            try:
+                numbers[position] = float(value)
+            except OverflowError:  # an integer past float's range: as far out as a float goes
+                numbers[position] = math.inf if value > 0 else -math.inf
+        elif value is pd.NA or value is pd.NaT:
+            numbers[position] = math.nan
+        else:
+            return values, position
+    return pd.Series(numbers, index=values.index, name=values.name), -1
+
+
+def wrong_type(key: str, place: str, column: str, value: Any, kind: Kind, reference: str) -> str:
+    """Return the WRONG_TYPE message for ``value`` found at ``place`` in ``column``."""
+    shown = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value, default=str)
+    return WRONG_TYPE.format(
+        key=key, place=place, column=column, kind=_kind_of(value),
+        value=shown if len(shown) <= 60 else shown[:57] + "...", reference=reference or "?",
+        expected="numbers" if kind == "number" else "text", valid=VALID[kind])
+
+
+def conform_table(frame: pd.DataFrame, expected: Mapping[str, Kind], key: str, source: str,
+                  reference: str) -> pd.DataFrame:
+    """Return ``frame`` (a table of production rows) with each column of ``expected`` as its
+    kind takes it. Raises ConfigError naming the column and row of the first value it does not
+    take."""
+    for name, kind in expected.items():
+        if name not in frame.columns:
+            continue
+        column, bad = conform(frame[name], kind)
+        if bad >= 0:
+            raise ConfigError(wrong_type(key, f"{source} row {bad + 1}", name,
+                                         frame[name].iloc[bad], kind, reference))
+        if column is not frame[name]:
+            frame = frame.assign(**{name: column})
+    return frame
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a list"
+    if isinstance(value, str):
+        return "the text"
+    if isinstance(value, (bool, np.bool_)):
+        return "a boolean"
+    return f"a {type(value).__name__}"
+
+
 class _Reader:
     """Gathers records line by line into column chunks."""
 
-    def __init__(self, window: Window, version: str | None) -> None:
+    def __init__(self, window: Window, version: str | None, max_line_bytes: int, key: str,
+                 expected: Mapping[str, Kind], reference: str) -> None:
         self.window = window
         self.version = version
+        self.max_line_bytes = max_line_bytes
+        self.key = key
+        self.expected = expected
+        self.reference = reference
         self.lines = self.records = self.rows = 0
         self.corrupt = self.outside_window = self.other_versions = 0
         self.examples: list[str] = []
@@ -206,26 +316,45 @@ class _Reader:
         self._has_probabilities = True
         self._request_ids: list[str] = []
         self._request_rows: list[int] = []
+        #: where each row of the chunk comes from: its line, and the file of each run of rows
+        self._chunk_lines: list[int] = []
+        self._chunk_files: list[tuple[int, Path]] = []
 
     def read(self, path: Path) -> None:
-        with path.open("r", encoding="utf-8", errors="replace") as stream:
-            for number, line in enumerate(stream, 1):
-                if not line.strip():
+        # Binary lines of at most `limit` bytes: a longer one is never held whole in memory.
+        limit = self.max_line_bytes + 1
+        too_long = TOO_LONG.format(limit=self.max_line_bytes / 2**20)
+        self._chunk_files.append((self._chunk_rows, path))
+        with path.open("rb") as stream:
+            readline = stream.readline
+            number = 0
+            while True:
+                line = readline(limit)
+                if not line:
+                    break
+                number += 1
+                problem = ""
+                if len(line) == limit and line[-1:] != b"\n":
+                    while line and line[-1:] != b"\n":
+                        line = readline(limit)
+                    problem = too_long
+                elif not line.strip():
                     continue
                 self.lines += 1
-                problem = self._record(line)
+                problem = problem or self._record(line, number)
                 if problem:
                     self.corrupt += 1
                     if len(self.examples) < EXAMPLES:
                         self.examples.append(f"{path}:{number}: {problem}")
 
-    def _record(self, line: str) -> str:
+    def _record(self, line: bytes, number: int) -> str:
         try:
             record = _loads(line)
-        except json.JSONDecodeError as exc:
-            return f"not JSON ({exc.msg})"
         except ValueError:  # orjson's JSONDecodeError is a ValueError
-            return "not JSON"
+            try:  # bare NaN and Infinity, as Python's json wrote them into older logs
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except json.JSONDecodeError as exc:
+                return f"not JSON ({exc.msg})"
         if not isinstance(record, dict):
             return "not a JSON object"
         inputs = record.get("inputs")
@@ -266,11 +395,12 @@ class _Reader:
         if stamp:
             self.first_ts = min(self.first_ts, stamp) if self.first_ts else stamp
             self.last_ts = max(self.last_ts, stamp)
-        self._add(columns, count, predictions, probabilities, str(record.get("request_id") or ""))
+        self._add(columns, count, predictions, probabilities, str(record.get("request_id") or ""),
+                  number)
         return ""
 
     def _add(self, columns: dict[str, list[Any]], count: int, predictions: list[Any] | None,
-             probabilities: list[Any] | None, request_id: str) -> None:
+             probabilities: list[Any] | None, request_id: str, number: int) -> None:
         kept_columns = self._columns
         if columns.keys() == kept_columns.keys():
             # the usual record: the same columns as the last one, often one row
@@ -300,26 +430,49 @@ class _Reader:
         if count == 1:
             self._request_ids.append(request_id)
             self._request_rows.append(0)
+            self._chunk_lines.append(number)
         else:
             self._request_ids.extend([request_id] * count)
             self._request_rows.extend(range(count))
+            self._chunk_lines.extend([number] * count)
         self._chunk_rows += count
         self.rows += count
         if self._chunk_rows >= CHUNK_ROWS:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Turn the rows gathered so far into a chunk, each column as its kind takes it.
+
+        Raises ConfigError naming the file, line and column of a value its kind does not take."""
         if self._chunk_rows:
-            self._chunks.append(pd.DataFrame(self._columns))
+            chunk = pd.DataFrame(self._columns)
+            for name, kind in self.expected.items():
+                if name not in chunk.columns:
+                    continue
+                column, bad = conform(chunk[name], kind)
+                if bad >= 0:
+                    raise ConfigError(wrong_type(self.key, self._place(bad), name,
+                                                 chunk[name].iloc[bad], kind, self.reference))
+                if column is not chunk[name]:
+                    chunk[name] = column
+            self._chunks.append(chunk)
         self._columns = {}
         self._chunk_rows = 0
+        self._chunk_lines = []
+        self._chunk_files = self._chunk_files[-1:]
+        if self._chunk_files:
+            self._chunk_files[0] = (0, self._chunk_files[0][1])
+
+    def _place(self, row: int) -> str:
+        path = next(path for start, path in reversed(self._chunk_files) if start <= row)
+        return f"{path}:{self._chunk_lines[row]}"
 
     def result(self, source: str, files: tuple[str, ...]) -> Production:
-        self._flush()
+        self.flush()
         frame = pd.concat(self._chunks, ignore_index=True, sort=False, copy=False) \
             if len(self._chunks) > 1 else self._chunks[0]
         self._chunks = []
-        predictions = np.asarray(self._predictions) if self._has_predictions else None
+        predictions = _numbers(self._predictions) if self._has_predictions else None
         probabilities = None
         if self._has_probabilities:
             try:
@@ -336,6 +489,16 @@ class _Reader:
             corrupt_examples=tuple(self.examples), outside_window=self.outside_window,
             other_versions=self.other_versions, versions=dict(self.versions),
             first_ts=self.first_ts, last_ts=self.last_ts)
+
+
+def _numbers(values: list[Any]) -> NDArray[Any]:
+    """Return logged predictions as an array, a regressor's non-finite strings as floats."""
+    array = np.asarray(values)
+    if array.dtype.kind in "OU" and any(type(v) is str and v in NON_FINITE for v in values):
+        column, bad = conform(pd.Series(values, dtype=object), "number")
+        if bad < 0:
+            return np.asarray(column.to_numpy(), dtype=np.float64)
+    return array
 
 
 def _flat_length(inputs: dict[str, Any]) -> int:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.data import Table, infer_categorical, infer_task, load_table
-from shipml.errors import ConfigError, ShipmlError, first_line
+from shipml.errors import ConfigError, InfrastructureError, ShipmlError, first_line
 from shipml.junit import render_junit
 from shipml.monitor import _alert, _checks, _drift, _logs
 from shipml.onnx_model import OnnxModel
@@ -53,6 +53,10 @@ NO_PREDICTIONS = ("{source}: the model cannot run on these rows ({reason}) and n
 LABELS_NO_IDS = ("monitor.labels.path: labels join logged predictions by request id, and "
                  "monitor.production has no {column!r} column; add it, or leave labels unset")
 ISSUE_TITLE = "shipml monitor: drift in {key}"
+ALERT_CRASHED = (
+    "the alerting step failed ({error}); the verdict above stands. If GitHub answered this, rerun "
+    "later; otherwise rerun with --debug for the traceback and report it"
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
     moment = now or _dt.datetime.now(_dt.timezone.utc)
     drift_plan = _drift.build(config)  # a typo in a check fails before any data is read
     inputs = _load_inputs(config)
-    production = _production(config, section, moment)
+    production = _production(config, section, moment, inputs)
     checks: list[Check] = []
     checks += _checks.judge_columns(
         list(production.frame.columns), inputs.features, production.source,
@@ -224,15 +228,19 @@ def _load_inputs(config: Config) -> _Inputs:
                    categorical=list(categorical), label=label, task=task, ignored=ignored)
 
 
-def _production(config: Config, section: dict[str, Any], now: _dt.datetime) -> _logs.Production:
+def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
+                inputs: _Inputs) -> _logs.Production:
     logs = section["logs"]
     if logs["path"] and section["production"]:
         raise ConfigError(_logs.BOTH_INPUTS.format(logs=config.where(STAGE, "logs", "path"),
                                                    production=config.where(STAGE, "production")))
+    expected = _expected_kinds(inputs)
     if section["production"]:
-        table = load_table(config.resolve_path(section["production"], STAGE, "production"),
-                           config.where(STAGE, "production"))
-        return _logs.Production(frame=table.frame, source=table.source)
+        key = config.where(STAGE, "production")
+        table = load_table(config.resolve_path(section["production"], STAGE, "production"), key)
+        frame = _logs.conform_table(table.frame, expected, key, table.source,
+                                    inputs.reference.source)
+        return _logs.Production(frame=frame, source=table.source)
     if not logs["path"]:
         raise ConfigError(_logs.NO_INPUT)
     key = config.where(STAGE, "logs", "path")
@@ -244,11 +252,24 @@ def _production(config: Config, section: dict[str, Any], now: _dt.datetime) -> _
     files = _logs.find_log_files(config.resolve_path(logs["path"], STAGE, "logs", "path"), key)
     started = time.perf_counter()
     production = _logs.read_logs(files, key, window, version=logs["version"],
-                                 max_corrupt_rate=logs["max_corrupt_rate"])
+                                 max_corrupt_rate=logs["max_corrupt_rate"],
+                                 max_line_bytes=int(logs["max_line_mb"] * 2**20),
+                                 expected=expected, reference=inputs.reference.source)
     log.info("monitor: %d rows from %d records in %d files (%d corrupt lines skipped) in %.1f s",
              len(production.frame), production.records, len(files), production.corrupt,
              time.perf_counter() - started)
     return production
+
+
+def _expected_kinds(inputs: _Inputs) -> dict[str, _logs.Kind]:
+    """Return the kind of each feature as the reference has it: numbers where its column is
+    numeric (and the model does not read the feature as text), text otherwise."""
+    text_inputs = ({spec.name for spec in inputs.model.inputs if spec.type == "tensor(string)"}
+                   if inputs.model.layout == "columns" else set())
+    frame = inputs.reference.frame
+    return {name: "number" if pd.api.types.is_numeric_dtype(frame[name])
+            and name not in text_inputs else "text"
+            for name in inputs.features if name in frame.columns}
 
 
 def _classes(model: OnnxModel, probabilities: NDArray[Any] | None) -> list[Any] | None:
@@ -478,15 +499,17 @@ def _alerting(run: MonitorRun, config: Config, section: dict[str, Any], platform
     result = run.result
     drifted = result.status == "fail"
     repository = alert["repository"] or platform.repository() or ""
-    message = _message(result, key, alert, platform, inputs, drifted)
     dispatch_target = ((dispatch_section["repository"] or repository, event_type)
                        if event_type else None)
-    if platform.name in ("act", "local"):
-        outcome = _alert.dry_run(output_dir / "monitor" / "alert.json", platform.name, repository,
-                                 message, drifted, dispatch_target, alert["on_clear"])
-        return _with_alert(run, outcome, None)
     outcome = _alert.AlertOutcome()
+    # Whatever the alerting step hits, the verdict stands: the failure goes beside it.
     try:
+        message = _message(result, key, alert, platform, inputs, drifted)
+        if platform.name in ("act", "local"):
+            outcome = _alert.dry_run(output_dir / "monitor" / "alert.json", platform.name,
+                                     repository, message, drifted, dispatch_target,
+                                     alert["on_clear"])
+            return _with_alert(run, outcome, None)
         if not token:
             raise ConfigError(_alert.NO_TOKEN)
         if not repository:
@@ -504,10 +527,17 @@ def _alerting(run: MonitorRun, config: Config, section: dict[str, Any], platform
             decision = _alert.Decision((), dispatch=decision.dispatch)
         _alert.apply(client, repository, message, decision, issue, dispatch_target, outcome)
     except ShipmlError as exc:
-        platform.annotate("error", f"shipml monitor could not alert: {exc.message}",
-                          title="shipml monitor")
-        return _with_alert(run, outcome, exc)
-    return _with_alert(run, outcome, None)
+        error = exc
+    except Exception as exc:  # a bug or a garbled answer must not cost the verdict
+        log.debug("monitor: the alerting step failed", exc_info=True)
+        text = f"{type(exc).__name__}: {first_line(exc)}"
+        error = InfrastructureError(ALERT_CRASHED.format(
+            error=text.replace(token, "***") if token else text))
+    else:
+        return _with_alert(run, outcome, None)
+    platform.annotate("error", f"shipml monitor could not alert: {error.message}",
+                      title="shipml monitor")
+    return _with_alert(run, outcome, error)
 
 
 def _with_alert(run: MonitorRun, outcome: _alert.AlertOutcome,
@@ -516,7 +546,8 @@ def _with_alert(run: MonitorRun, outcome: _alert.AlertOutcome,
     metrics["alert"] = {"issue": outcome.issue_number, "issue_url": outcome.issue_url,
                         "actions": list(outcome.actions), "dispatched": outcome.dispatched,
                         "dry_run": outcome.dry_run_path,
-                        "error": error.message if error is not None else None}
+                        "error": error.message if error is not None else None,
+                        "error_exit_code": error.exit_code if error is not None else None}
     result = StageResult(**{**_fields(run.result), "metrics": metrics})
     return MonitorRun(result=result, result_path=result.write(run.result_path.parent.parent),
                       html_path=run.html_path, junit_path=run.junit_path, alert=outcome,
