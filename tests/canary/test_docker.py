@@ -180,3 +180,67 @@ def test_an_image_whose_signature_does_not_verify_never_gets_traffic(
         assert sorted(c.name for c in running) == [f"{service.name}-a", f"{service.name}-router"]
     finally:
         docker_client.images.remove(f"{repository}:unsigned", noprune=True)
+
+
+def _push(docker_client: Any, local: str, repository: str, tag: str) -> str:
+    """Push ``local`` as ``repository:tag``; return the manifest digest the registry holds."""
+    docker_client.images.get(local).tag(repository, tag)
+    for _ in docker_client.images.push(repository, tag=tag, stream=True, decode=True):
+        pass
+    from shipml.oci import Reference, RegistryClient
+
+    return RegistryClient("127.0.0.1:5000").resolve(Reference.parse(f"{repository}:{tag}"))
+
+
+def _sign(folder: Path, repository: str, digest: str) -> Path:
+    """Sign ``repository@digest`` with a fresh key; return the public key's path."""
+    from shipml.oci import Reference, RegistryClient
+    from shipml.sign.core import sign_image
+    from shipml.sign.keys import generate_key_pair, load_private_key
+
+    private_pem, public_pem = generate_key_pair("test-password")
+    (folder / "cosign.key").write_bytes(private_pem)
+    (folder / "cosign.pub").write_bytes(public_pem)
+    key = load_private_key(folder / "cosign.key", "test-password")
+    sign_image(RegistryClient("127.0.0.1:5000"), Reference.parse(f"{repository}@{digest}"), key)
+    return folder / "cosign.pub"
+
+
+def _created_images(docker_client: Any, service: Service, since: float) -> list[str]:
+    """Return the image of every container created for ``service`` since ``since``."""
+    events = docker_client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                                  filters={"type": "container", "event": "create",
+                                           "label": f"dev.shipml.canary={service.name}"})
+    return [event["Actor"]["Attributes"]["image"] for event in events]
+
+
+def test_an_unsigned_local_image_under_the_signed_tag_never_serves(
+        service: Service, images: dict[str, str], docker_client: Any) -> None:
+    # The signed image is pushed and signed; then an unsigned local image (wrong predictions)
+    # takes its tag on the engine. The tag must mean the registry's signed digest, nothing else.
+    _deploy_stable(service, images)
+    repository = f"127.0.0.1:5000/shipml-canary-test/{service.name}"
+    signed = _push(docker_client, images["good"], repository, "release")
+    public_key = _sign(service.folder, repository, signed)
+    unsigned = docker_client.images.get(images["shuffled"])
+    unsigned.tag(repository, "release")
+    started = time.time()
+    try:
+        config = service.config(f"{repository}:release", public_key=str(public_key),
+                                require_gates=False)
+        with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
+            code = _run(config)
+        result = _result(service)
+        assert code == 0, result["summary"]
+        assert result["metrics"]["image"] == f"{repository}@{signed}"
+        assert any("only that digest runs" in line for line in result["metrics"]["decisions"])
+        created = _created_images(docker_client, service, started)
+        assert f"{repository}@{signed}" in created and f"{repository}:release" not in created
+        signed_id = docker_client.images.get(f"{repository}@{signed}").id
+        slots = docker_client.containers.list(
+            filters={"label": [f"dev.shipml.canary={service.name}", "dev.shipml.canary.slot"]})
+        assert len(slots) == 1  # the promoted canary; the old stable is gone
+        assert slots[0].image.id == signed_id != unsigned.id
+        assert slots[0].image.labels["dev.shipml.test.fault"] == "good"
+    finally:
+        docker_client.images.remove(f"{repository}:release", noprune=True)

@@ -56,6 +56,8 @@ OPTIONS = (
 )
 ACTIONS = ("run", "status", "promote", "abort", "resume")
 NOT_SIGNED = "not rolled out: {detail}"
+PINNED = ("canary: {image} resolved to {verified} in its registry, whose signature verified; "
+          "only that digest runs (never an image of the same tag on the target)")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -89,8 +91,9 @@ def run_cli(args: argparse.Namespace) -> int:
         return _status(settings, config)
     image = _image(config, output) if args.action == "run" else None
     preflight: tuple[Check, ...] = ()
+    verified = image
     if image is not None and config.section("canary")["public_key"]:
-        preflight = _preflight(config, image)
+        preflight, verified = _preflight(config, image)
         failed = [check for check in preflight if check.status != "pass"]
         if failed:
             result = core.stage_result(None, clock, None, preflight=preflight,
@@ -99,6 +102,10 @@ def run_cli(args: argparse.Namespace) -> int:
             return conclude(result, result.write(output), platform, config=config,
                             outputs={"outcome": "refused", "final-weight": "0", "analysis": ""})
     runner = core.make_runner(settings, config)
+    if verified != image:
+        runner.say(PINNED.format(image=image, verified=verified))
+    # From here on only the verified digest exists: run, probe and record exactly it.
+    image = verified
     if args.action == "run":
         state = core.roll_out(runner, image)
     else:
@@ -156,11 +163,15 @@ def _image(config: Config, output: Path) -> str | None:
     handed = build.handed("image")
     if build.status != "pass" or handed is None or not handed.ref:
         return None
-    return f"{handed.ref.split('@')[0]}@{handed.digest}" if handed.digest else handed.ref
+    if "@" in handed.ref:
+        return handed.ref  # pushed: REPOSITORY@sha256:<manifest digest>
+    # Built but not pushed: the digest handed on is the local image id, which pins it.
+    return handed.digest or handed.ref
 
 
-def _preflight(config: Config, image: str) -> tuple[Check, ...]:
-    """Verify the image's signature (and gates attestation) with ``canary.public_key``."""
+def _preflight(config: Config, image: str) -> tuple[tuple[Check, ...], str]:
+    """Verify the image's signature (and gates attestation) with ``canary.public_key``; return
+    the checks and the image pinned to the digest they verified (a tag resolved once, here)."""
     from shipml.oci import Reference, RegistryClient, RegistryOptions
     from shipml.sign.core import describe_key, verify_image
     from shipml.sign.keys import load_public_key
@@ -177,4 +188,4 @@ def _preflight(config: Config, image: str) -> tuple[Check, ...]:
     client = RegistryClient(reference.registry, RegistryOptions())
     verification = verify_image(client, reference, key, key_name=describe_key(key, key_text),
                                 require_gates=bool(section["require_gates"]))
-    return verification.checks
+    return verification.checks, str(verification.image)

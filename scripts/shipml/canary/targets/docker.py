@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Mapping
@@ -31,6 +32,11 @@ NO_ENGINE = ("the Docker Engine does not answer ({reason}); start it or point DO
              "(canary.target.type: docker)")
 NO_IMAGE = ("{where}: image {image} does not exist: not on the engine and its registry has none "
             "({reason}); give the image shipml build pushed, e.g. REGISTRY/REPOSITORY@sha256:…")
+NO_LOCAL_ID = ("canary.image: {image} names a local image id, and the engine has no such image; "
+               "give the image shipml build pushed, e.g. REGISTRY/REPOSITORY@sha256:…")
+NOT_THAT_DIGEST = ("canary.image: the engine's image for {image} is {id}, which does not carry "
+                   "that digest; refusing it (only the image with exactly that digest may run)")
+_IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 NOT_READY = ("the {role} {revision} ({image}) did not become ready on 127.0.0.1:{port} within "
              "{timeout:g}s; its last log lines:\n{logs}")
 
@@ -104,49 +110,81 @@ class DockerTarget:
     # --- images -----------------------------------------------------------------------------
 
     def resolve(self, image: str) -> Revision:
-        """Return the revision of ``image`` (pulled when the engine lacks it), labelled by its
-        image id; raise ConfigError when neither the engine nor its registry has it."""
+        """Return the revision of ``image``, pinned: ``REPOSITORY@sha256:…`` (a manifest digest,
+        pulled by that digest when the engine lacks it) or a local image id ``sha256:…``.
+
+        A digest is run as it is and nothing else: a local image is taken only when it carries
+        that very digest. A tag (no signature pre-flight asked for) is resolved once, as
+        ``docker run`` would (the engine's image of that tag, else pulled), and pinned.
+        The revision label is the image id's first 12 hex digits. Raises ConfigError when
+        neither the engine nor its registry has the image, or its digest is not the one asked.
+        """
+        from shipml.oci import Reference
+
+        if _IMAGE_ID.match(image):
+            found = self._local(image)
+            if found is None:
+                raise ConfigError(NO_LOCAL_ID.format(image=image))
+            return self._revision(image, found)
+        reference = Reference.parse(image, "canary.image")
+        if reference.digest:
+            pinned = str(reference.with_digest(reference.digest))
+            found = self._local(pinned) or self._pull(pinned)
+            if not _carries(found, reference):
+                raise ConfigError(NOT_THAT_DIGEST.format(image=pinned, id=found.id))
+            return self._revision(pinned, found)
+        found = self._local(image) or self._pull(image)
+        digests = [text for text in found.attrs.get("RepoDigests") or []
+                   if _same_repository(text, reference)]
+        return self._revision(digests[0] if digests else str(found.id), found)
+
+    def _revision(self, pinned: str, found: Any) -> Revision:
+        return Revision(image=pinned, revision=f"{self.service}-{found.id.split(':')[-1][:12]}")
+
+    def _local(self, image: str) -> Any:
         import docker
 
         try:
-            found = self.client.images.get(image)
+            return self.client.images.get(image)
         except docker.errors.ImageNotFound:
-            try:
-                found = self.client.images.pull(image)
-            except (docker.errors.NotFound, docker.errors.ImageNotFound) as exc:
-                raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
-                                                  reason=first_line(exc))) from None
-            except docker.errors.APIError as exc:
-                raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
-                                                  reason=first_line(exc))) from None
+            return None
         except docker.errors.APIError as exc:
             raise ConfigError(f"canary.image: {image!r} is not an image reference the engine "
                               f"accepts: {first_line(exc)}") from None
-        return Revision(image=image, revision=f"{self.service}-{found.id.split(':')[-1][:12]}")
+
+    def _pull(self, image: str) -> Any:
+        import docker
+
+        try:
+            return self.client.images.pull(image)
+        except docker.errors.APIError as exc:  # NotFound and ImageNotFound are APIErrors too
+            raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
+                                              reason=first_line(exc))) from None
 
     def _router_image(self) -> str:
         import docker
 
+        # The id, not the tag: the lock and the router run the image found here, even if the
+        # tag moves meanwhile.
         try:
-            self.client.images.get(self.router_image)
-            return self.router_image
+            return str(self.client.images.get(self.router_image).id)
         except docker.errors.ImageNotFound:
             pass
         try:
-            self.client.images.pull(self.router_image)
-            return self.router_image
+            return str(self.client.images.pull(self.router_image).id)
         except docker.errors.APIError:
             pass
         # Neither here nor pullable: build Debian's HAProxy on the configured base.
         dockerfile = (Path(__file__).resolve().parents[1] / "templates" / "router.Dockerfile")
         try:
-            self.client.images.build(fileobj=io.BytesIO(dockerfile.read_bytes()),
-                                     tag=self.router_image, network_mode="host", rm=True,
-                                     buildargs={"BASE_IMAGE": self.router_base_image})
+            built, _ = self.client.images.build(fileobj=io.BytesIO(dockerfile.read_bytes()),
+                                                tag=self.router_image, network_mode="host",
+                                                rm=True,
+                                                buildargs={"BASE_IMAGE": self.router_base_image})
         except docker.errors.BuildError as exc:
             raise InfrastructureError(f"building the router image {self.router_image} on "
                                       f"{self.router_base_image} failed: {first_line(exc)}") from None
-        return self.router_image
+        return str(built.id)
 
     # --- lock and state ---------------------------------------------------------------------
 
@@ -216,10 +254,15 @@ class DockerTarget:
         """Return the revision in the stable slot, when the router and its container run."""
         slots = self._slots()
         slot = slots.get("stable")
-        if slot not in SLOTS or self._container(self.slot_name(slot)) is None:
+        container = self._container(self.slot_name(slot)) if slot in SLOTS else None
+        if container is None:
             return None
         record = slots.get("revisions", {}).get(slot) or {}
-        return Revision(str(record.get("image", "")), str(record.get("revision", "")))
+        image = str(record.get("image", ""))
+        if not _pinned(image):
+            # Recorded by a shipml that ran tags: name what the container really runs.
+            image = str(container.attrs.get("Image") or image)
+        return Revision(image, str(record.get("revision", "")))
 
     def first_deploy(self, revision: Revision) -> None:
         """Run ``revision`` in slot a, wait until ready, then start the router with all traffic
@@ -369,6 +412,33 @@ class DockerTarget:
         container = self._container(self.slot_name(slot))
         if container is not None:
             _remove(container, stop_timeout=5)
+
+
+def _pinned(image: str) -> bool:
+    """Return whether ``image`` names one image for good: a digest or a local image id."""
+    return "@sha256:" in image or bool(_IMAGE_ID.match(image))
+
+
+def _same_repository(text: str, reference: Any) -> bool:
+    """Return whether the engine's ``REPOSITORY@DIGEST`` ``text`` names ``reference``'s
+    repository (Docker shortens Docker Hub's names; both are parsed the same way)."""
+    from shipml.oci import Reference
+
+    try:
+        found = Reference.parse(text)
+    except ConfigError:
+        return False
+    return (found.registry, found.repository) == (reference.registry, reference.repository)
+
+
+def _carries(image: Any, reference: Any) -> bool:
+    """Return whether the engine's ``image`` was pulled or pushed as ``reference``'s digest."""
+    from shipml.oci import Reference
+
+    for text in image.attrs.get("RepoDigests") or []:
+        if _same_repository(text, reference) and Reference.parse(text).digest == reference.digest:
+            return True
+    return False
 
 
 def _other(slot: str) -> str:

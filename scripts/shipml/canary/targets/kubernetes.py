@@ -208,13 +208,19 @@ class KubernetesTarget:
         return f"kubernetes {self.method} service {self.namespace}/{self.service}"
 
     def resolve(self, image: str) -> Revision:
-        """Return the revision of ``image``: the digest's first 12 hex digits, else its tag."""
-        if "@sha256:" in image:
-            label = image.rsplit("@sha256:", 1)[1][:12]
-        else:
-            tail = image.rsplit("/", 1)[-1]
-            label = tail.split(":", 1)[1] if ":" in tail else "latest"
-        return Revision(image=image, revision=f"{self.service}-{label}"[:63].rstrip("-."))
+        """Return the revision of ``image`` pinned to its digest (``REPOSITORY@sha256:…``, what
+        every pod spec names; a tag is resolved once, in its registry), labelled by the digest's
+        first 12 hex digits. Raises ConfigError when the registry has no such image, and
+        InfrastructureError when it cannot be reached."""
+        from shipml.oci import Reference, RegistryClient, RegistryOptions
+
+        reference = Reference.parse(image, "canary.image")
+        digest = reference.digest
+        if not digest:
+            digest = RegistryClient(reference.registry, RegistryOptions()).resolve(reference)
+        pinned = reference.with_digest(digest)
+        label = digest.split(":", 1)[1][:12]
+        return Revision(image=str(pinned), revision=f"{self.service}-{label}")
 
     # --- the Lease: lock and state ----------------------------------------------------------
 
