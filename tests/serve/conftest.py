@@ -123,3 +123,72 @@ def servers() -> Iterator[list[Server]]:
     yield started
     for server in started:
         server.stop()
+
+
+@dataclass
+class RawAnswer:
+    """One HTTP answer read off a raw socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_connect(port: int, source: str = "127.0.0.1", timeout: float = 30.0) -> Any:
+    """Return a socket connected to the server from ``source`` (any 127.0.0.0/8 address is this
+    machine, so a test can be several clients)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_answers(sock: Any) -> list[RawAnswer]:
+    """Return every answer the server writes on ``sock`` until it closes the connection."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        answers.append(RawAnswer(int(lines[0].split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def raw_exchange(port: int, payload: bytes, source: str = "127.0.0.1") -> list[RawAnswer]:
+    """Send ``payload`` on one connection, close the sending side, return every answer."""
+    import socket
+
+    with raw_connect(port, source) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        return read_answers(sock)
+
+
+def metric_total(server: Server, name: str, **labels: str) -> float:
+    """Return the sum of ``name``'s samples whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
