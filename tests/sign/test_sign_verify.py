@@ -15,7 +15,7 @@ from shipml.oci.media import OCI_CONFIG, OCI_MANIFEST
 from shipml.results import Handoff, StageResult
 from shipml.sign import formats
 from shipml.sign.attestation import PREDICATE_TYPE, file_sha256
-from shipml.sign.core import attest_image, attestation_tag, signature_tag
+from shipml.sign.core import attest_image, attestation_tag, sign_image, signature_tag
 from shipml.sign.keys import load_private_key, sign_bytes
 from tests.oci._registry import Registry, free_port, push_test_image
 from tests.sign.conftest import KeyPair, gate_result, pushed
@@ -372,3 +372,75 @@ def test_a_key_from_an_environment_variable_signs(
     assert main(["sign", "--key", "env://UNSET_KEY", str(image.with_digest(image.digest))]) == 2
     assert "env://UNSET_KEY: the environment variable UNSET_KEY is not set" in \
         capsys.readouterr().err
+
+
+# --- concurrent signers: read-modify-write of the .sig and .att tags ----------------------------
+
+#: rounds of the race: each round, SIGNERS threads sign and attest one fresh image at once
+RACE_ROUNDS = 12
+RACE_SIGNERS = 4
+
+
+def _race_round(target: Registry, keys: list[KeyPair],
+                model: Path) -> tuple[Reference, list[str]]:
+    """Sign and attest one fresh image (the gates passed for ``model``) from RACE_SIGNERS threads
+    released together; return the image and what each thread raised (empty when none did)."""
+    import threading
+
+    image = pushed(target)
+    pinned = image.with_digest(image.digest)
+    loaded = [load_private_key(keys[number % len(keys)].private,
+                               keys[number % len(keys)].password)
+              for number in range(RACE_SIGNERS)]
+    start = threading.Barrier(RACE_SIGNERS)
+    failures: list[str] = []
+
+    def signer(number: int) -> None:
+        client = RegistryClient(target.address)
+        try:
+            start.wait()
+            sign_image(client, pinned, loaded[number], {"signer": str(number)})
+            attest_image(client, pinned, loaded[number],
+                         {"verdict": "pass", "gates": [{"stage": "validate", "status": "pass"}],
+                          "model": {"sha256": file_sha256(model)}, "signer": number})
+        except Exception as exc:  # reported below, with the round
+            failures.append(f"signer {number}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=signer, args=(number,)) for number in range(RACE_SIGNERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return pinned, failures
+
+
+def _signers_found(target: Registry, image: Reference) -> tuple[set[str], int]:
+    """Return the ``signer`` annotations of the signatures under the .sig tag, and how many
+    attestations the .att tag holds."""
+    client = RegistryClient(target.address)
+    signatures = client.get_manifest(image.with_tag(signature_tag(image.digest))).layers()
+    attestations = client.get_manifest(image.with_tag(attestation_tag(image.digest))).layers()
+    found = set()
+    for layer in signatures:
+        claims = formats.parse_simple_signing(client.get_blob(image.repository, layer.digest))
+        found.add(str((claims.optional or {}).get("signer")))
+    return found, len(attestations)
+
+
+def test_concurrent_signers_of_one_digest_all_keep_their_signature_and_attestation(
+        registry: Registry, key_pair: KeyPair, other_key_pair: KeyPair, workspace: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    lost: list[str] = []
+    for round_number in range(RACE_ROUNDS):
+        image, failures = _race_round(registry, [key_pair, other_key_pair],
+                                      workspace / "model.onnx")
+        assert failures == [], failures
+        signers, attestations = _signers_found(registry, image)
+        verified = [_verify(image, keys.public, "--require-gates")
+                    for keys in (key_pair, other_key_pair)]
+        capsys.readouterr()
+        if signers != {str(number) for number in range(RACE_SIGNERS)} \
+                or attestations != RACE_SIGNERS or verified != [0, 0]:
+            lost.append(f"round {round_number}: signatures of {sorted(signers)}, "
+                        f"{attestations} attestations, verify exit codes {verified}")
+    assert lost == [], f"{len(lost)} of {RACE_ROUNDS} races lost a signature: {lost}"

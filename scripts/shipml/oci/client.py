@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -22,6 +22,9 @@ from shipml.errors import ConfigError, InfrastructureError
 from shipml.oci._auth import Challenge, Credentials, credentials_for, parse_challenge
 from shipml.oci.media import MANIFEST_TYPES, OCI_INDEX, Descriptor, sha256_digest
 from shipml.oci.reference import Reference
+
+if TYPE_CHECKING:
+    from shipml.oci.merge import TagContent
 
 log = logging.getLogger("shipml.oci")
 
@@ -53,6 +56,9 @@ class RegistryOptions:
     plain_http: bool | None = None
     #: None: read them from Docker's config.json
     credentials: Credentials | None = None
+    #: seconds an addition to a shared tag (.sig, .att, the referrers index) must stay in it
+    #: before it counts as stored; longer than any other writer's read-to-write gap
+    settle_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -217,15 +223,12 @@ class RegistryClient:
         response = self.put_manifest(repository, digest, data, media_type)
         if response.headers.get("OCI-Subject") == subject:
             return digest
-        tag = fallback_tag(subject)
-        existing = self.find_manifest(Reference(self.registry, repository, tag=tag), (OCI_INDEX,))
-        index: dict[str, Any] = (existing.document() if existing is not None else
-                                 {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
-        entries = [entry for entry in index.get("manifests") or []
-                   if isinstance(entry, dict) and entry.get("digest") != digest]
-        entry = Descriptor(media_type, digest, len(data), artifact_type=artifact_type).to_dict()
-        index["manifests"] = [*entries, entry]
-        self.put_manifest(repository, tag, _compact(index), OCI_INDEX)
+        from shipml.oci.merge import add_to_tag
+
+        entry = Descriptor(media_type, digest, len(data), artifact_type=artifact_type)
+        # Read-modify-write of a tag other clients add to as well: merged and checked.
+        add_to_tag(self, repository, fallback_tag(subject), [entry], _fallback_index,
+                   accept=(OCI_INDEX,), same=_same_digest)
         return digest
 
     def tags(self, repository: str) -> list[str]:
@@ -347,6 +350,17 @@ class RegistryClient:
 def fallback_tag(digest: str) -> str:
     """Return the tag-schema tag of ``digest``: ``sha256-<hex>``."""
     return digest.replace(":", "-")
+
+
+def _fallback_index(entries: Sequence[Descriptor]) -> TagContent:
+    from shipml.oci.merge import TagContent
+
+    return TagContent(_compact({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                "manifests": [entry.to_dict() for entry in entries]}), OCI_INDEX)
+
+
+def _same_digest(first: Descriptor, second: Descriptor) -> bool:
+    return first.digest == second.digest
 
 
 def _read_limited(response: requests.Response, what: str,

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipml.errors import ConfigError
-from shipml.oci import OCI_MANIFEST, Descriptor, Reference, RegistryClient, sha256_digest
+from shipml.oci import OCI_MANIFEST, Descriptor, Reference, RegistryClient
 from shipml.oci.client import fallback_tag
+from shipml.oci.merge import TagContent, add_to_tag
 from shipml.results import Check
 from shipml.sign import formats
 from shipml.sign.attestation import PREDICATE_TYPE, judge_predicate
@@ -71,15 +72,17 @@ def attest_image(client: RegistryClient, image: Reference, key: PrivateKey,
 
 def _append_layer(client: RegistryClient, target: Reference, layer: Descriptor,
                   blob: bytes) -> Attached:
-    existing = client.find_manifest(target)
-    layers = existing.layers() if existing is not None else []
-    if not any(_same_layer(item, layer) for item in layers):
-        layers.append(layer)
+    # Other signers add to the same tag at the same time: read-modify-write, merged and checked
+    # (shipml.oci.merge), so that every signature survives.
     client.put_blob(target.repository, blob)
-    config, manifest = formats.signature_image(layers)
-    client.put_blob(target.repository, config)
-    client.put_manifest(target.repository, target.tag, manifest, OCI_MANIFEST)
-    return Attached(ref=target, digest=sha256_digest(manifest))
+
+    def signature_image(layers: list[Descriptor]) -> TagContent:
+        config, manifest = formats.signature_image(layers)
+        return TagContent(manifest, OCI_MANIFEST, blobs=(config,))
+
+    stored = add_to_tag(client, target.repository, target.tag, [layer], signature_image,
+                        same=_same_layer)
+    return Attached(ref=target, digest=stored.digest)
 
 
 def _same_layer(first: Descriptor, second: Descriptor) -> bool:
