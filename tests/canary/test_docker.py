@@ -244,3 +244,28 @@ def test_an_unsigned_local_image_under_the_signed_tag_never_serves(
         assert slots[0].image.labels["dev.shipml.test.fault"] == "good"
     finally:
         docker_client.images.remove(f"{repository}:release", noprune=True)
+
+
+def test_a_built_but_unpushed_image_is_rolled_out_by_the_id_build_handed_on(
+        service: Service, images: dict[str, str], docker_client: Any) -> None:
+    # build (push: false) hands on REPOSITORY:TAG and the local image id; the tag may move
+    # before canary runs, the id does not
+    from shipml.results import Handoff, StageResult, results_path
+
+    built = docker_client.images.get(images["good"])
+    repository = f"shipml-canary-test/{service.name}"
+    StageResult(stage="build", status="pass", summary="built locally", started_at="2026-01-01",
+                duration_s=1.0, handoff=(Handoff(kind="image", ref=f"{repository}:handed",
+                                                 digest=built.id),)
+                ).write(service.folder / ".shipml")
+    assert results_path(service.folder / ".shipml", "build").is_file()
+    docker_client.images.get(images["shuffled"]).tag(repository, "handed")
+    try:
+        assert _run(service.config(None)) == 0  # type: ignore[arg-type]
+        result = _result(service)
+        assert result["metrics"]["image"] == built.id
+        assert result["metrics"]["revision"] == f"{service.name}-{built.id[7:19]}"
+        slot = docker_client.containers.get(f"{service.name}-a")
+        assert slot.image.id == built.id
+    finally:
+        docker_client.images.remove(f"{repository}:handed", noprune=True)

@@ -265,3 +265,84 @@ def test_a_rollout_on_each_method_sends_valid_objects(api_server: FakeApi, metho
         if verb == "PATCH":
             assert content_type == "application/apply-patch+yaml"
             assert objects.validate(body) == []
+
+
+def _push_tiny_image(repository: str, tag: str, content: bytes) -> str:
+    """Store a one-layer OCI image as ``127.0.0.1:5000/repository:tag`` in the real registry;
+    return its manifest digest."""
+    from shipml.oci import OCI_CONFIG, OCI_MANIFEST, RegistryClient, sha256_digest
+
+    client = RegistryClient("127.0.0.1:5000")
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    layer = content
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": client.put_blob(repository, config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": client.put_blob(repository, layer), "size": len(layer)}],
+    }).encode()
+    client.put_manifest(repository, tag, manifest, OCI_MANIFEST)
+    return sha256_digest(manifest)
+
+
+@pytest.mark.parametrize("method", objects.METHODS)
+def test_a_tag_is_resolved_once_and_every_object_names_the_digest(api_server: FakeApi,
+                                                                  method: str) -> None:
+    import uuid
+
+    repository = f"shipml-canary-test/k8s-{uuid.uuid4().hex[:8]}"
+    digest = _push_tiny_image(repository, "v1", b"first")
+    target = _target(api_server, method)
+    revision = target.resolve(f"127.0.0.1:5000/{repository}:v1")
+    pinned = f"127.0.0.1:5000/{repository}@{digest}"
+    assert revision == Revision(pinned, f"churn-{digest[7:19]}")
+    # the tag moves on; what was resolved does not
+    _push_tiny_image(repository, "v1", b"second")
+    target.first_deploy(revision)
+    images = [container["image"] for verb, _, _, body in api_server.requests if verb == "PATCH"
+              for container in _containers(body)]
+    assert images and set(images) == {pinned}
+    assert target.stable() == Revision(pinned, revision.revision)
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    if obj["kind"] == "Deployment":
+        return list(obj["spec"]["template"]["spec"]["containers"])
+    if obj["kind"] == "InferenceService":
+        return list(obj["spec"]["predictor"]["containers"])
+    return []
+
+
+def test_a_tag_the_registry_does_not_have_is_refused(api_server: FakeApi) -> None:
+    target = _target(api_server, "replicas")
+    with pytest.raises(ConfigError, match="no such manifest in the registry"):
+        target.resolve("127.0.0.1:5000/shipml-canary-test/k8s-nothing:here")
+    assert api_server.requests == []
+
+
+def test_a_stored_rollout_naming_a_tag_never_moves_on_but_can_be_aborted(api_server: FakeApi
+                                                                          ) -> None:
+    from shipml.canary import core, engine
+    from shipml.canary.plan import Plan, Step
+
+    target = _target(api_server, "replicas")
+    target.first_deploy(Revision(*STABLE))
+    plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
+    tagged = Revision("127.0.0.1:5000/churn:v2", "churn-v2")
+    target.acquire(Lock("older shipml", "runner", 3, 1_000.0, 60.0), 1_000.0)
+    target.write_state(engine.begin(plan, "churn", tagged, Revision(*STABLE), 1_000.0).state)
+    target.release(Lock("older shipml", "runner", 3, 1_000.0, 60.0))
+    settings = core.Settings(service="churn", plan=plan, specs=(), target_type="kubernetes",
+                             target={}, prometheus={}, probe={}, probe_rows=(), lease_s=60.0,
+                             sample_window_s=1.0)
+    runner = core.Runner(settings=settings, target=target, providers={}, lines=[], rounds=[])
+    before = len(api_server.requests)
+    for verb in ("promote", "resume"):
+        with pytest.raises(ConfigError, match=r"names the image 127\.0\.0\.1:5000/churn:v2, a tag"):
+            core.manual(runner, verb)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="a tag and not a digest"):
+        core.roll_out(runner, None)
+    assert not [r for r in api_server.requests[before:] if r[0] == "PATCH"]
+    assert core.manual(runner, "abort").phase == "aborted"

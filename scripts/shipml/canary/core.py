@@ -33,6 +33,9 @@ IN_PROGRESS = ("a rollout of {other} on {service} is {phase} at {weight}%; finis
 NO_TEST_ROWS = ("canary.probe.enabled is true but model.test is not set; the probe sends real "
                 "rows of the test set:\n  model:\n    test: data/test.csv")
 
+NOT_PINNED = ("the stored rollout of {service} names the image {image}, a tag and not a digest "
+              "(an older shipml wrote it); it cannot continue, since the tag may name another "
+              "image now: `shipml canary abort`, then roll out the image by its digest")
 PROBE_NEEDS_URLS = ("canary.probe.enabled is true but the kubernetes target gives the probe no "
                     "address of each revision (pods are not reachable from the runner); set "
                     "probe.enabled: auto (on for docker only) or false")
@@ -210,6 +213,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
                 raise ConfigError(IN_PROGRESS.format(other=stored.canary.revision,
                                                      service=settings.service,
                                                      phase=stored.phase, weight=stored.weight))
+            _check_pinned(stored)
             runner.say(f"canary {settings.service}: resume {stored.canary.revision} at step "
                        f"{stored.step + 1}/{len(settings.plan.steps)}, weight {stored.weight}%")
             if stored.phase == "progressing":
@@ -222,7 +226,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
         now = runner.now()
         if stable is None:
             runner.say(f"canary {settings.service}: no stable revision yet: first deploy of "
-                       f"{canary.revision} ({image}), a plain rollout with health checks")
+                       f"{canary.revision} ({canary.image}), a plain rollout with health checks")
             target.first_deploy(canary)
             state = RolloutState(service=settings.service, phase="promoted", step=0, weight=100,
                                  canary=canary, stable=None, started_at=now, step_started_at=now,
@@ -257,10 +261,18 @@ def manual(runner: Runner, verb: engine.Command) -> RolloutState:
         if stored is None:
             raise ConfigError(f"there is no rollout of {settings.service} to {verb} on "
                               f"{target.describe()}")
+        if verb != "abort":
+            _check_pinned(stored)
         state = runner.apply(engine.command(settings.plan, stored, verb, runner.now()))
         return runner.loop(state, lock) if state.phase == "progressing" else state
     finally:
         target.release(lock)
+
+
+def _check_pinned(stored: RolloutState) -> None:
+    """Raise ConfigError when a stored rollout that would move on names its canary by a tag."""
+    if not stored.final and not stored.canary.pinned:
+        raise ConfigError(NOT_PINNED.format(service=stored.service, image=stored.canary.image))
 
 
 # --- the stage result ---------------------------------------------------------------------------

@@ -38,6 +38,12 @@ class Revision:
         """Return the JSON-ready mapping."""
         return {"image": self.image, "revision": self.revision}
 
+    @property
+    def pinned(self) -> bool:
+        """Return whether ``image`` names one image for good (``…@sha256:`` or a local image id
+        ``sha256:…``), never a tag that may move."""
+        return "@sha256:" in self.image or self.image.startswith("sha256:")
+
 
 @dataclass(frozen=True)
 class StepRecord:
