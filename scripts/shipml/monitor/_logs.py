@@ -214,10 +214,12 @@ def _modified(path: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(path.stat().st_mtime, tz=_dt.timezone.utc)
 
 
-def conform(values: pd.Series, kind: Kind) -> tuple[pd.Series, int]:
+def conform(values: pd.Series, kind: Kind, *, numbers_as_text: bool = False
+            ) -> tuple[pd.Series, int]:
     """Return ``values`` as a column of ``kind`` takes them (a number column as floats, the
     non-finite strings and booleans included), and the position of the first value it does not
-    take (-1 when there is none)."""
+    take (-1 when there is none). ``numbers_as_text``: text that reads as a number is one (a
+    CSV column with one cell of text is read as text throughout)."""
     dtype_kind = values.dtype.kind
     if kind == "text":
         if dtype_kind != "O":
@@ -236,6 +238,11 @@ def conform(values: pd.Series, kind: Kind) -> tuple[pd.Series, int]:
             numbers[position] = math.nan
         elif type(value) is str:
             number = NON_FINITE.get(value)
+            if number is None and numbers_as_text:
+                try:
+                    number = float(value)
+                except ValueError:
+                    pass
             if number is None:
                 return values, position
             numbers[position] = number
@@ -268,7 +275,7 @@ def conform_table(frame: pd.DataFrame, expected: Mapping[str, Kind], key: str, s
     for name, kind in expected.items():
         if name not in frame.columns:
             continue
-        column, bad = conform(frame[name], kind)
+        column, bad = conform(frame[name], kind, numbers_as_text=True)
         if bad >= 0:
             raise ConfigError(wrong_type(key, f"{source} row {bad + 1}", name,
                                          frame[name].iloc[bad], kind, reference))
