@@ -113,8 +113,9 @@ def test_referrers_fall_back_to_the_tag_schema_on_a_registry_without_the_api(
     client.push_referrer(repository, sbom, OCI_MANIFEST, subject, "application/spdx+json")
 
     found = client.referrers(repository, subject)
-    assert [item.artifact_type for item in found] == ["application/sarif+json",
-                                                      "application/spdx+json"]
+    # pushing a referrer again adds nothing: the index is a set, kept in the order of addition
+    assert [item.artifact_type for item in found] == ["application/spdx+json",
+                                                      "application/sarif+json"]
     assert fallback_tag(subject) in client.tags(repository)
     only = client.referrers(repository, subject, artifact_type="application/spdx+json")
     assert [item.digest for item in only] == [sbom_digest]
@@ -353,3 +354,48 @@ def test_a_broken_docker_config_is_exit_2(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         credentials_for("ghcr.io", {"DOCKER_CONFIG": str(tmp_path)})
     assert error.value.message.startswith(f"{tmp_path / 'config.json'}: not a Docker config file")
+
+
+def _push_referrers_at_once(address: str, repository: str, subject: str,
+                            artifacts: list[bytes]) -> list[str]:
+    """Push each artifact as a referrer of ``subject`` from its own thread, all released
+    together; return what the threads raised."""
+    import threading
+
+    start = threading.Barrier(len(artifacts))
+    failures: list[str] = []
+
+    def writer(artifact: bytes) -> None:
+        try:
+            start.wait()
+            RegistryClient(address).push_referrer(repository, artifact, OCI_MANIFEST, subject,
+                                                  "application/spdx+json")
+        except Exception as exc:  # reported by the test, with its round
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=writer, args=(artifact,)) for artifact in artifacts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_concurrent_referrers_of_one_subject_all_stay_in_the_fallback_index(
+        registry: Registry) -> None:
+    writers, rounds = 4, 6
+    lost: list[str] = []
+    for round_number in range(rounds):
+        client = RegistryClient(registry.address)
+        repository = _repository()
+        subject = push_test_image(client, repository, "v1")
+        size = len(client.get_manifest(Reference(registry.address, repository,
+                                                 digest=subject)).data)
+        artifacts = [_artifact(subject, size, "application/spdx+json",
+                               b'{"sbom": %d}' % number, client, repository)
+                     for number in range(writers)]
+        assert _push_referrers_at_once(registry.address, repository, subject, artifacts) == []
+        found = {item.digest for item in client.referrers(repository, subject)}
+        if found != {sha256_digest(artifact) for artifact in artifacts}:
+            lost.append(f"round {round_number}: {len(found)} of {writers} referrers")
+    assert lost == [], f"{len(lost)} of {rounds} races lost a referrer: {lost}"
