@@ -269,3 +269,59 @@ def test_a_built_but_unpushed_image_is_rolled_out_by_the_id_build_handed_on(
         assert slot.image.id == built.id
     finally:
         docker_client.images.remove(f"{repository}:handed", noprune=True)
+
+
+@pytest.mark.parametrize(("same", "message"), [
+    (("admin_port", "port"), "canary.target.docker.admin_port: {port} is also {file}:{line} "
+                             "canary.target.docker.port; the router, its Runtime API and the two "
+                             "slots each need a port of their own"),
+    (("b", "admin_port"), "canary.target.docker.ports[1]: {port} is also {file}:{line} "
+                          "canary.target.docker.admin_port"),
+    (("a", "port"), "canary.target.docker.ports[0]: {port} is also {file}:{line} "
+                    "canary.target.docker.port"),
+])
+def test_two_keys_on_one_port_are_refused_naming_both_before_anything_starts(
+        service: Service, images: dict[str, str], docker_client: Any,
+        capsys: pytest.CaptureFixture[str], same: tuple[str, str], message: str) -> None:
+    ports = {"port": service.port, "admin_port": service.admin_port, "a": service.slots[0],
+             "b": service.slots[1]}
+    ports[same[0]] = ports[same[1]]
+    config = service.config(images["base"])
+    text = config.read_text().replace(f"port: {service.port}\n", f"port: {ports['port']}\n") \
+        .replace(f"admin_port: {service.admin_port}\n", f"admin_port: {ports['admin_port']}\n") \
+        .replace(f"- {service.slots[0]}\n", f"- {ports['a']}\n") \
+        .replace(f"- {service.slots[1]}\n", f"- {ports['b']}\n")
+    config.write_text(text)
+    line = next(number for number, row in enumerate(text.splitlines(), 1)
+                if row.strip().startswith({"port": "port:", "admin_port": "admin_port:"}.get(
+                    same[1], "ports:")))
+    assert _run(config) == 2
+    err = capsys.readouterr().err
+    assert message.format(port=ports[same[1]], file=config, line=line) in err
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"dev.shipml.canary={service.name}"}) == []
+
+
+@pytest.mark.parametrize("key", ["port", "admin_port", "ports"])
+def test_a_port_another_process_listens_on_is_refused_before_anything_starts(
+        service: Service, images: dict[str, str], docker_client: Any,
+        capsys: pytest.CaptureFixture[str], key: str) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        config = service.config(images["base"])
+        old = {"port": service.port, "admin_port": service.admin_port}.get(key)
+        text = config.read_text()
+        text = (text.replace(f"{key}: {old}\n", f"{key}: {taken}\n") if old is not None
+                else text.replace(f"- {service.slots[1]}\n", f"- {taken}\n"))
+        config.write_text(text)
+        assert _run(config) == 2
+    err = capsys.readouterr().err
+    named = "ports[1]" if key == "ports" else key
+    assert f"canary.target.docker.{named}: 127.0.0.1:{taken} is already in use by another " \
+           "process; choose a free port (nothing was started)" in err
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"dev.shipml.canary={service.name}"}) == []

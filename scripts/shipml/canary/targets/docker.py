@@ -16,7 +16,7 @@ import re
 import tarfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ NO_ENGINE = ("the Docker Engine does not answer ({reason}); start it or point DO
              "(canary.target.type: docker)")
 NO_IMAGE = ("{where}: image {image} does not exist: not on the engine and its registry has none "
             "({reason}); give the image shipml build pushed, e.g. REGISTRY/REPOSITORY@sha256:…")
+PORT_TWICE = ("{key}: {port} is also {other}; the router, its Runtime API and the two slots "
+              "each need a port of their own")
+PORT_IN_USE = ("{key}: {host}:{port} is already in use by another process; choose a free port "
+               "(nothing was started)")
 NO_LOCAL_ID = ("canary.image: {image} names a local image id, and the engine has no such image; "
                "give the image shipml build pushed, e.g. REGISTRY/REPOSITORY@sha256:…")
 NOT_THAT_DIGEST = ("canary.image: the engine's image for {image} is {id}, which does not carry "
@@ -57,6 +61,8 @@ class DockerTarget:
     environment: Mapping[str, str]
     ready_timeout_s: float
     drain_s: float
+    #: how messages name each port's key (``port``, ``admin_port``, slot ``a``, ``b``)
+    port_keys: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, service: str, settings: Mapping[str, Any], where: Any) -> DockerTarget:
@@ -65,9 +71,16 @@ class DockerTarget:
         import docker
 
         ports = list(settings["ports"])
-        if len(ports) != 2 or ports[0] == ports[1] or settings["port"] in ports:
+        if len(ports) != 2:
             raise ConfigError(f"{where('canary', 'target', 'docker', 'ports')}: {ports} must be two "
-                              f"different ports, neither the router's {settings['port']}")
+                              "ports, one per slot, e.g. [8081, 8082]")
+        keys = {"port": where("canary", "target", "docker", "port"),
+                "admin_port": where("canary", "target", "docker", "admin_port"),
+                **{slot: where("canary", "target", "docker", "ports", index)
+                   for index, slot in enumerate(SLOTS)}}
+        values = {"port": int(settings["port"]), "admin_port": int(settings["admin_port"]),
+                  **{slot: int(port) for slot, port in zip(SLOTS, ports, strict=True)}}
+        _check_distinct(values, keys)
         try:
             client = docker.from_env(timeout=120)
             client.ping()
@@ -75,12 +88,12 @@ class DockerTarget:
             raise InfrastructureError(NO_ENGINE.format(reason=first_line(exc))) from None
         return cls(service=service, client=client, router_image=str(settings["router_image"]),
                    router_base_image=str(settings["router_base_image"]),
-                   listen=str(settings["listen"]), port=int(settings["port"]),
-                   admin_port=int(settings["admin_port"]),
-                   slot_ports=dict(zip(SLOTS, (int(port) for port in ports), strict=True)),
+                   listen=str(settings["listen"]), port=values["port"],
+                   admin_port=values["admin_port"],
+                   slot_ports={slot: values[slot] for slot in SLOTS},
                    bind=str(settings["bind"]), environment=dict(settings["env"]),
                    ready_timeout_s=float(settings["ready_timeout_s"]),
-                   drain_s=float(settings["drain_s"]))
+                   drain_s=float(settings["drain_s"]), port_keys=keys)
 
     # --- names ------------------------------------------------------------------------------
 
@@ -266,7 +279,9 @@ class DockerTarget:
 
     def first_deploy(self, revision: Revision) -> None:
         """Run ``revision`` in slot a, wait until ready, then start the router with all traffic
-        on it."""
+        on it. Raises ConfigError, before anything starts, when a port is in use."""
+        router = self._container(self.router_name)
+        self._check_free({"a", "b"} | (set() if router is not None else {"port", "admin_port"}))
         self._run_slot("a", revision, "first revision")
         router = self._container(self.router_name)
         if router is not None:
@@ -276,10 +291,12 @@ class DockerTarget:
         self._wait_ready(f"http://127.0.0.1:{self.port}", "router", revision, self.port)
 
     def deploy_canary(self, revision: Revision) -> None:
-        """Run ``revision`` in the free slot at weight 0 and wait until it is ready."""
+        """Run ``revision`` in the free slot at weight 0 and wait until it is ready; raise
+        ConfigError, before anything starts, when that slot's port is in use."""
         slots = self._slots()
         stable = str(slots["stable"])
         canary = _other(stable)
+        self._check_free({canary})
         self.api.set_weights({canary: 0, stable: 100})
         self._run_slot(canary, revision, "canary")
         slots.setdefault("revisions", {})[canary] = revision.to_dict()
@@ -408,10 +425,48 @@ class DockerTarget:
         raise InfrastructureError("the router did not open its Runtime API on 127.0.0.1:"
                                   f"{self.admin_port}: {container.logs(tail=10).decode(errors='replace')}")
 
+    def _check_free(self, roles: set[str]) -> None:
+        """Raise ConfigError naming the key of the first port of ``roles`` (``port``,
+        ``admin_port``, a slot) that a process other than this service's containers holds."""
+        hosts = {"port": self.listen, "admin_port": "127.0.0.1"}
+        ports = {"port": self.port, "admin_port": self.admin_port, **self.slot_ports}
+        for role in ("port", "admin_port", *SLOTS):
+            if role not in roles or (role in SLOTS and self._container(self.slot_name(role))):
+                continue
+            host = hosts.get(role, self.bind)
+            if _in_use(host, ports[role]):
+                raise ConfigError(PORT_IN_USE.format(key=self.port_keys.get(role, role),
+                                                     host=host, port=ports[role]))
+
     def _remove_slot(self, slot: str) -> None:
         container = self._container(self.slot_name(slot))
         if container is not None:
             _remove(container, stop_timeout=5)
+
+
+def _check_distinct(ports: Mapping[str, int], keys: Mapping[str, str]) -> None:
+    """Raise ConfigError naming both keys when two of the router's, the Runtime API's and the
+    slots' ports are the same."""
+    seen: dict[int, str] = {}
+    for role, port in ports.items():
+        if port in seen:
+            raise ConfigError(PORT_TWICE.format(key=keys[role], port=port, other=keys[seen[port]]))
+        seen[port] = role
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Return whether a socket is bound to ``host:port`` (a listener; connections that linger
+    in TIME_WAIT do not count, as for HAProxy and the server, which reuse the address)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _pinned(image: str) -> bool:
