@@ -107,6 +107,27 @@ def test_no_promotion_while_prometheus_is_down(service: Service, images: dict[st
     assert any("is not answering" in line for line in result["metrics"]["decisions"])
 
 
+def test_inconclusive_pass_never_promotes_while_prometheus_is_down(
+        service: Service, images: dict[str, str]) -> None:
+    # "pass" may pass a thin window; a source that gives nothing is never good news
+    _deploy_stable(service, images)
+    service.prometheus.stop()
+    config = service.config(images["shuffled"], step_timeout="6s", inconclusive="pass")
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
+        code = _run(config)
+    result = _result(service)
+    assert code == 1 and result["metrics"]["phase"] == "rolled_back", result["summary"]
+    assert all(step["weight"] == 20 for step in result["metrics"]["steps"])
+    assert any("never a source that gave no data" in line
+               for line in result["metrics"]["decisions"])
+
+
+def test_no_metric_and_no_probe_is_refused(service: Service, images: dict[str, str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(service.config(images["base"], metrics=[], inconclusive="pass")) == 2
+    assert "canary.metrics: no metric to analyse and the probe is off" in capsys.readouterr().err
+
+
 def test_a_second_rollout_is_refused_naming_the_holder(
         service: Service, images: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     _deploy_stable(service, images)

@@ -204,3 +204,79 @@ def test_the_lock_is_refused_while_its_holder_lives_and_taken_after_its_lease() 
     assert isinstance(error, LockHeld) and error.exit_code == 2
     assert error.message.startswith("another shipml canary holds the rollout of svc: job 7 (pid 1), "
                                     "lease renewed 5s ago, expires in 5s")
+
+
+# --- no data is never good news, whatever canary.inconclusive says ------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _spec(**fields: object) -> object:
+    from shipml.canary.analysis import metric_specs
+
+    return metric_specs([{"name": "m", "query": "error_rate", "max": 0.01, **fields}],
+                        "canary.metrics")[0]
+
+
+@pytest.mark.parametrize("policy", ["hold", "fail", "pass"])
+def test_a_source_that_does_not_answer_never_passes_under_any_policy(policy: str) -> None:
+    from shipml.canary.analysis import analyse
+    from shipml.canary.providers import build_provider
+
+    plan = Plan(**{**PLAN.__dict__, "inconclusive": policy})
+    down = {"prometheus": build_provider("prometheus",
+                                         {"url": f"http://127.0.0.1:{_closed_port()}"}),
+            "probe": build_provider("probe", {}, endpoints={}, rows=[{"x": 1.0}])}
+    specs = (_spec(), _spec(name="lat", query="p95_ms", judge="relative", max_ratio=1.2,
+                            max=None),
+             _spec(name="shift", query="mean_ms", judge="mann-whitney", max=None),
+             _spec(name="agree", provider="probe", query="agreement", min=0.99, max=None))
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    for now in range(1, 10):
+        round_ = analyse(specs, down, canary="svc-new", stable="svc-old", window_s=1.0,
+                         sample_window_s=1.0, min_requests=1).verdicts(specs)  # type: ignore[arg-type]
+        assert round_.verdict == "inconclusive" and round_.missing
+        decision = engine.decide(plan, state, round_, float(now))
+        assert decision.action in ("hold", "rollback"), decision.line
+        state = decision.state
+        if state.final:
+            break
+    assert state.phase in ("progressing", "rolled_back")
+
+
+def test_no_metrics_at_all_is_missing_data_not_a_pass() -> None:
+    plan = Plan(**{**PLAN.__dict__, "inconclusive": "pass"})
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    decision = engine.decide(plan, state, Verdicts("inconclusive", (), missing=True), 1.0)
+    assert decision.action == "hold"
+    assert decision.line.endswith("(no data is not good news; inconclusive: pass covers a thin "
+                                  "window, never a source that gave no data)")
+
+
+def test_pass_still_passes_a_thin_window() -> None:
+    plan = Plan(**{**PLAN.__dict__, "inconclusive": "pass",
+                   "steps": (Step(10, 0.0), Step(100, 0.0))})
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    thin = mann_whitney("latency", [1.0, 2.0], [1.0, 2.0], alpha=0.05, min_samples=4)
+    assert thin.verdict == "inconclusive" and not thin.missing
+    decision = engine.decide(plan, state, Verdicts("inconclusive", (thin,)), 1.0)
+    assert (decision.action, decision.weight) == ("promote", 100)
+
+
+def test_every_judge_says_missing_only_without_a_value() -> None:
+    assert absolute("e", None, maximum=1).missing
+    assert absolute("e", float("nan"), maximum=1).missing
+    assert not absolute("e", 0.5, maximum=1).missing
+    assert relative("p", None, 1.0, max_ratio=1.2).missing
+    assert relative("p", 1.0, None, max_ratio=1.2).missing
+    assert mann_whitney("l", None, [1.0] * 5, alpha=0.05, min_samples=3).missing
+    assert mann_whitney("l", [1.0] * 5, [1.0] * 5, alpha=0.05, min_samples=3,
+                        why_missing="down").missing
+    assert not mann_whitney("l", [1.0], [1.0] * 5, alpha=0.05, min_samples=3).missing
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from shipml.canary import judges
@@ -115,8 +115,9 @@ class AnalysisRound:
                     return result.canary
             return None
 
+        missing = [result.name for result in self.results if result.missing]
         return Verdicts(self.verdict, self.results, figure("error_rate"), figure("p95_ms"),
-                        self.note)
+                        self.note, missing=bool(missing) or not self.results)
 
 
 def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider], *,
@@ -138,11 +139,16 @@ def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider]
         if requests_seen is None or requests_seen < min_requests:
             starved = (f"the canary served {requests_seen or 0:.0f} requests in the last "
                        f"{window_s:g}s; canary.min_requests is {min_requests}")
+    # A window with some requests, fewer than min_requests, is thin; one without any is missing.
+    thin = bool(starved) and bool(requests_seen)
     results = []
     for spec in specs:
         why = offline.get(spec.provider) or (starved if spec.provider == counter else "")
-        results.append(_judge(spec, providers[spec.provider], why, canary=canary, stable=stable,
-                              window_s=window_s, sample_window_s=sample_window_s))
+        result = _judge(spec, providers[spec.provider], why, canary=canary, stable=stable,
+                        window_s=window_s, sample_window_s=sample_window_s)
+        if thin and why == starved:
+            result = replace(result, missing=False)
+        results.append(result)
     return AnalysisRound(tuple(results), requests_seen, time.perf_counter() - started,
                          note=starved)
 

@@ -33,6 +33,9 @@ IN_PROGRESS = ("a rollout of {other} on {service} is {phase} at {weight}%; finis
 NO_TEST_ROWS = ("canary.probe.enabled is true but model.test is not set; the probe sends real "
                 "rows of the test set:\n  model:\n    test: data/test.csv")
 
+NO_METRICS = ("{where}: no metric to analyse and the probe is off; every analysis would find "
+              "no data, and no data is never good news. Give at least one, e.g.\n  canary:\n"
+              "    metrics:\n      - {{name: error-rate, query: error_rate, max: 0.01}}")
 NOT_PINNED = ("the stored rollout of {service} names the image {image}, a tag and not a digest "
               "(an older shipml wrote it); it cannot continue, since the tag may name another "
               "image now: `shipml canary abort`, then roll out the image by its digest")
@@ -86,6 +89,8 @@ def read_settings(config: Config) -> Settings:
         specs = (*specs, *metric_specs(
             [{"name": "prediction-agreement", "provider": "probe", "query": "agreement",
               "min": probe["min_agreement"]}], where("canary", "probe")))
+    if not specs:
+        raise ConfigError(NO_METRICS.format(where=where("canary", "metrics")))
     service = str(section["service"] or _default_service(config))
     lease = parse_duration(section["lease"], where("canary", "lease"), allow_zero=False)
     if lease < plan.interval_s * 2:

@@ -25,6 +25,7 @@ Action = Literal["hold", "set_weight", "promote", "rollback"]
 Command = Literal["promote", "abort", "resume"]
 COMMANDS: tuple[Command, ...] = ("promote", "abort", "resume")
 STATE_VERSION = 1
+NEVER_PASSED = "; inconclusive: pass covers a thin window, never a source that gave no data"
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,9 @@ class Verdicts:
     error_rate: float | None = None
     p95_ms: float | None = None
     note: str = ""
+    #: some metric had no value at all (its source did not answer, no series), or there were
+    #: no metrics: ``inconclusive: pass`` never passes such a round
+    missing: bool = False
 
 
 def begin(plan: Plan, service: str, canary: Revision, stable: Revision | None,
@@ -172,6 +176,10 @@ def decide(plan: Plan, state: RolloutState, round_: Verdicts, now: float) -> Dec
     counted = verdict
     if verdict == "inconclusive" and plan.inconclusive != "hold":
         counted = plan.inconclusive
+    never_passed = ""
+    if counted == "pass" and verdict == "inconclusive" and round_.missing:
+        # inconclusive: pass may pass a thin window, never a source that gave nothing
+        counted, never_passed = "inconclusive", NEVER_PASSED
     record = _record(state, counted, round_)
     metrics = "; ".join(result.describe() for result in round_.results) or "no metrics"
     head = f"{_where(plan, state)}: {metrics}"
@@ -201,7 +209,7 @@ def decide(plan: Plan, state: RolloutState, round_: Verdicts, now: float) -> Dec
                                              f"{format_duration(plan.step_timeout_s)}: roll back")
         nxt = replace(state, updated_at=now, history=_replace_last(state.history, record))
         return Decision(nxt, "hold", f"{head} → inconclusive: hold at {state.weight}% "
-                                     "(no data is not good news)")
+                                     f"(no data is not good news{never_passed})")
     passed = state.passed_in_step + 1
     step = plan.steps[state.step]
     held = now - state.step_started_at

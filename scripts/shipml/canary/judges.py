@@ -28,6 +28,9 @@ class MetricResult:
     threshold: float | None = None
     detail: str = ""
     unit: str = ""
+    #: no value at all (a source that did not answer, no series): never counted as a pass, under
+    #: any ``inconclusive`` policy; False for a thin window (too few requests or samples)
+    missing: bool = False
 
     def describe(self) -> str:
         """Return the log fragment of this result: name, value, threshold, verdict."""
@@ -54,7 +57,8 @@ def absolute(name: str, value: float | None, *, maximum: float | None = None,
     threshold = maximum if maximum is not None else minimum
     if value is None or not math.isfinite(value):
         return MetricResult(name, sentence, "inconclusive", None, None, threshold,
-                            f"no data{': ' + why_missing if why_missing else ''}", unit)
+                            f"no data{': ' + why_missing if why_missing else ''}", unit,
+                            missing=True)
     failed = (maximum is not None and value > maximum) or (minimum is not None and value < minimum)
     parts = []
     if maximum is not None:
@@ -79,7 +83,8 @@ def relative(name: str, canary: float | None, stable: float | None, *,
     if canary is None or stable is None or not (math.isfinite(canary) and math.isfinite(stable)):
         missing = "canary" if canary is None or not math.isfinite(canary) else "stable"
         return MetricResult(name, sentence, "inconclusive", canary, stable, None,
-                            f"no {missing} data{': ' + why_missing if why_missing else ''}", unit)
+                            f"no {missing} data{': ' + why_missing if why_missing else ''}", unit,
+                            missing=True)
     failed, parts, threshold = False, [], None
     if max_ratio is not None:
         threshold = stable * max_ratio + slack
@@ -160,12 +165,14 @@ def mann_whitney(name: str, canary: Sequence[float] | None, stable: Sequence[flo
     have = (len(canary or ()), len(stable or ()))
     # Too few samples can never reach p < alpha: such a test would pass anything.
     reachable = min(have) > 0 and 1 / math.comb(sum(have), have[0]) < alpha
-    if canary is None or stable is None or min(have) < min_samples or not reachable:
+    if why_missing or canary is None or stable is None or min(have) < min_samples \
+            or not reachable:
         detail = (f"{have[0]} canary and {have[1]} stable samples; at least {min_samples} each "
                   f"that can reach p < {alpha:g} are needed")
         if why_missing:
             detail = f"no data: {why_missing}"
-        return MetricResult(name, sentence, "inconclusive", None, None, alpha, detail, unit)
+        return MetricResult(name, sentence, "inconclusive", None, None, alpha, detail, unit,
+                            missing=bool(why_missing) or min(have) == 0)
     _, p_value = mann_whitney_u(canary, stable)
     effect = _median(canary) - _median(stable)
     slower = p_value < alpha and effect > min_effect
