@@ -65,3 +65,17 @@ def test_keygen_without_a_password_says_how_to_give_one(
         "(in a workflow step, from a secret: env: COSIGN_PASSWORD: "
         "${{ secrets.COSIGN_PASSWORD }})\n")
     assert not (tmp_path / "cosign.key").exists()
+
+
+def test_keygen_onto_a_folder_says_it_is_a_folder_and_what_to_give(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSIGN_PASSWORD", "pw-for-keygen")
+    (tmp_path / "release.key").mkdir()
+    assert main(["keygen", "--key", "release.key"]) == 2
+    assert capsys.readouterr().err == (
+        f"shipml keygen: {tmp_path / 'release.key'} is a folder; shipml keygen writes "
+        "PREFIX.key and PREFIX.pub: give --output-key-prefix FOLDER/cosign (or sign.key: "
+        "FOLDER/cosign.key)\n")
+    assert list((tmp_path / "release.key").iterdir()) == []

@@ -444,3 +444,113 @@ def test_concurrent_signers_of_one_digest_all_keep_their_signature_and_attestati
             lost.append(f"round {round_number}: signatures of {sorted(signers)}, "
                         f"{attestations} attestations, verify exit codes {verified}")
     assert lost == [], f"{len(lost)} of {RACE_ROUNDS} races lost a signature: {lost}"
+
+
+# --- hostile key files: each message names the file and what would be valid --------------------
+
+#: the advice every unreadable public key gets: the public-key format, never a private one
+PUBLIC_KEY_ADVICE = (
+    "give the PKIX 'PUBLIC KEY' PEM (-----BEGIN PUBLIC KEY-----) that `cosign generate-key-pair` "
+    "and `shipml keygen` write to cosign.pub (`cosign public-key --key cosign.key` prints it), of "
+    "an ECDSA P-256, P-384 or P-521, RSA or Ed25519 key")
+PRIVATE_KEY_ADVICE = ("use cosign.key from `shipml keygen`/`cosign generate-key-pair`, or a "
+                      "PKCS#8 'PRIVATE KEY' PEM")
+#: text that stands for key material in the hostile files: it must never reach a message
+KEY_MATERIAL = "c2VjcmV0LWtleS1tYXRlcmlhbA"
+
+
+def _hostile_key(folder: Path, kind: str) -> Path:
+    """Write one hostile key file of ``kind`` into ``folder``; return its path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    pkcs8, spki = serialization.PrivateFormat.PKCS8, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem, plain = serialization.Encoding.PEM, serialization.NoEncryption()
+    path = folder / f"{kind}.pem"
+    if kind == "garbage":
+        path.write_text(f"ssh-ed25519 {KEY_MATERIAL} someone@laptop\n")
+    elif kind == "empty":
+        path.write_text("\n")
+    elif kind == "damaged-public":
+        path.write_text(f"-----BEGIN PUBLIC KEY-----\n{KEY_MATERIAL}AA==\n-----END PUBLIC KEY-----\n")
+    elif kind == "pkcs1-public":
+        key = rsa.generate_private_key(65537, 2048)
+        path.write_bytes(key.public_key().public_bytes(pem, serialization.PublicFormat.PKCS1))
+    elif kind == "certificate":
+        path.write_text(f"-----BEGIN CERTIFICATE-----\n{KEY_MATERIAL}AA==\n"
+                        "-----END CERTIFICATE-----\n")
+    elif kind in ("secp256k1-public", "secp256k1-private", "p256-public"):
+        curve = ec.SECP256R1() if kind == "p256-public" else ec.SECP256K1()
+        secret = ec.generate_private_key(curve)
+        path.write_bytes(secret.private_bytes(pem, pkcs8, plain) if kind.endswith("private")
+                         else secret.public_key().public_bytes(pem, spki))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "found", "hint"), [
+    ("garbage", "no PEM block", ""),
+    ("empty", "an empty file", ""),
+    ("damaged-public", "a 'PUBLIC KEY' block that holds no key it can read", ""),
+    ("pkcs1-public", "a 'RSA PUBLIC KEY' PEM block",
+     "; convert this PKCS#1 key: openssl rsa -RSAPublicKey_in -in KEY -pubout"),
+    ("certificate", "a 'CERTIFICATE' PEM block",
+     "; take its key: openssl x509 -pubkey -noout -in CERT > cosign.pub"),
+])
+def test_a_public_key_verify_cannot_read_names_the_file_and_the_public_key_formats(
+        kind: str, found: str, hint: str, workspace: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = _hostile_key(workspace, kind)
+    assert main(["verify", "--key", str(path), "127.0.0.1:5000/team/model:v1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"shipml verify: {path}: not a public key shipml can read (found {found}); "
+                   f"{PUBLIC_KEY_ADVICE}{hint}\n")
+    assert "PRIVATE" not in err and KEY_MATERIAL not in err
+
+
+@pytest.mark.parametrize(("command", "kind"), [("verify", "secp256k1-public"),
+                                                ("sign", "secp256k1-private")])
+def test_a_key_on_a_curve_cosign_does_not_use_is_refused(
+        command: str, kind: str, workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = _hostile_key(workspace, kind)
+    assert main([command, "--key", str(path), f"127.0.0.1:5000/team/model@sha256:{'1' * 64}"]) == 2
+    assert capsys.readouterr().err == (
+        f"shipml {command}: {path}: an ECDSA key on curve secp256k1, which cosign does not sign "
+        "or verify with; use P-256 (what `shipml keygen` and `cosign generate-key-pair` write), "
+        "P-384 or P-521\n")
+
+
+@pytest.mark.parametrize(("kind", "found", "hint"), [
+    ("garbage", "no PEM block", ""),
+    ("empty", "an empty file", ""),
+    ("p256-public", "a 'PUBLIC KEY' PEM block",
+     " (that is a public key: sign with the private key, cosign.key)"),
+])
+def test_a_private_key_sign_cannot_read_names_the_file_and_the_private_key_formats(
+        kind: str, found: str, hint: str, workspace: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = _hostile_key(workspace, kind)
+    assert main(["sign", "--key", str(path), f"127.0.0.1:5000/team/model@sha256:{'1' * 64}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"shipml sign: {path}: not a private key shipml can read (found {found}); "
+                   f"{PRIVATE_KEY_ADVICE}{hint}\n")
+    assert KEY_MATERIAL not in err
+
+
+def test_a_wrong_password_is_exit_2_and_never_printed_or_written(
+        registry: Registry, key_pair: KeyPair, workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    image = pushed(registry)
+    password = "wrong-password-7f3a9c"
+    monkeypatch.setenv("COSIGN_PASSWORD", password)
+    assert main(["sign", "--debug", "--key", str(key_pair.private),
+                 str(image.with_digest(image.digest))]) == 2
+    captured = capsys.readouterr()
+    # --debug shows the traceback too: the password must not be in it either
+    assert captured.err.splitlines()[-1].endswith(
+        f"{key_pair.private}: could not decrypt the private key: the password "
+        "(COSIGN_PASSWORD) is wrong, or the file is damaged")
+    written = (workspace / ".shipml" / "results" / "sign.json").read_text()
+    key_text = key_pair.private.read_text().splitlines()[1]
+    for shown in (captured.out, captured.err, caplog.text, written):
+        assert password not in shown and key_text not in shown

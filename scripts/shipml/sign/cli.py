@@ -82,6 +82,8 @@ KEY_URI_NEEDS_COSIGN = ("{key}: key URIs (KMS, k8s://, …) need the cosign CLI 
                         "built-in signer reads key files and env://VARIABLE")
 KEY_EXISTS = ("{path} already exists; shipml keygen does not overwrite keys: move it away or "
               "choose another --output-key-prefix")
+KEY_PATH_IS_FOLDER = ("{path} is a folder; shipml keygen writes PREFIX.key and PREFIX.pub: give "
+                      "--output-key-prefix FOLDER/cosign (or sign.key: FOLDER/cosign.key)")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -321,6 +323,8 @@ def run_keygen(args: argparse.Namespace) -> int:
         prefix = Path("cosign")
     private, public = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for path in (private, public):
+        if path.is_dir():
+            raise ConfigError(KEY_PATH_IS_FOLDER.format(path=path))
         if path.exists():
             raise ConfigError(KEY_EXISTS.format(path=path))
     if not private.parent.is_dir():

@@ -53,8 +53,27 @@ WRONG_PASSWORD = (f"{{path}}: could not decrypt the private key: the password ({
 NOT_PKCS8 = ("{path}: the decrypted key is an SEC1 'EC PRIVATE KEY', not PKCS#8, and cosign "
              "refuses it too; re-encode it: openssl pkcs8 -topk8 -nocrypt -in KEY -out key.pem, "
              "then `cosign import-key-pair --key key.pem`")
-UNKNOWN_KEY_FILE = ("{path}: not a key shipml can read (found {found}); use cosign.key from "
+UNKNOWN_KEY_FILE = ("{path}: not a private key shipml can read (found {found}); use cosign.key from "
                     "`shipml keygen`/`cosign generate-key-pair`, or a PKCS#8 'PRIVATE KEY' PEM")
+UNKNOWN_PUBLIC_KEY_FILE = (
+    "{path}: not a public key shipml can read (found {found}); give the PKIX 'PUBLIC KEY' PEM "
+    "(-----BEGIN PUBLIC KEY-----) that `cosign generate-key-pair` and `shipml keygen` write to "
+    "cosign.pub (`cosign public-key --key cosign.key` prints it), of an ECDSA P-256, P-384 or "
+    "P-521, RSA or Ed25519 key")
+#: the hint after UNKNOWN_PUBLIC_KEY_FILE for PEM blocks that hold a public key in another form
+PUBLIC_KEY_HINTS = {
+    "RSA PUBLIC KEY": "; convert this PKCS#1 key: openssl rsa -RSAPublicKey_in -in KEY -pubout",
+    "CERTIFICATE": "; take its key: openssl x509 -pubkey -noout -in CERT > cosign.pub",
+    "EC PUBLIC KEY": "; convert it: openssl ec -pubin -in KEY -pubout",
+}
+PRIVATE_GIVEN_TO_VERIFY = " (that is a private key: verify with the .pub file)"
+PUBLIC_GIVEN_TO_SIGN = " (that is a public key: sign with the private key, cosign.key)"
+EMPTY_KEY_FILE = "an empty file"
+#: the curves cosign signs and verifies with (sigstore's supported ECDSA curves)
+SUPPORTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+UNSUPPORTED_CURVE = ("{path}: an ECDSA key on curve {curve}, which cosign does not sign or "
+                     "verify with; use P-256 (what `shipml keygen` and `cosign generate-key-pair` "
+                     "write), P-384 or P-521")
 
 
 def read_password(path: Path | str, *, confirm: bool = False,
@@ -80,7 +99,7 @@ def load_private_key(path: Path | str, password: str | None = None) -> PrivateKe
     Raises ConfigError when the file is missing, unreadable, encrypted with another password,
     or holds something other than a PKCS#8 EC, RSA or Ed25519 key.
     """
-    label, body = _read_pem(path)
+    label, body = _read_pem(path, UNKNOWN_KEY_FILE)
     if label in ENCRYPTED_LABELS:
         secret = read_password(path) if password is None else password
         der = decrypt_key_file(body, secret, path)
@@ -89,7 +108,9 @@ def load_private_key(path: Path | str, password: str | None = None) -> PrivateKe
     elif label == "EC PRIVATE KEY":
         raise ConfigError(NOT_PKCS8.format(path=path))
     else:
-        raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found=f"a {label!r} PEM block"))
+        hint = PUBLIC_GIVEN_TO_SIGN if "PUBLIC KEY" in label else ""
+        raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found=f"a {label!r} PEM block")
+                          + hint)
     if not _is_pkcs8(der):
         raise ConfigError(NOT_PKCS8.format(path=path))
     try:
@@ -99,23 +120,34 @@ def load_private_key(path: Path | str, password: str | None = None) -> PrivateKe
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
                             ed25519.Ed25519PrivateKey)):
         raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found=type(key).__name__))
+    _require_supported_curve(key, path)
     return key
 
 
 def load_public_key(path: Path | str) -> PublicKey:
     """Return the public key in a PKIX ``PUBLIC KEY`` PEM (``cosign.pub``); raise ConfigError
     when the file is missing or holds something else."""
-    label, body = _read_pem(path)
+    label, body = _read_pem(path, UNKNOWN_PUBLIC_KEY_FILE)
     if label != "PUBLIC KEY":
-        hint = " (that is a private key: verify with the .pub file)" if "PRIVATE" in label else ""
-        raise ConfigError(f"{path}: not a public key (found a {label!r} PEM block){hint}")
+        found = UNKNOWN_PUBLIC_KEY_FILE.format(path=path, found=f"a {label!r} PEM block")
+        hint = PRIVATE_GIVEN_TO_VERIFY if "PRIVATE" in label else PUBLIC_KEY_HINTS.get(label, "")
+        raise ConfigError(found + hint)
     try:
         key = serialization.load_der_public_key(body)
     except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(f"{path}: the PUBLIC KEY block is not a key shipml can read") from None
+        raise ConfigError(UNKNOWN_PUBLIC_KEY_FILE.format(
+            path=path, found="a 'PUBLIC KEY' block that holds no key it can read")) from None
     if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
-        raise ConfigError(f"{path}: {type(key).__name__} keys are not supported")
+        raise ConfigError(UNKNOWN_PUBLIC_KEY_FILE.format(path=path,
+                                                         found=f"a {type(key).__name__}"))
+    _require_supported_curve(key, path)
     return key
+
+
+def _require_supported_curve(key: PrivateKey | PublicKey, path: Path | str) -> None:
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
+            and key.curve.name not in SUPPORTED_CURVES:
+        raise ConfigError(UNSUPPORTED_CURVE.format(path=path, curve=key.curve.name))
 
 
 def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
@@ -229,13 +261,15 @@ def is_encrypted(path: Path | str) -> bool:
         return False
 
 
-def _read_pem(path: Path | str) -> tuple[str, bytes]:
+def _read_pem(path: Path | str, unknown: str = UNKNOWN_KEY_FILE) -> tuple[str, bytes]:
+    """Return the label and body of the first PEM block; ``unknown`` is the message (with
+    ``path`` and ``found``) for a file that holds none, which says what the caller reads."""
     if isinstance(path, str) and path.startswith("env://"):
         name = path[len("env://"):]
         if name not in os.environ:
             raise ConfigError(f"{path}: the environment variable {name} is not set; map the "
                               f"secret to it (env: {name}: ${{{{ secrets.{name} }}}})")
-        return _parse_pem(os.environ[name], path)
+        return _parse_pem(os.environ[name], path, unknown)
     path = Path(path)
     try:
         if path.stat().st_size > MAX_KEY_FILE_BYTES:
@@ -247,18 +281,21 @@ def _read_pem(path: Path | str) -> tuple[str, bytes]:
     except IsADirectoryError:
         raise ConfigError(f"key file {path} is a folder, not a file") from None
     except (OSError, UnicodeDecodeError):
-        raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found="no PEM text")) from None
-    return _parse_pem(text, path)
+        raise ConfigError(unknown.format(path=path, found="no PEM text")) from None
+    return _parse_pem(text, path, unknown)
 
 
-def _parse_pem(text: str, path: Path | str) -> tuple[str, bytes]:
+def _parse_pem(text: str, path: Path | str, unknown: str) -> tuple[str, bytes]:
+    # The text is key material: no part of it goes into a message, only the block's label.
+    if not text.strip():
+        raise ConfigError(unknown.format(path=path, found=EMPTY_KEY_FILE))
     match = _PEM.search(text)
     if match is None:
-        raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found="no PEM block"))
+        raise ConfigError(unknown.format(path=path, found="no PEM block"))
     try:
         body = base64.b64decode("".join(match.group(2).split()), validate=True)
     except (ValueError, binascii.Error):
-        raise ConfigError(UNKNOWN_KEY_FILE.format(path=path, found="a damaged PEM block")) from None
+        raise ConfigError(unknown.format(path=path, found="a damaged PEM block")) from None
     return match.group(1), body
 
 
