@@ -81,3 +81,55 @@ def test_parse_bool_true(text: str) -> None:
 def test_parse_bool_is_strict() -> None:
     with pytest.raises(ConfigError, match=r"--html: 'maybe' is not a boolean; use true or false"):
         parse_bool("maybe", "--html")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # the branch of the value's own kind speaks, never a branch for another kind of value
+    ("canary:\n  steps:\n    - weight: 150\n",
+     "canary.steps[0].weight: 150 is greater than the maximum of 100; valid: a whole number from "
+     "1 to 100 (canary share of traffic, %)"),
+    ("canary:\n  steps:\n    - weight: ten\n",
+     "canary.steps[0].weight: 'ten' is not of type 'integer'; valid: a whole number from 1 to "
+     "100"),
+    ("canary:\n  steps:\n    - 7\n",
+     "canary.steps[0]: 7 is not valid; valid: {weight: 1 to 100, pause: 30s | manual} or "
+     "WEIGHT[:PAUSE], e.g. 10:30s"),
+    ("validate:\n  workers: 0\n",
+     "validate.workers: 0 is less than the minimum of 1; valid: a whole number of at least 1"),
+    ("validate:\n  workers: many\n",
+     "validate.workers: 'many' is not valid; valid: 'auto' or a whole number of at least 1"),
+    ("validate:\n  pytest: 5\n",
+     "validate.pytest: 5 is not valid; valid: text or a list or null (unset)"),
+    ("validate:\n  pytest: []\n", "validate.pytest: [] should be non-empty"),
+])
+def test_a_one_of_error_names_the_key_the_value_and_what_is_valid(
+        tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}:")
+    assert message in str(error.value)
+    assert "is not of type 'string'" not in str(error.value)
+    assert "is not valid under any of the given schemas" not in str(error.value)
+
+
+def test_every_one_of_and_any_of_in_the_schemas_names_what_is_valid(tmp_path: Path) -> None:
+    # A value of a kind no branch takes (a mapping here, where none is a mapping) gets the list
+    # of what each branch takes, for every oneOf/anyOf key of every section.
+    from shipml.config import _valid_values
+
+    def walk(node: object, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], dict]]:
+        found = []
+        if isinstance(node, dict):
+            for word in ("oneOf", "anyOf"):
+                if word in node:
+                    found.append((path, node))
+            for key, sub in (node.get("properties") or {}).items():
+                found += walk(sub, (*path, key))
+        return found
+
+    keys = walk(schema(), ())
+    assert {key for key, _ in keys} >= {("validate", "pytest"), ("validate", "workers")}
+    for key, node in keys:
+        for branch in (*node.get("oneOf", ()), *node.get("anyOf", ())):
+            assert branch.get("description") or _valid_values(branch), (key, branch)

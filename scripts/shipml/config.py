@@ -305,12 +305,24 @@ def _jsonschema() -> Any:
 
 
 def _deepest(error: Any) -> Any:
-    # For oneOf/anyOf the most specific sub-error says more than "is not valid under any".
-    if error.context:
-        best = _jsonschema().exceptions.best_match(error.context)
-        if best is not None and len(best.absolute_path) >= len(error.absolute_path):
-            return _deepest(best)
-    return error
+    """Return the error that says most about ``error``: for a oneOf/anyOf, the best error of the
+    one branch of the value's own kind (an object's branch for an object), never a branch of
+    another kind; the oneOf/anyOf itself when no branch is of its kind, or several are."""
+    if not error.context or error.validator not in ("oneOf", "anyOf"):
+        return error
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    of_its_kind = [errors for errors in branches.values()
+                   if not any(_wrong_kind(sub) for sub in errors)]
+    if len(of_its_kind) != 1:
+        return error
+    return _deepest(_jsonschema().exceptions.best_match(of_its_kind[0]))
+
+
+def _wrong_kind(error: Any) -> bool:
+    # A type, const or enum refusal of the value itself: the branch is for another kind of value.
+    return not error.relative_path and error.validator in ("type", "const", "enum")
 
 
 def _describe(error: Any, config: Config) -> str:
@@ -334,9 +346,46 @@ def _describe(error: Any, config: Config) -> str:
         return f"{where}: {error.instance!r} is not valid; valid: {valid}"
     if error.validator == "required":
         return f"{where}: {error.message}"
+    if error.validator in ("oneOf", "anyOf"):
+        kinds = [branch.get("description") or _valid_values(branch)
+                 for branch in error.validator_value if isinstance(branch, dict)]
+        return f"{where}: {error.instance!r} is not valid; valid: {' or '.join(kinds)}"
     description = node.get("description") if isinstance(node, dict) else None
     hint = f" ({description})" if description else ""
-    return f"{where}: {error.message}{hint}"
+    valid = _valid_values(node) if error.validator in _RANGE_VALIDATORS else ""
+    return f"{where}: {error.message}{'; valid: ' + valid if valid else ''}{hint}"
+
+
+_RANGE_VALIDATORS = frozenset({"type", "minimum", "maximum", "exclusiveMinimum",
+                               "exclusiveMaximum", "const"})
+_KIND_NAMES = {"integer": "a whole number", "number": "a number", "string": "text",
+               "boolean": "true or false", "array": "a list", "object": "a mapping",
+               "null": "null (unset)"}
+
+
+def _valid_values(node: Any) -> str:
+    """Return what a schema node accepts, as a user would say it: ``a whole number from 1 to
+    100``, ``'auto'``, ``text or null (unset)``; '' when the node says nothing plain."""
+    if not isinstance(node, dict):
+        return ""
+    if "const" in node:
+        return repr(node["const"])
+    kinds = node.get("type")
+    names = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    if not names:
+        return ""
+    low = node.get("minimum", node.get("exclusiveMinimum"))
+    high = node.get("maximum", node.get("exclusiveMaximum"))
+    bounds = ""
+    if "minimum" in node and "maximum" in node:
+        bounds = f" from {low:g} to {high:g}"
+    elif low is not None:
+        bounds = f" {'of at least' if 'minimum' in node else 'above'} {low:g}"
+    elif high is not None:
+        bounds = f" {'of at most' if 'maximum' in node else 'below'} {high:g}"
+    said = [_KIND_NAMES.get(name, name) + (bounds if name in ("integer", "number") else "")
+            for name in names]
+    return " or ".join(said)
 
 
 def _apply_defaults(data: dict[str, Any], node: Mapping[str, Any]) -> None:
