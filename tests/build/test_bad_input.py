@@ -4,6 +4,7 @@ the key, the failing step and its log, the registry and its reason."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -176,3 +177,86 @@ def test_the_base_image_flag_overrides_the_file_and_is_checked(project: Project,
     project.write()
     assert run_build(project, "--base-image", "Not An Image") == 2
     assert "--base-image: 'Not An Image' is not an image reference" in _error(project, capsys)
+
+
+# --- a Dockerfile or build context outside the working tree -------------------------------------
+
+
+def _nested(project: Project) -> Project:
+    """The project moved one folder down (``repo/``), with the folder around it holding a
+    Dockerfile, a secret and a folder of its own: what a build must never send to the engine."""
+    repo = project.folder / "repo"
+    repo.mkdir()
+    shutil.copy(project.folder / "model.onnx", repo / "model.onnx")
+    (project.folder / "Dockerfile.outside").write_text(f"FROM {BASE_IMAGE}\nLABEL purpose=shipml-test\n")
+    (project.folder / "id_rsa").write_text("not a key, but it stands for one\n")
+    (project.folder / "elsewhere").mkdir()
+    (project.folder / "elsewhere" / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n")
+    return Project(folder=repo)
+
+
+def _key_line(project: Project, key: str) -> str:
+    """Return how messages point at ``build.<key>`` of the project's shipml.yaml."""
+    lines = project.config.read_text().splitlines()
+    number = next(index for index, line in enumerate(lines, 1) if line.strip().startswith(f"{key}:"))
+    return f"{project.config}:{number} build.{key}"
+
+
+def _outside(where: str, what: str, path: Path, root: Path) -> str:
+    return (f"{where}: {what} {path} is outside the working tree {root} (symlinks resolved); "
+            "shipml builds only what the repository holds, so that a build cannot send the "
+            "folders around it to the engine. Move it into the repository, or allow it "
+            "explicitly:\n  build:\n    allow_outside_repository: true\n"
+            "(or --allow-outside-repository, SHIPML_ALLOW_OUTSIDE_REPOSITORY=true)")
+
+
+def test_a_dockerfile_outside_the_repository_is_refused_naming_key_path_and_option(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    inner = _nested(project)
+    inner.write(dockerfile="../Dockerfile.outside")
+    assert run_build(inner) == 2
+    err = _error(inner, capsys)
+    assert err.startswith("shipml build: " + _outside(
+        _key_line(inner, "dockerfile"), "Dockerfile",
+        project.folder.resolve() / "Dockerfile.outside", inner.folder.resolve()))
+
+
+def test_a_symlink_out_of_the_repository_is_refused(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    inner = _nested(project)
+    (inner.folder / "docker").symlink_to(project.folder / "elsewhere")
+    inner.write(dockerfile="docker/Dockerfile")
+    assert run_build(inner) == 2
+    assert _outside(_key_line(inner, "dockerfile"), "Dockerfile",
+                    project.folder.resolve() / "elsewhere" / "Dockerfile",
+                    inner.folder.resolve()) in _error(inner, capsys)
+
+
+def test_a_build_context_outside_the_repository_is_refused(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    inner = _nested(project)
+    (inner.folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n")
+    inner.write()
+    assert run_build(inner, "--dockerfile", str(inner.folder / "Dockerfile"), "--context",
+                     str(project.folder)) == 2
+    assert _outside("--context", "build context", project.folder.resolve(),
+                    inner.folder.resolve()) in _error(inner, capsys)
+
+
+def test_a_path_outside_is_built_when_allowed_explicitly(
+        project: Project, docker_client: object) -> None:
+    inner = _nested(project)
+    inner.write(dockerfile="../Dockerfile.outside", push=False)
+    assert run_build(inner, "--allow-outside-repository") == 0
+    record_image(inner.result()["metrics"]["image_id"])
+
+
+def test_the_working_tree_is_the_git_repository_around_shipml_yaml(
+        project: Project, docker_client: object) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(project.folder)], check=True)
+    inner = _nested(project)
+    inner.write(dockerfile="../Dockerfile.outside", push=False)
+    assert run_build(inner) == 0
+    record_image(inner.result()["metrics"]["image_id"])

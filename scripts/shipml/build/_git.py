@@ -94,6 +94,13 @@ def _local(cwd: Path, default_branch: str | None) -> Provenance:
     )
 
 
+def work_tree(folder: Path) -> Path:
+    """Return the root of the git working tree that holds ``folder`` (symlinks resolved), or
+    ``folder`` itself, resolved, when it is in none."""
+    top = _git(folder, "rev-parse", "--show-toplevel") if folder.is_dir() else ""
+    return Path(top).resolve() if top else folder.resolve()
+
+
 def _git(cwd: Path, *args: str) -> str:
     try:
         completed = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,

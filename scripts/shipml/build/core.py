@@ -20,7 +20,7 @@ from shipml import stages
 from shipml.build import dockerfile as _dockerfile
 from shipml.build import triton as _triton
 from shipml.build._engine import Engine, registry_of
-from shipml.build._git import Provenance, detect_provenance
+from shipml.build._git import Provenance, detect_provenance, work_tree
 from shipml.build._package import requirements, wheel_name, write_wheel
 from shipml.build.labels import gate_verdicts, image_labels
 from shipml.build.tags import parse_version, render_tags
@@ -52,6 +52,13 @@ NO_IMAGE = (
 NO_MODEL = (
     "no model to put in the image: set model.path (or build.model, or --model), e.g.\n"
     "  model:\n    path: model.onnx"
+)
+OUTSIDE_WORK_TREE = (
+    "{where}: {what} {path} is outside the working tree {root} (symlinks resolved); shipml builds "
+    "only what the repository holds, so that a build cannot send the folders around it to the "
+    "engine. Move it into the repository, or allow it explicitly:\n"
+    "  build:\n    allow_outside_repository: true\n"
+    "(or --allow-outside-repository, SHIPML_ALLOW_OUTSIDE_REPOSITORY=true)"
 )
 BAD_REPOSITORY = (
     "{where}: {value!r} is not a repository such as ghcr.io/acme/churn-model or "
@@ -221,7 +228,21 @@ def _user_context(config: Config, section: Mapping[str, Any]) -> Context:
                               "a folder")
     else:
         folder = dockerfile.parent
+    if not section.get("allow_outside_repository"):
+        root = work_tree(config.base_dir)
+        _require_inside(root, dockerfile, "Dockerfile", config.where(STAGE, "dockerfile"))
+        where = config.where(STAGE, "context" if section.get("context") else "dockerfile")
+        _require_inside(root, folder, "build context", where)
     return Context(folder=folder, dockerfile=dockerfile)
+
+
+def _require_inside(root: Path, path: Path, what: str, where: str) -> None:
+    """Raise ConfigError (exit 2) naming ``where`` unless ``path``, symlinks resolved, is
+    ``root`` or inside it."""
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ConfigError(OUTSIDE_WORK_TREE.format(where=where, what=what, path=resolved,
+                                                   root=root))
 
 
 def builtin_context(config: Config, section: Mapping[str, Any], model: Path, folder: Path) -> Context:
