@@ -4,6 +4,8 @@ requests get precise 4xx answers, concurrency, batching, drain on SIGTERM, metri
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -19,7 +21,7 @@ import requests
 from shipml.onnx_model import OnnxModel
 from shipml.serve._protocol import V2_DATATYPES
 from tests.conftest import Case
-from tests.serve.conftest import Server, start_server, write_serve_config
+from tests.serve.conftest import Server, raw_connect, read_answers, start_server, write_serve_config
 
 ROWS = 40
 
@@ -308,15 +310,98 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(binary_case: Case, 
         time.sleep(0.02)
     assert _in_flight(server) >= 50
     server.process.send_signal(15)
-    time.sleep(0.1)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    _wait_refused(server)
     results = [future.result(timeout=60) for future in futures]
     pool.shutdown()
     assert results == [200] * 50
     assert server.process.wait(timeout=30) == 0
     stopped = server.events("stopped")
     assert stopped and stopped[0]["drained"] is True
+
+
+def _wait_refused(server: Server) -> None:
+    """Return once the port refuses connections (the listener is closed after a signal)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        except OSError:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the port still accepts connections 30 s after SIGTERM")
+
+
+def _predict_request(case: Case, rows: int) -> bytes:
+    body = json.dumps({"rows": _records(_rows(case, 50)) * (rows // 50)}).encode()
+    return (f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_sigterm_answers_every_request_begun_on_a_connection_accepted_before_it(
+        binary_case: Case, tmp_path: Path, servers: list[Server]) -> None:
+    # Requests cut mid request line, mid head and mid body (large bodies) when the signal comes:
+    # the drain closed every connection not yet "busy", the first kind among them.
+    write_serve_config(tmp_path, binary_case, drain_timeout_s=60)
+    server = start_server(tmp_path)
+    servers.append(server)
+    request = _predict_request(binary_case, 2000)
+    head = request.index(b"\r\n\r\n")
+    cuts = [5, head // 2, head + (len(request) - head) // 2]
+    sockets = []
+    for index in range(21):
+        sock = raw_connect(server.port)
+        cut = cuts[index % 3]
+        sock.sendall(request[:cut])
+        sockets.append((sock, cut))
+    server.process.send_signal(15)
+    _wait_refused(server)
+    statuses = []
+    for sock, cut in sockets:
+        with sock:
+            sock.sendall(request[cut:])
+            statuses.append([answer.status for answer in read_answers(sock)])
+    assert statuses == [[200]] * 21
+    assert server.process.wait(timeout=60) == 0
+    assert server.events("stopped")[0]["drained"] is True
+
+
+def _worker_pids(server: Server) -> list[int]:
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children] or [pid]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_answers_the_connections_waiting_in_the_backlog(
+        binary_case: Case, tmp_path: Path, servers: list[Server], workers: int) -> None:
+    # Stopped workers accept nothing: the kernel completes these connections into the listening
+    # socket's backlog, where a shutdown of the socket reset them.
+    write_serve_config(tmp_path, binary_case, drain_timeout_s=60, workers=workers)
+    server = start_server(tmp_path)
+    servers.append(server)
+    deadline = time.monotonic() + 60
+    while len(server.events("ready")) < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    request = _predict_request(binary_case, 50)
+    stopped = _worker_pids(server)
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        sockets = []
+        for _ in range(10):
+            sock = raw_connect(server.port)
+            sock.sendall(request)
+            sockets.append(sock)
+        server.process.send_signal(signal.SIGTERM)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    statuses = []
+    for sock in sockets:
+        with sock:
+            statuses.append([answer.status for answer in read_answers(sock)])
+    assert statuses == [[200]] * 10
+    assert server.process.wait(timeout=60) == 0
 
 
 def _in_flight(server: Server) -> float:

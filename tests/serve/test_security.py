@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import Case
-from tests.serve.conftest import Server, start_server, write_serve_config
+from tests.serve.conftest import (
+    Server,
+    metric_total,
+    raw_connect,
+    raw_exchange,
+    read_answers,
+    start_server,
+    write_serve_config,
+)
 
 TOKEN = "s3cret-token-ABCDEF0123456789"
 ENV_TOKEN = "other-token-from-the-environment"
@@ -117,3 +127,85 @@ def test_a_request_over_max_concurrency_is_503_with_retry_after(
         assert second.headers["Retry-After"] == "1"
         assert "max_concurrency" in second.json()["error"]
         assert first.result().status_code == 200
+
+
+def _trickle(sockets: list[socket.socket], stop: threading.Event) -> None:
+    """Send one header line on each socket every 0.3 s, as a slow-loris client does."""
+    while not stop.wait(0.3):
+        for sock in sockets:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                pass
+
+
+def test_a_client_trickling_its_head_gets_408_and_frees_its_slot(
+        multiclass_case: Case, tmp_path: Path, servers: list[Server]) -> None:
+    # read_timeout_s only caught silence: a header line every 0.3 s held a slot for ever
+    write_serve_config(tmp_path, multiclass_case, max_connections=4, max_connections_per_client=4,
+                       request_timeout_s=2, read_timeout_s=30)
+    server = start_server(tmp_path)
+    servers.append(server)
+    slow = [raw_connect(server.port, "127.0.0.2") for _ in range(4)]
+    for sock in slow:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\n")
+    stop = threading.Event()
+    trickling = threading.Thread(target=_trickle, args=(slow, stop), daemon=True)
+    trickling.start()
+    try:
+        for sock in slow:
+            answers = read_answers(sock)
+            assert [answer.status for answer in answers] == [408]
+            assert answers[0].json()["field"] == "request"
+            assert "request_timeout_s" in answers[0].json()["error"]
+    finally:
+        stop.set()
+        trickling.join()
+        for sock in slow:
+            sock.close()
+    answer = requests.post(f"{server.url}/v2/models/model/infer", json=_tensor(), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert metric_total(server, "shipml_serve_rejected_total", reason="request_timeout") == 4
+
+
+def test_one_address_cannot_hold_every_connection(multiclass_case: Case, tmp_path: Path,
+                                                  servers: list[Server]) -> None:
+    write_serve_config(tmp_path, multiclass_case, max_connections=8, max_connections_per_client=3)
+    server = start_server(tmp_path)
+    servers.append(server)
+    held = [raw_connect(server.port, "127.0.0.2") for _ in range(3)]
+    try:
+        refused = raw_exchange(server.port, b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n",
+                               source="127.0.0.2")
+        assert [answer.status for answer in refused] == [503]
+        assert "max_connections_per_client" in refused[0].json()["error"]
+        assert refused[0].headers["retry-after"] == "1"
+        # another address still gets a slot while the first holds all of its own
+        answer = requests.post(f"{server.url}/v2/models/model/infer", json=_tensor(), timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        for sock in held:
+            sock.close()
+    assert metric_total(server, "shipml_serve_rejected_total", reason="client_connections") == 1
+    # closed connections give their slots back
+    deadline = time.monotonic() + 30
+    while True:
+        again = raw_exchange(server.port, b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n"
+                                          b"Connection: close\r\n\r\n", source="127.0.0.2")
+        if [answer.status for answer in again] == [200] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [answer.status for answer in again] == [200]
+
+
+def test_max_connections_per_client_defaults_to_half_of_max_connections(tmp_path: Path) -> None:
+    from shipml.config import load_config
+    from shipml.serve.settings import serve_settings
+
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    config_path = tmp_path / "shipml.yaml"
+    config_path.write_text("serve: {model: m.onnx, max_connections: 100}\n", encoding="utf-8")
+    assert serve_settings(load_config(config_path, [])).max_connections_per_client == 50
+    config_path.write_text("serve: {model: m.onnx, max_connections: 10, "
+                           "max_connections_per_client: 40}\n", encoding="utf-8")
+    assert serve_settings(load_config(config_path, [])).max_connections_per_client == 10

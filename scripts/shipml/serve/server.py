@@ -803,7 +803,11 @@ def run_worker(settings: ServeSettings, listener: socket.socket, worker: int,
     if not accept_after_load:
         serving.start()
     threading.Thread(target=load, name="shipml-load", daemon=True).start()
-    stop.wait()
+    # Python runs a signal's handler in the main thread only when that thread wakes: a signal
+    # the kernel delivers to another thread (as after SIGSTOP and SIGCONT) would wait forever
+    # behind an untimed wait.
+    while not stop.wait(0.1):
+        pass
     if serving.ident is not None:  # shutdown() waits for a serve_forever that was started
         server.shutdown()
         # Connections the kernel completed before the signal wait in the backlog: they were
