@@ -136,8 +136,9 @@ def test_a_second_rollout_is_refused_naming_the_holder(
     from shipml.config import load_config
 
     config = service.config(images["good"])
-    settings = load_config(config).section("canary")["target"]["docker"]
-    target = DockerTarget.from_settings(service.name, settings, lambda *key: ".".join(key))
+    loaded = load_config(config)
+    target = DockerTarget.from_settings(service.name, loaded.section("canary")["target"]["docker"],
+                                        loaded.where)
     other = Lock("GitHub Actions run 42 (pid 1)", "another-runner", 1, time.time(), 60)
     target.acquire(other, time.time())
     assert _run(config) == 2
