@@ -149,3 +149,131 @@ def test_schema_output_at_a_folder_is_refused(tmp_path: Path,
     assert "cannot write" in capsys.readouterr().err
     assert main(["schema", "--output", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["properties"]["model"]
+
+
+# --- a stage stopped by SIGTERM or SIGINT -------------------------------------------------------
+
+#: latency measures for far longer than a test waits: a signal always lands mid-measurement
+LONG_LATENCY = {"batch_sizes": [1], "max_time_s": 600, "min_runs": 1_000_000,
+                 "process_time_s": 300, "min_processes": 3}
+MEASURING = "model.onnx on CPUExecutionProvider"
+
+
+def project_with(tmp_path: Path, **sections: object) -> Path:
+    """The bundled example with ``sections`` replacing its own; return its shipml.yaml."""
+    from shipml.example import FILES
+
+    for name in FILES:
+        (tmp_path / name).write_bytes((example_dir() / name).read_bytes())
+    config = yaml.safe_load((tmp_path / "shipml.yaml").read_text())
+    config.update(sections)
+    config.pop("report", None)
+    (tmp_path / "shipml.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "shipml.yaml"
+
+
+class Running:
+    """A real ``python -m shipml`` process in its own session, its stderr read as it comes."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shipml", *argv], cwd=cwd, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+        self.process.wait()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for(self, text: str, timeout_s: float = 300.0) -> None:
+        """Block until a line holds ``text``; fail if the process ends first."""
+        with self._seen:
+            found = self._seen.wait_for(
+                lambda: any(text in line for line in self.lines) or self.process.poll() is not None,
+                timeout=timeout_s)
+        assert found and any(text in line for line in self.lines), "".join(self.lines)
+
+    def stop(self, signum: int, timeout_s: float = 120.0) -> int:
+        """Send ``signum`` to the process (not its group); return its exit code once every
+        process of its session is gone."""
+        import os
+        import time
+
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # the measuring children go with their parent
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return code
+            time.sleep(0.1)
+        raise AssertionError(f"processes of session {self.process.pid} outlived it")
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.mark.parametrize(("signum", "name", "code"), [(15, "SIGTERM", 143), (2, "SIGINT", 130)])
+def test_a_latency_stopped_mid_measurement_leaves_a_cancelled_result_and_the_report_says_not_ready(
+        tmp_path: Path, signum: int, name: str, code: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from shipml.results import StageResult
+
+    config = project_with(tmp_path, latency=LONG_LATENCY)  # validate, optimize and latency configured
+    out = tmp_path / "out"
+    for stage in ("validate", "optimize"):
+        StageResult(stage=stage, status="pass", summary=f"{stage} passed",
+                    started_at="2026-11-25T10:00:00+00:00", duration_s=1.0).write(out)
+    latency = Running(["latency", "--config", str(config), "--output-dir", str(out)], tmp_path)
+    latency.wait_for(MEASURING)
+    assert latency.stop(signum) == code, latency.output
+    assert "Traceback" not in latency.output
+    assert f"shipml latency: cancelled by {name} before it finished" in latency.output
+    result = StageResult.read(out / "results" / "latency.json")
+    assert result.status == "error" and result.error is not None
+    assert (result.error.kind, result.error.exit_code) == ("cancelled", code)
+    assert sorted(p.name for p in (out / "results").iterdir()) == [
+        "latency.json", "optimize.json", "validate.json"]  # no .tmp left behind
+
+    assert main(["report", "--config", str(config), "--output-dir", str(out),
+                 "--fail-on", "fail"]) == 1
+    printed = capsys.readouterr().out
+    assert "ready to ship" not in printed.replace("not ready to ship", "")
+    report = (out / "report" / "report.md").read_text()
+    assert "not ready to ship: latency cancelled" in report
+    assert f"latency stopped: cancelled** (exit {code})" in report
+
+
+def test_a_latency_killed_without_a_result_is_missing_from_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shipml.results import StageResult
+
+    config = project_with(tmp_path, latency=LONG_LATENCY)
+    out = tmp_path / "out"
+    StageResult(stage="validate", status="pass", summary="41/41 conditions passed",
+                started_at="2026-11-25T10:00:00+00:00", duration_s=1.0).write(out)
+    latency = Running(["latency", "--config", str(config), "--output-dir", str(out)], tmp_path)
+    latency.wait_for(MEASURING)
+    assert latency.stop(9) == -9  # SIGKILL: nothing can be written
+    assert not (out / "results" / "latency.json").exists()
+
+    assert main(["report", "--config", str(config), "--output-dir", str(out)]) == 0
+    report = (out / "report" / "report.md").read_text()
+    assert "not ready to ship: optimize, latency missing" in report
+    assert "**latency: missing** (configured, but no result)" in report
+    assert "41/41 conditions passed" in report
+    assert "ERROR — not ready to ship: optimize, latency missing" in capsys.readouterr().out

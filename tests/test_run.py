@@ -341,3 +341,26 @@ def test_under_act_a_remote_image_is_built_not_pushed_nor_signed_and_kubernetes_
     assert "keyless signing" in act_dry_run("sign", config, out, {}).skip
     monkeypatch.setenv("DOCKER_HOST", "tcp://build-host.example.invalid:2376")
     assert "tcp://build-host.example.invalid:2376" in act_dry_run("canary", config, out, {}).skip
+
+
+@pytest.mark.parametrize(("signum", "name", "code"), [(15, "SIGTERM", 143), (2, "SIGINT", 130)])
+def test_a_signal_during_latency_stops_the_run_which_still_reports_what_ran(
+        tmp_path: Path, signum: int, name: str, code: int) -> None:
+    from tests.test_cli import LONG_LATENCY, MEASURING, Running, project_with
+
+    config = project_with(tmp_path, latency=LONG_LATENCY)
+    out = tmp_path / "out"
+    run = Running(["run", "--config", str(config), "--output-dir", str(out),
+                   "--stages", "latency,report"], tmp_path)
+    run.wait_for(MEASURING)
+    assert run.stop(signum) == code, run.output
+    assert "Traceback" not in run.output
+    assert f"shipml latency: cancelled by {name} before it finished" in run.output
+    assert f"shipml run: latency cancelled ({name}), report passed" in run.output
+    latency = StageResult.read(out / "results" / "latency.json")
+    assert latency.error is not None
+    assert (latency.status, latency.error.kind, latency.error.exit_code) == (
+        "error", "cancelled", code)
+    report = (out / "report" / "report.md").read_text()
+    # validate and optimize are configured too: never run here, so missing
+    assert "not ready to ship: validate, optimize missing; latency cancelled" in report

@@ -10,10 +10,14 @@ the type the JSON Schema gives its key (in :mod:`shipml.config`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from shipml.config import Config, KeyPath, Override, dotted, find_config, key_types, load_config
@@ -26,6 +30,54 @@ if TYPE_CHECKING:
 PRINTED_CHECKS = 50
 #: set by ``shipml run`` for the stages it runs: the report writes the one job summary
 IN_PIPELINE = "SHIPML_IN_PIPELINE"
+
+
+#: the signals that cancel a command: a CI cancel, a step timeout, a Jenkins abort, Ctrl-C
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Cancelled(BaseException):
+    """A command was stopped by SIGTERM or SIGINT. A BaseException, like KeyboardInterrupt, so
+    that no ``except Exception`` in a stage turns a cancel into a check's error."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        """Return the signal's name, e.g. ``SIGTERM``."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """Return 128 + the signal's number (130 SIGINT, 143 SIGTERM), as a shell reports it."""
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Cancelled` in the main thread, once:
+    after the first, both are ignored until the block ends, so that the error result is written
+    whole. The handlers in place before are put back on leaving (a nested command hands the
+    signal back to ``shipml run``). Elsewhere than in the main thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in CANCEL_SIGNALS}
+
+    def cancel(signum: int, frame: FrameType | None) -> None:
+        for each in CANCEL_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)
+        raise Cancelled(signum)
+
+    for signum in CANCEL_SIGNALS:
+        signal.signal(signum, cancel)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)

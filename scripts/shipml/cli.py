@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shipml import __version__, stages
+from shipml._stage import Cancelled, cancellable
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA, ConfigError, ShipmlError, first_line
 from shipml.results import ErrorKind, StageClock, StageError, StageResult
 
@@ -30,6 +32,10 @@ GATE_STAGES = stages.gates()
 INTERNAL_ERROR = (
     "internal error: {error} — this is a bug in shipml, not in your model or config; rerun with "
     "--debug for the traceback and report it"
+)
+CANCELLED = (
+    "cancelled by {signal} before it finished: nothing was judged; run it again (a CI cancel, "
+    "a step timeout or a Jenkins abort sends this signal)"
 )
 OUTPUT_DIR_UNUSABLE = (
     "{source}: {path} cannot hold results: {reason}; choose a folder shipml may create and "
@@ -138,13 +144,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, handler: Handler, debug: bool) -> int:
-    """Run ``handler`` and turn what it raises into an exit code and, for a gate, a result."""
+    """Run ``handler`` and turn what it raises into an exit code and, for a gate, a result.
+
+    SIGTERM and SIGINT stop the handler (:func:`shipml._stage.cancellable`): a gate then leaves
+    an ``error`` result of kind ``cancelled`` and the command exits 128 + the signal's number.
+    """
     clock = StageClock()
+    with cancellable():
+        return _run_handler(args, handler, debug, clock)
+
+
+def _run_handler(args: argparse.Namespace, handler: Handler, debug: bool,
+                 clock: StageClock) -> int:
     gate = args.command in GATE_STAGES
     try:
         if gate or getattr(args, "writes_results", False):
             check_output_dir(args)
         return handler(args)
+    except (Cancelled, KeyboardInterrupt) as exc:
+        cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
+        message = CANCELLED.format(signal=cancel.signal_name)
+        print(f"shipml {args.command}: {message}", file=sys.stderr)
+        if gate:
+            record_error(args, StageError("cancelled", cancel.exit_code, message), clock)
+        return cancel.exit_code
     except ShipmlError as exc:
         print(f"shipml {args.command}: {exc.message}", file=sys.stderr)
         if debug:
@@ -153,9 +176,6 @@ def _dispatch(args: argparse.Namespace, handler: Handler, debug: bool) -> int:
             kind: ErrorKind = "config" if exc.exit_code == EXIT_CONFIG else "infrastructure"
             record_error(args, StageError(kind, exc.exit_code, exc.message), clock)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("shipml: interrupted", file=sys.stderr)
-        return EXIT_INFRA
     except Exception as exc:
         # A bug: the stage still leaves an error result, so that no report can call a
         # pipeline that crashed "ready to ship".

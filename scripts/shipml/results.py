@@ -67,10 +67,17 @@ class Artifact:
         return {"name": self.name, "path": self.path}
 
 
-ErrorKind = Literal["config", "infrastructure", "internal"]
-ERROR_KINDS: tuple[ErrorKind, ...] = ("config", "infrastructure", "internal")
-#: the exit code each error kind ends a command with
-ERROR_EXIT_CODES: Mapping[str, int] = {"config": 2, "infrastructure": 3, "internal": 3}
+#: why a stage stopped without judging: ``cancelled`` by SIGTERM or SIGINT; ``missing`` is the
+#: report's own word for a configured gate that left no result (no stage writes it)
+ErrorKind = Literal["config", "infrastructure", "internal", "cancelled", "missing"]
+ERROR_KINDS: tuple[ErrorKind, ...] = ("config", "infrastructure", "internal", "cancelled",
+                                      "missing")
+#: the exit code each error kind ends a command with (``cancelled``: 128 + the signal's number,
+#: as a shell reports a command a signal stopped: 130 for SIGINT, 143 for SIGTERM)
+ERROR_EXIT_CODES: Mapping[str, int] = {"config": 2, "infrastructure": 3, "internal": 3,
+                                       "cancelled": 143, "missing": 3}
+#: the exit code of a command stopped by each signal it handles
+CANCEL_EXIT_CODES: Mapping[str, int] = {"SIGINT": 130, "SIGTERM": 143}
 SeriesKind = Literal["line", "bar"]
 
 

@@ -7,6 +7,7 @@ sections by it. A new stage is one entry here plus its package.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,6 +86,15 @@ def pipeline() -> tuple[str, ...]:
 def gates() -> tuple[str, ...]:
     """Return the gate stages in pipeline order."""
     return tuple(stage.name for stage in STAGES if stage.gate)
+
+
+def configured_gates(written: Iterable[str]) -> tuple[str, ...]:
+    """Return the pull-request gates whose section ``shipml.yaml`` writes, in pipeline order:
+    the gates every run of the pipeline must leave a result of (``shipml run`` runs them on both
+    halves), so that the report calls one without a result missing."""
+    chosen = set(written)
+    return tuple(stage.name for stage in STAGES
+                 if stage.gate and stage.half == "pull_request" and stage.name in chosen)
 
 
 def get(name: str) -> Stage | None:

@@ -7,13 +7,15 @@ gates of exactly this commit. The event is ``--event`` > ``SHIPML_EVENT`` > what
 (GitHub's event name and ref, Jenkins' ``CHANGE_ID`` / ``TAG_NAME`` / ``BRANCH_NAME``) >
 ``pull_request``. ``--stages`` (or ``SHIPML_STAGES``) overrides the selection whatever the event.
 
-Any stage that does not pass (a gate failed, bad input, infrastructure) stops every later stage
-but ``report``: no image is built from a model that failed a gate and nothing is rolled out; each
-stage not run leaves a ``skipped`` result that says why, and the report publishes them all. A
-stage that consumes a hand-off (latency reads a model, sign an image) gets the one an earlier
-stage of this run produced and passed, unless the user named that input themselves. A config that
-does not load still ends in an error result per stage and an error report, so that no earlier
-"ready to ship" comment stays standing.
+Any stage that does not pass (a gate failed, bad input, infrastructure, cancelled by SIGTERM or
+SIGINT) stops every later stage but ``report``: no image is built from a model that failed a gate
+and nothing is rolled out; each stage not run leaves a ``skipped`` result that says why, and the
+report publishes them all. A stage that consumes a hand-off (latency reads a model, sign an image)
+gets the one an earlier stage of this run produced and passed, unless the user named that input
+themselves. A config that does not load still ends in an error result per stage and an error
+report, so that no earlier "ready to ship" comment stays standing. Stages run in this process, so a
+signal reaches the running stage, which leaves a ``cancelled`` result; the report then still runs
+(a second signal stops it) and the run exits 128 + the signal's number.
 
 Under act the run is shipml's dry run: nothing is pushed to a registry that is not on loopback,
 nothing is signed keylessly or into a transparency log, the rollout only targets the local
@@ -33,17 +35,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shipml import stages
-from shipml._stage import IN_PIPELINE
+from shipml._stage import IN_PIPELINE, Cancelled, cancellable
 from shipml.config import Config, find_config, load_config, parse_bool
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA, EXIT_OK, ConfigError
-from shipml.results import Handoff, StageClock, StageError, StageResult, results_path
+from shipml.results import (
+    CANCEL_EXIT_CODES,
+    Handoff,
+    StageClock,
+    StageError,
+    StageResult,
+    results_path,
+)
 
 #: the half of the pipeline a run is for
 Half = Literal["pull_request", "release"]
 
 #: the pipeline's status by its exit code
 _STATUS = ("pass", "fail", "error", "error")
-_WORDS = {0: "passed", 1: "failed", 2: "bad input", 3: "infrastructure error"}
+_WORDS = {0: "passed", 1: "failed", 2: "bad input", 3: "infrastructure error",
+          **{code: f"cancelled ({name})" for name, code in CANCEL_EXIT_CODES.items()}}
 #: the events ``--event`` takes, and the half of the pipeline each one runs
 EVENTS: dict[str, Half] = {"pull_request": "pull_request", "push": "release"}
 #: release stages that run whenever the release half runs; the others only when their section is
@@ -185,9 +195,7 @@ def select_stages(explicit: str | None, written: Sequence[str], source: str,
             raise ConfigError(f"{source}: names no stage; give a comma-separated list of "
                               f"{', '.join(pipeline)}, or leave it unset for the configured ones")
         return [stage for stage in pipeline if stage in asked]
-    gates = [stage.name for stage in stages.STAGES
-             if stage.gate and stage.half == "pull_request" and stage.name in written]
-    chosen = gates or ["validate"]
+    chosen = list(stages.configured_gates(written)) or ["validate"]
     if half == "release":
         chosen += [stage.name for stage in stages.STAGES if stage.half == "release"
                    and (stage.name in RELEASE_BACKBONE or (rollout and stage.name in written))]
@@ -234,16 +242,23 @@ def run_cli(args: argparse.Namespace) -> int:
                 log.info("shipml run: %s %s", stage, reason)
                 _skip(output, stage, reason)
                 continue
-            extra = _handoff_flags(stage, config, output, codes)
-            if dry_run:
-                plan = act_dry_run(stage, config, output, codes)
-                if plan.skip:
-                    print(f"shipml run: {stage} {plan.skip}", flush=True)
-                    _skip(output, stage, plan.skip)
-                    continue
-                extra += list(plan.flags)
-            print(f"\n=== shipml {stage} ===", flush=True)
-            codes[stage] = main([stage, *common, *extra])
+            try:
+                # Stages run in this process: a signal reaches the running one (which leaves a
+                # cancelled result); one between stages is caught here.
+                with cancellable():
+                    extra = _handoff_flags(stage, config, output, codes)
+                    if dry_run:
+                        plan = act_dry_run(stage, config, output, codes)
+                        if plan.skip:
+                            print(f"shipml run: {stage} {plan.skip}", flush=True)
+                            _skip(output, stage, plan.skip)
+                            continue
+                        extra += list(plan.flags)
+                    print(f"\n=== shipml {stage} ===", flush=True)
+                    codes[stage] = main([stage, *common, *extra])
+            except Cancelled as cancel:
+                codes[stage] = cancel.exit_code
+                _cancelled(output, stage, cancel)
             if codes[stage] != EXIT_OK and stopped is None and stage != "report":
                 stopped = (stage, codes[stage])
     finally:
@@ -281,6 +296,20 @@ def _configured_default_branch(config: Config) -> str | None:
     value = (os.environ.get("SHIPML_DEFAULT_BRANCH", "").strip()
              or _lookup(config, ("build", "default_branch")))
     return str(value) if value else None
+
+
+def _cancelled(output: Path, stage: str, cancel: Cancelled) -> None:
+    """Leave the cancelled result of a gate a signal stopped before its own command could."""
+    from shipml.cli import CANCELLED
+
+    message = CANCELLED.format(signal=cancel.signal_name)
+    print(f"shipml {stage}: {message}", flush=True)
+    entry = stages.get(stage)
+    if entry is not None and entry.gate and not results_path(output, stage).is_file():
+        clock = StageClock()
+        StageResult(stage=stage, status="error", summary=message, started_at=clock.started_at,
+                    duration_s=0.0, error=StageError("cancelled", cancel.exit_code,
+                                                     message)).write(output)
 
 
 def _skip(output: Path, stage: str, reason: str) -> None:

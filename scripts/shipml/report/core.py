@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from shipml import stages
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.errors import ConfigError, ShipmlError
@@ -68,7 +69,8 @@ def run_report(config: Config, output_dir: Path, platform: Platform, token: str,
     links = Links(run=run_url, artifacts=artifacts,
                   full_report=section["full_report_url"] or artifacts)
     report = build_report(results, key=section["key"], title=section["title"], links=links,
-                          commit=platform.commit_sha() or "")
+                          commit=platform.commit_sha() or "",
+                          expected=stages.configured_gates(config.written))
     full_markdown = render_markdown(report, template_dir)
     comment, _ = fit(report, int(section["max_comment_chars"]), template_dir=template_dir,
                      rendered=full_markdown)

@@ -24,8 +24,17 @@ Verdict = Literal["pass", "fail", "error", "incomplete"]
 #: what a report key may be: it goes into the hidden marker, an HTML comment
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
-_STOPPED_BY = {"config": "a configuration error", "infrastructure": "an infrastructure error",
-               "internal": "an internal error"}
+#: how the headline says why stages stopped, by error kind
+_STOPPED_BY = {"config": "{names} stopped with a configuration error",
+               "infrastructure": "{names} stopped with an infrastructure error",
+               "internal": "{names} stopped with an internal error",
+               "cancelled": "{names} cancelled",
+               "missing": "{names} missing"}
+MISSING = (
+    "missing: shipml.yaml configures {stage}, but no result of it was found: it did not run, "
+    "was stopped before it could write one (SIGKILL, a lost runner), or its result was not "
+    "downloaded into the results folder. Nothing vouches for it."
+)
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,16 @@ def marker(key: str) -> str:
 
 
 def build_report(results: Sequence[StageResult], *, key: str = "default", title: str = "shipml",
-                 links: Links | None = None, commit: str = "") -> Report:
+                 links: Links | None = None, commit: str = "",
+                 expected: Sequence[str] = ()) -> Report:
     """Return the report of ``results``: verdict, headline and one section per stage, in the
-    registry's pipeline order (unknown stages last, by name). Raises ValueError for a bad key."""
+    registry's pipeline order (unknown stages last, by name). Each stage of ``expected`` (the
+    configured gates) without a result gets an ``error`` section of kind ``missing``, so that
+    the verdict is never "ready to ship" without it. Raises ValueError for a bad key."""
     marker(key)
-    ordered = sorted(results, key=lambda r: (stages.rank(r.stage), r.stage))
+    present = {result.stage for result in results}
+    missing = [missing_result(stage) for stage in dict.fromkeys(expected) if stage not in present]
+    ordered = sorted([*results, *missing], key=lambda r: (stages.rank(r.stage), r.stage))
     sections = tuple(_section(result) for result in ordered)
     verdict = overall_verdict(ordered)
     links = links or Links()
@@ -147,6 +161,14 @@ def build_report(results: Sequence[StageResult], *, key: str = "default", title:
                        full_report=_web_link(links.full_report))
     return Report(key=key, title=title, verdict=verdict, headline=_headline(verdict, sections),
                   sections=sections, links=safe_links, commit=commit)
+
+
+def missing_result(stage: str) -> StageResult:
+    """Return the stand-in of a configured gate that left no result: ``error``, kind
+    ``missing`` (kept in memory, never written)."""
+    message = MISSING.format(stage=stage)
+    return StageResult(stage=stage, status="error", summary=message, started_at="",
+                       duration_s=0.0, error=StageError("missing", 3, message))
 
 
 def overall_verdict(results: Sequence[StageResult]) -> Verdict:
@@ -208,10 +230,11 @@ def _headline(verdict: Verdict, sections: Sequence[StageSection]) -> str:
         parts.append(f"{count} {noun} failed in {', '.join(judged)}")
     by_cause: dict[str, list[str]] = {}
     for section in stopped:
-        cause = _STOPPED_BY.get(section.error.kind, "an error") if section.error else "an error"
+        cause = _STOPPED_BY.get(section.error.kind if section.error else "",
+                                "{names} stopped with an error")
         by_cause.setdefault(cause, []).append(section.name)
     for cause, names in by_cause.items():
-        parts.append(f"{', '.join(names)} stopped with {cause}")
+        parts.append(cause.format(names=", ".join(names)))
     return f"not ready to ship: {'; '.join(parts) or ', '.join(failed) + ' failed'}"
 
 
