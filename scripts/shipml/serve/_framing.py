@@ -86,11 +86,6 @@ def body_length(headers: Message) -> int:
     return int(raw)
 
 
-def head_size(request_line: bytes, headers: Message) -> int:
-    """Return the bytes of the head as received (request line, headers and their line ends)."""
-    return len(request_line) + sum(len(name) + len(value) + 4 for name, value in headers.items()) + 2
-
-
 def path_segments(target: str) -> tuple[str, ...]:
     """Return the request target's path as its segments, each percent-decoded on its own (so that
     ``%2F`` never becomes a separator), without the leading empty one: ``/v2/models/m`` gives
@@ -128,6 +123,8 @@ class RequestReader:
         #: a byte of the current request has arrived
         self.begun = False
         self.closed = False
+        #: bytes ``readline`` may still return for the head being read (None: no limit)
+        self._head_budget: int | None = None
 
     @property
     def pending(self) -> int:
@@ -153,8 +150,28 @@ class RequestReader:
         if self._buffer:
             self.arm()
 
+    def limit_head(self, budget: int | None) -> None:
+        """Let ``readline`` return at most ``budget`` more bytes (the head's headers), so that a
+        head over ``MAX_HEAD_BYTES`` is refused while it is read, not once it is in memory;
+        None lifts the limit."""
+        self._head_budget = budget
+
     def readline(self, limit: int = -1) -> bytes:
-        """Return one line with its ``\\n`` (at most ``limit`` bytes), or what came before EOF."""
+        """Return one line with its ``\\n`` (at most ``limit`` bytes), or what came before EOF.
+
+        Raises RequestError 431 when the line would exceed the head's budget."""
+        if self._head_budget is not None:
+            line = self._readline(min(limit, self._head_budget + 1) if limit >= 0
+                                  else self._head_budget + 1)
+            self._head_budget -= len(line)
+            if self._head_budget < 0:
+                raise RequestError(431, HEAD_TOO_LARGE.format(size=f"over {MAX_HEAD_BYTES}",
+                                                              limit=MAX_HEAD_BYTES),
+                                   "headers", f"at most {MAX_HEAD_BYTES} bytes")
+            return line
+        return self._readline(limit)
+
+    def _readline(self, limit: int) -> bytes:
         start = 0
         while True:
             end = self._buffer.find(b"\n", start)

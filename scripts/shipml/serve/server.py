@@ -313,6 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer_error(RequestError(414, "the request line is too long", "path",
                                             "at most 64 KiB"))
             return
+        self.reader.limit_head(_framing.MAX_HEAD_BYTES - len(self.raw_requestline))
         try:
             if not self.parse_request():
                 return
@@ -320,15 +321,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._answer_timeout(timeout)
             return
+        except RequestError as error:  # a head over MAX_HEAD_BYTES, refused as it arrived
+            self.close_connection = True
+            self._answer_error(error)
+            return
+        finally:
+            self.reader.limit_head(None)
         header = self.headers.get("X-Request-Id")
         if header and _REQUEST_ID.match(header):
             self.request_id = header
         try:
-            if _framing.head_size(self.raw_requestline, self.headers) > _framing.MAX_HEAD_BYTES:
-                size = _framing.head_size(self.raw_requestline, self.headers)
-                raise RequestError(431, _framing.HEAD_TOO_LARGE.format(
-                    size=size, limit=_framing.MAX_HEAD_BYTES), "headers",
-                    f"at most {_framing.MAX_HEAD_BYTES} bytes")
             self._length = _framing.body_length(self.headers)
         except RequestError as error:
             self.close_connection = True  # where this request's body ends is unknown
