@@ -49,8 +49,11 @@ class FakeGitHub:
     """State and behaviour of the fake API; ``base_url`` is its root."""
 
     def __init__(self, token: str, repository: str = "octo/models", repository_id: int = 123,
-                 prefix: str = "") -> None:
+                 prefix: str = "", viewer: dict[str, Any] | None = None) -> None:
         self.token = token
+        #: the token's own account: None for an installation token (the GITHUB_TOKEN of GitHub
+        #: Actions), which writes as github-actions[bot] and may not read GET /user
+        self.viewer = viewer
         self.repository = repository
         self.repository_id = repository_id
         self.prefix = prefix  # "/api/v3" to act as GitHub Enterprise
@@ -158,9 +161,23 @@ class FakeGitHub:
             return self._graphql(body)
         return self._rest(method, path, query, body)
 
+    @property
+    def author(self) -> dict[str, Any]:
+        """Return the ``user`` object of what the token writes."""
+        return dict(self.viewer or BOT)
+
     def _rest(self, method: str, path: str, query: dict[str, str], body: Any
               ) -> tuple[int, dict[str, str], Any]:
         repo = re.escape(self.repository)
+        if path == "/user" and method == "GET":
+            # https://docs.github.com/rest/users/users#get-the-authenticated-user
+            if self.viewer is None:
+                return 403, {}, {"message": "Resource not accessible by integration",
+                                 "documentation_url": f"{DOCS}/users/users#get-the-"
+                                                      "authenticated-user", "status": "403"}
+            return 200, {}, {**self.viewer, "node_id": "U_kgDOAAjmfw",
+                             "html_url": f"https://github.com/{self.viewer['login']}",
+                             "site_admin": False, "name": None}
         match = re.fullmatch(rf"/repos/{repo}/issues/(\d+)/comments", path) or re.fullmatch(
             rf"/repositories/{self.repository_id}/issues/(\d+)/comments", path)
         if match and method == "GET":
@@ -169,7 +186,7 @@ class FakeGitHub:
             problem = _invalid_body(body)
             if problem:
                 return 422, {}, problem
-            comment = self.add_comment(int(match.group(1)), body["body"])
+            comment = self.add_comment(int(match.group(1)), body["body"], self.author)
             return 201, {"Location": comment["url"]}, comment
         match = re.fullmatch(rf"/repos/{repo}/issues/comments/(\d+)", path)
         if match and method in ("PATCH", "DELETE"):
@@ -197,7 +214,8 @@ class FakeGitHub:
             with self._lock:
                 self._next_id += 1
                 comment = {"id": self._next_id, "node_id": f"CC_kwDO{self._next_id:08d}",
-                           "body": body["body"], "commit_id": match.group(1), "user": dict(BOT),
+                           "body": body["body"], "commit_id": match.group(1),
+                           "user": dict(self.author),
                            "html_url": f"https://github.com/{self.repository}/commit/"
                                        f"{match.group(1)}#commitcomment-{self._next_id}",
                            "created_at": "2026-11-24T08:00:00Z",

@@ -19,6 +19,10 @@ from tests.report.fake_github import HUMAN, FakeGitHub, serve
 
 REPO = "octo/models"
 MARK = marker("default")
+#: the account of a token Jenkins holds (a machine user's personal access token)
+MACHINE_USER = {"login": "models-ci", "id": 9100001, "type": "User"}
+#: a reviewer who pasted the marker on their comment's first line
+REVIEWER = {"login": "mallory", "id": 9100002, "type": "User"}
 
 
 @pytest.fixture
@@ -162,7 +166,8 @@ def test_workflow_run_job_names_the_pull_request(
 def test_jenkins_posts_through_github_enterprise_and_writes_html(
         workdir: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    for enterprise in serve(TOKEN, prefix="/api/v3"):
+    # Jenkins holds a person's (or a machine user's) token: GET /user names its author
+    for enterprise in serve(TOKEN, prefix="/api/v3", viewer=MACHINE_USER):
         for name, value in {"JENKINS_URL": "https://ci.example.com/", "CHANGE_ID": "7",
                             "CHANGE_URL": f"https://ghe.example.com/{REPO}/pull/7",
                             "BUILD_URL": "https://ci.example.com/job/models/PR-7/3/",
@@ -170,7 +175,8 @@ def test_jenkins_posts_through_github_enterprise_and_writes_html(
                             "SHIPML_GITHUB_TOKEN": TOKEN}.items():
             monkeypatch.setenv(name, value)
         assert main(["report"]) == 0
-        assert enterprise.requests[0].path == f"/api/v3/repos/{REPO}/issues/7/comments"
+        assert [r.path for r in enterprise.requests[:2]] == [
+            "/api/v3/user", f"/api/v3/repos/{REPO}/issues/7/comments"]
         body = marked(enterprise)[0]
         assert "[CI run](https://ci.example.com/job/models/PR-7/3/)" in body
     html = (workdir / ".shipml/report/report.html").read_text()
@@ -203,8 +209,8 @@ def test_publish_error_is_a_warning_by_default_and_fails_when_asked(
         workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     github_pr_env(monkeypatch, workdir, github)
-    github.script("GET", r".*", 403, {"message": "Resource not accessible by integration"},
-                  times=2)
+    github.script("GET", r".*/comments", 403,
+                  {"message": "Resource not accessible by integration"}, times=2)
     assert main(["report"]) == 0
     out = capsys.readouterr().out
     assert "::warning title=shipml report::shipml report not published: GitHub answered 403 " \
@@ -222,7 +228,7 @@ def test_github_down_fails_with_exit_3_only_when_asked(
     github_pr_env(monkeypatch, workdir, github)
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
-    github.script("GET", r".*", 502, {"message": "Bad Gateway"}, times=10)
+    github.script("GET", r".*/comments", 502, {"message": "Bad Gateway"}, times=10)
     assert main(["report", "--fail-on-publish-error"]) == 3
     err = capsys.readouterr().err
     assert err.splitlines()[0] == ("report: GET /repos/octo/models/issues/7/comments: HTTP 502; "
@@ -464,3 +470,54 @@ def test_20000_failing_checks_keep_as_many_names_as_fit_in_comment_and_summary(
     assert "Shortened to fit GitHub's job summary limit" in text
     assert failures[0] in text and failures[500] in text
     assert len((tmp_path / ".shipml/report/report.md").read_bytes()) > 8 * MAX_SUMMARY_BYTES
+
+
+def _look_alike(github: FakeGitHub) -> dict[str, object]:
+    return github.add_comment(7, f"{MARK}\n## ✅ shipml: ready to ship (or so I say)", REVIEWER)
+
+
+def test_a_look_alike_comment_by_a_reviewer_is_never_edited_or_deleted_under_github_actions(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    github_pr_env(monkeypatch, workdir, github)
+    fake = _look_alike(github)
+    ours = github.add_comment(7, f"{MARK}\nthe bot's earlier report")  # github-actions[bot]
+    assert main(["report"]) == 0
+    comments = github.comments[7]
+    assert [(c["id"], c["user"]["login"]) for c in comments] == [
+        (fake["id"], "mallory"), (ours["id"], "github-actions[bot]")]
+    assert comments[0]["body"] == f"{MARK}\n## ✅ shipml: ready to ship (or so I say)"
+    assert "6 of 6 stages passed" in comments[1]["body"]
+    assert [(r.method, r.path) for r in github.requests if r.method != "GET"] == [
+        ("PATCH", f"/repos/{REPO}/issues/comments/{ours['id']}")]
+    user = [r for r in github.requests if r.path == "/user"]
+    assert len(user) == 1 and user[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_look_alike_comment_alone_is_left_and_the_report_posted_anew_under_jenkins(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for github in serve(TOKEN, viewer=MACHINE_USER):
+        for name, value in {"JENKINS_URL": "https://ci.example.com/", "CHANGE_ID": "7",
+                            "CHANGE_URL": f"https://github.com/{REPO}/pull/7",
+                            "GITHUB_API_URL": github.base_url,
+                            "SHIPML_GITHUB_TOKEN": TOKEN}.items():
+            monkeypatch.setenv(name, value)
+        fake = _look_alike(github)
+        assert main(["report"]) == 0
+        assert main(["report"]) == 0  # the second run edits its own comment, not the look-alike
+        comments = github.comments[7]
+        assert [c["user"]["login"] for c in comments] == ["mallory", "models-ci"]
+        assert comments[0] == fake
+        assert [(r.method, r.path) for r in github.requests if r.method != "GET"] == [
+            ("POST", f"/repos/{REPO}/issues/7/comments"),
+            ("PATCH", f"/repos/{REPO}/issues/comments/{comments[1]['id']}")]
+
+
+def test_hide_superseded_never_hides_a_look_alike(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    github_pr_env(monkeypatch, workdir, github)
+    monkeypatch.setenv("SHIPML_COMMENT_MODE", "hide-superseded")
+    fake = _look_alike(github)
+    ours = github.add_comment(7, f"{MARK}\nthe bot's earlier report")
+    assert main(["report"]) == 0
+    assert github.minimized == {ours["node_id"]}
+    assert fake["node_id"] not in github.minimized

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shipml.errors import ConfigError
-from shipml.report._github import GitHubClient
+from shipml.report._github import GitHubClient, authored_by
 
 log = logging.getLogger("shipml.monitor")
 
@@ -162,8 +162,10 @@ class AlertOutcome:
 def find_issue(client: GitHubClient, repository: str, key: str,
                labels: Sequence[str]) -> dict[str, Any] | None:
     """Return the oldest issue (open or closed, not a pull request) whose body starts with the
-    marker of ``key``, or None."""
+    marker of ``key`` and that the token's own account opened (an issue by anyone else that
+    copies the marker is never edited or closed), or None. Raises the client's errors."""
     tag = issue_marker(key)
+    author = client.login()
     query = "state=all&sort=created&direction=asc"
     if labels:
         # labels narrow the listing; the marker decides
@@ -172,7 +174,7 @@ def find_issue(client: GitHubClient, repository: str, key: str,
         if "pull_request" in issue:
             continue
         first = str(issue.get("body") or "").split("\n", 1)[0].rstrip("\r")
-        if first == tag:
+        if first == tag and authored_by(issue, author):
             return issue
     return None
 

@@ -29,6 +29,8 @@ log = logging.getLogger("shipml.report")
 
 API_VERSION = "2022-11-28"
 PER_PAGE = 100
+#: the author of what the GITHUB_TOKEN of GitHub Actions writes (it may not read GET /user)
+ACTIONS_BOT = "github-actions[bot]"
 #: GitHub rejects comment bodies longer than this (characters)
 MAX_COMMENT_CHARS = 65536
 
@@ -130,6 +132,7 @@ class GitHubClient:
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
         self._permission = permission
+        self._login = ""
         self._headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {token}",
@@ -211,7 +214,7 @@ class GitHubClient:
             if status < 400:
                 _check_json(method, url, response)
                 return response
-            if status in allow:
+            if status in allow and not (status in (403, 429) and _is_rate_limit(response)):
                 return response
             if status in _RETRY_STATUSES:
                 reason = f"HTTP {status}"
@@ -310,6 +313,25 @@ class GitHubClient:
         response = self.request(method, path, json_body=json_body, repository=repository)
         return _json(response, method, path, dict)
 
+    def login(self) -> str:
+        """Return the login of the token's own account, the author of what it writes: ``GET
+        /user``, or ``github-actions[bot]`` when GitHub answers 403 there (an installation
+        token, such as the GITHUB_TOKEN of GitHub Actions, may not read it). Asked once per
+        client. Raises the client's errors, and GitHubUnavailable for an answer without a login.
+        """
+        if not self._login:
+            response = self.request("GET", "/user", allow=frozenset({403}))
+            if response.status_code == 403:
+                self._login = ACTIONS_BOT
+            else:
+                login = _json(response, "GET", "/user", dict).get("login")
+                if not isinstance(login, str) or not login:
+                    raise GitHubUnavailable(NOT_JSON.format(
+                        method="GET", path="/user", status=response.status_code,
+                        found="a user without a login"))
+                self._login = login
+        return self._login
+
     def list_issue_comments(self, repository: str, number: int) -> list[dict[str, Any]]:
         """Return every comment of an issue or pull request, oldest first."""
         return list(self.paginate(f"/repos/{repository}/issues/{number}/comments",
@@ -362,6 +384,14 @@ def _permissions_block(permission: str) -> str:
     granted = [permission] if permission.startswith("contents:") else [permission,
                                                                       "contents: read"]
     return "".join(f"      {line}\n" for line in granted)
+
+
+def authored_by(item: Mapping[str, Any], login: str) -> bool:
+    """Return True when a comment or issue (GitHub's object, ``user.login``) was written by
+    ``login``, the token's own account: a look-alike by anyone else is never edited, hidden or
+    deleted."""
+    user = item.get("user")
+    return isinstance(user, Mapping) and user.get("login") == login
 
 
 def check_token(token: str, source: str) -> str:

@@ -1,10 +1,11 @@
 """Where a rendered report goes, decided by the CI platform.
 
-GitHub pull request: one sticky comment per report key (found by a hidden marker, edited in
-place) and the job summary. Push: job summary, and a commit comment when configured. Jenkins: the
-same PR comment through the same client. act: printed and written, never posted, with one line
-saying where it would have gone. Local: files and the terminal. Publishing problems become a
-warning annotation unless the caller asks them to fail the job.
+GitHub pull request: one sticky comment per report key (found by a hidden marker and its author,
+the token's own account; edited in place) and the job summary. Push: job summary, and a commit
+comment when configured. Jenkins: the same PR comment through the same client. act: printed and
+written, never posted, with one line saying where it would have gone. Local: files and the
+terminal. Publishing problems become a warning annotation unless the caller asks them to fail the
+job.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from shipml.ci import Platform, PullRequest
 from shipml.errors import ConfigError, ShipmlError
-from shipml.report._github import GitHubClient
+from shipml.report._github import GitHubClient, authored_by
 from shipml.report.model import marker
 
 log = logging.getLogger("shipml.report")
@@ -55,17 +56,20 @@ def upsert_comment(client: GitHubClient, pull: PullRequest, key: str, body: str,
                    mode: CommentMode = "update") -> CommentOutcome:
     """Create or update the one comment of report ``key`` on ``pull``; return what happened.
 
-    ``body`` must already carry :func:`marker`. In ``update`` mode the oldest marked comment is
-    edited in place; since creation is not idempotent (two jobs may both create one), the marked
-    comments are listed again after writing and every copy but the oldest is deleted. In
-    ``hide-superseded`` mode a new comment is created and the earlier ones are minimized as
-    outdated. Raises the client's errors.
+    ``body`` must already carry :func:`marker`. The report's comments are those that start with the
+    marker *and* were written by the token's own account (:meth:`GitHubClient.login`): a look-alike
+    by anyone else is left alone. In ``update`` mode the oldest one is edited in place; since
+    creation is not idempotent (two jobs may both create one), the marked comments are listed again
+    after writing and every copy but the oldest is deleted. In ``hide-superseded`` mode a new
+    comment is created and the earlier ones are minimized as outdated.
+    Raises the client's errors.
     """
     tag = marker(key)
     if not is_marked(body, tag):
         raise ValueError("the comment body does not start with its marker")
     repository, number = pull.repository, pull.number
-    existing = _marked(client.list_issue_comments(repository, number), tag)
+    author = client.login()
+    existing = _marked(client.list_issue_comments(repository, number), tag, author)
     if mode == "hide-superseded":
         created = client.create_issue_comment(repository, number, body)
         hidden = []
@@ -83,7 +87,7 @@ def upsert_comment(client: GitHubClient, pull: PullRequest, key: str, body: str,
         written = client.create_issue_comment(repository, number, body)
         action = "created"
     # Another job may have created its own copy meanwhile: the oldest one wins, the rest go.
-    copies = _marked(client.list_issue_comments(repository, number), tag)
+    copies = _marked(client.list_issue_comments(repository, number), tag, author)
     deleted = []
     for comment in copies[1:]:
         if client.delete_issue_comment(repository, int(comment["id"])):
@@ -103,8 +107,9 @@ def is_marked(body: str, tag: str) -> bool:
     return first.rstrip("\r") == tag
 
 
-def _marked(comments: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
-    found = [c for c in comments if is_marked(str(c.get("body") or ""), tag)]
+def _marked(comments: list[dict[str, Any]], tag: str, author: str) -> list[dict[str, Any]]:
+    found = [c for c in comments
+             if is_marked(str(c.get("body") or ""), tag) and authored_by(c, author)]
     return sorted(found, key=lambda c: (str(c.get("created_at") or ""), int(c["id"])))
 
 
