@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from shipml.cli import main
 from tests.canary.conftest import REPO, Load, Service, sample_rows
@@ -347,3 +348,30 @@ def test_a_port_another_process_listens_on_is_refused_before_anything_starts(
            "process; choose a free port (nothing was started)" in err
     assert docker_client.containers.list(
         all=True, filters={"label": f"dev.shipml.canary={service.name}"}) == []
+
+
+def _with_slot_environment(config: Path, environment: dict[str, str]) -> Path:
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["canary"]["target"]["docker"]["env"] = environment
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return config
+
+
+def test_the_router_is_one_client_of_every_slot_and_never_meets_the_per_client_limit(
+        service: Service, images: dict[str, str]) -> None:
+    # serve refuses more than half of max_connections from one address; every connection a slot
+    # gets comes from HAProxy's, so concurrent load above that half must still be answered
+    slot_environment = {"SHIPML_MAX_CONNECTIONS": "16"}
+    assert _run(_with_slot_environment(service.config(images["base"]), slot_environment)) == 0
+    url = f"http://127.0.0.1:{service.port}"
+    loads = [Load(url, sample_rows(service.folder), rate=100) for _ in range(12)]
+    for load in loads:
+        load.__enter__()
+    try:
+        code = _run(_with_slot_environment(service.config(images["good"]), slot_environment))
+    finally:
+        for load in loads:
+            load.__exit__()
+    result = _result(service)
+    assert code == 0, result["summary"]
+    assert [load.failed() for load in loads] == [[]] * len(loads)

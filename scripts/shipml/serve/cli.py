@@ -38,6 +38,8 @@ OPTIONS = (
            "seconds to finish in-flight requests after SIGTERM", "SECONDS"),
     Option("--request-timeout", ("serve", "request_timeout_s"), "SHIPML_REQUEST_TIMEOUT",
            "seconds a request's whole head and body may take to arrive (408 after)", "SECONDS"),
+    Option("--max-connections", ("serve", "max_connections"), "SHIPML_MAX_CONNECTIONS",
+           "open client connections per worker (503 beyond)", "N"),
     Option("--max-connections-per-client", ("serve", "max_connections_per_client"),
            "SHIPML_MAX_CONNECTIONS_PER_CLIENT",
            "open connections from one client address (default: half of max_connections)", "N"),
