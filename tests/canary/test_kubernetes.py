@@ -346,3 +346,18 @@ def test_a_stored_rollout_naming_a_tag_never_moves_on_but_can_be_aborted(api_ser
         core.roll_out(runner, None)
     assert not [r for r in api_server.requests[before:] if r[0] == "PATCH"]
     assert core.manual(runner, "abort").phase == "aborted"
+
+
+def test_every_revision_behind_a_proxy_has_no_per_client_limit_below_its_max_connections() -> None:
+    # a gateway, a sidecar or KServe's queue-proxy is the one client address a pod sees
+    image = "127.0.0.1:5000/model@sha256:" + "a" * 64
+    containers = [
+        objects.deployment("svc", "ns", "canary", image, "r2", 2, 8080)[
+            "spec"]["template"]["spec"]["containers"][0],
+        objects.inference_service("svc", "ns", image, "r2", 8080, 10)[
+            "spec"]["predictor"]["containers"][0],
+    ]
+    for container in containers:
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["SHIPML_MAX_CONNECTIONS_PER_CLIENT"] == "100000"
+        assert env["SHIPML_REVISION"] == "r2" and env["SHIPML_SERVE_PORT"] == "8080"

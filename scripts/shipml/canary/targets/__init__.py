@@ -17,6 +17,18 @@ from shipml.canary.lock import Lock
 from shipml.errors import ConfigError, did_you_mean
 
 TARGET_TYPES = ("docker", "kubernetes")
+#: serve.max_connections_per_client of a revision: no limit below its own max_connections, because
+#: every connection comes from a proxy's few addresses (HAProxy, a gateway, a sidecar, KServe's
+#: queue-proxy) and serve's default, half of max_connections, would turn load into 503s that the
+#: error-rate judge reads (the server clamps the value to its max_connections)
+PER_CLIENT_BEHIND_PROXY = 100000
+
+
+def serving_environment(revision: str, host: str, port: int) -> dict[str, str]:
+    """Return the environment every revision's server starts with: where it listens, the revision
+    it reports, and no per-client connection limit below the proxy in front."""
+    return {"SHIPML_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT_BEHIND_PROXY),
+            "SHIPML_REVISION": revision, "SHIPML_SERVE_HOST": host, "SHIPML_SERVE_PORT": str(port)}
 
 
 class Target(Protocol):

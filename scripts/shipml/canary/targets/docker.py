@@ -24,13 +24,11 @@ import requests
 
 from shipml.canary.engine import Revision, RolloutState
 from shipml.canary.lock import Lock, may_take, refuse
+from shipml.canary.targets import serving_environment
 from shipml.canary.targets.haproxy import SLOTS, RuntimeApi, render_config
 from shipml.errors import ConfigError, InfrastructureError, first_line
 
 LABEL = "dev.shipml.canary"
-#: serve.max_connections_per_client of a slot: no limit below its max_connections (the router is
-#: the one client address every connection comes from)
-PER_CLIENT_BEHIND_ROUTER = 100000
 NO_ENGINE = ("the Docker Engine does not answer ({reason}); start it or point DOCKER_HOST at one "
              "(canary.target.type: docker)")
 NO_IMAGE = ("{where}: image {image} does not exist: not on the engine and its registry has none "
@@ -371,12 +369,11 @@ class DockerTarget:
                 return
             _remove(existing)
         port = self.slot_ports[slot]
-        # Every connection a slot gets comes from the router's one address: serve's per-client
-        # limit (half of max_connections by default) would turn load into 503s the error-rate
-        # judge reads; the server clamps this to its own max_connections. env may still set it.
-        environment = {"SHIPML_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT_BEHIND_ROUTER),
-                       **self.environment, "SHIPML_SERVE_HOST": self.bind,
-                       "SHIPML_SERVE_PORT": str(port), "SHIPML_REVISION": revision.revision}
+        # the user's env may set the per-client limit; where and as what the server runs may not
+        defaults = serving_environment(revision.revision, self.bind, port)
+        environment = {"SHIPML_MAX_CONNECTIONS_PER_CLIENT":
+                       defaults.pop("SHIPML_MAX_CONNECTIONS_PER_CLIENT"),
+                       **self.environment, **defaults}
         try:
             container = self.client.containers.run(
                 revision.image, name=self.slot_name(slot), detach=True, network_mode="host",

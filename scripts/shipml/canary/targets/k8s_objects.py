@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from shipml.canary.targets import serving_environment
 from shipml.errors import ConfigError, did_you_mean
 
 METHODS = ("replicas", "gateway-api", "istio", "kserve")
@@ -79,9 +80,7 @@ def deployment(service: str, namespace: str, track: str, image: str, revision: s
                 "spec": {"containers": [{
                     "name": "server", "image": image,
                     "ports": [{"name": "http", "containerPort": port}],
-                    "env": [{"name": "SHIPML_REVISION", "value": revision},
-                            {"name": "SHIPML_SERVE_HOST", "value": "0.0.0.0"},
-                            {"name": "SHIPML_SERVE_PORT", "value": str(port)}],
+                    "env": _env(revision, port),
                     "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
                                        "periodSeconds": 2},
                 }]},
@@ -147,9 +146,7 @@ def inference_service(service: str, namespace: str, image: str, revision: str, p
     predictor: dict[str, Any] = {"containers": [{
         "name": "kserve-container", "image": image,
         "ports": [{"containerPort": port, "protocol": "TCP"}],
-        "env": [{"name": "SHIPML_REVISION", "value": revision},
-                {"name": "SHIPML_SERVE_HOST", "value": "0.0.0.0"},
-                {"name": "SHIPML_SERVE_PORT", "value": str(port)}]}]}
+        "env": _env(revision, port)}]}
     if weight is not None:
         predictor["canaryTrafficPercent"] = weight
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
@@ -284,3 +281,8 @@ def _closed(schema: Any) -> Any:
     for ignored in ("x-kubernetes-validations",):
         closed.pop(ignored, None)
     return closed
+
+
+def _env(revision: str, port: int) -> list[dict[str, str]]:
+    return [{"name": name, "value": value}
+            for name, value in serving_environment(revision, "0.0.0.0", port).items()]
