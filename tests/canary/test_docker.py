@@ -189,9 +189,7 @@ def test_an_image_whose_signature_does_not_verify_never_gets_traffic(
     _, public_pem = generate_key_pair("test-password")
     (service.folder / "cosign.pub").write_bytes(public_pem)
     repository = f"127.0.0.1:5000/shipml-canary-test/{service.name}"
-    docker_client.images.get(images["good"]).tag(repository, "unsigned")
-    for _ in docker_client.images.push(repository, tag="unsigned", stream=True, decode=True):
-        pass
+    _push(docker_client, images["good"], repository, "unsigned")
     try:
         config = service.config(f"{repository}:unsigned", public_key="cosign.pub")
         assert _run(config) == 1
@@ -208,8 +206,10 @@ def test_an_image_whose_signature_does_not_verify_never_gets_traffic(
 def _push(docker_client: Any, local: str, repository: str, tag: str) -> str:
     """Push ``local`` as ``repository:tag``; return the manifest digest the registry holds."""
     docker_client.images.get(local).tag(repository, tag)
-    for _ in docker_client.images.push(repository, tag=tag, stream=True, decode=True):
-        pass
+    # the engine reports a failed push inside the stream, not as an exception
+    errors = [line["error"] for line in docker_client.images.push(
+        repository, tag=tag, stream=True, decode=True) if "error" in line]
+    assert not errors, f"pushing {repository}:{tag} failed: {errors}"
     from shipml.oci import Reference, RegistryClient
 
     return RegistryClient("127.0.0.1:5000").resolve(Reference.parse(f"{repository}:{tag}"))
