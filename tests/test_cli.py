@@ -277,3 +277,46 @@ def test_a_latency_killed_without_a_result_is_missing_from_the_report(
     assert "**latency: missing** (configured, but no result)" in report
     assert "41/41 conditions passed" in report
     assert "ERROR — not ready to ship: optimize, latency missing" in capsys.readouterr().out
+
+
+# --- every file a stage writes is checked before its work ---------------------------------------
+
+@pytest.mark.parametrize(("command", "blocked", "how", "problem"), [
+    ("latency", "results/latency.json", "folder", "shipml latency writes its result there, but "
+                                                  "it is a folder"),
+    ("latency", "artifacts/latency.html", "folder", "shipml latency writes a file there, but it "
+                                                    "is a folder"),
+    ("latency", "artifacts", "file", "shipml latency writes the folder of latency.html there, "
+                                     "but it is a file"),
+    ("validate", "artifacts/validate.junit.xml", "folder", "shipml validate writes a file there, "
+                                                            "but it is a folder"),
+    ("optimize", "artifacts/optimize", "file", "shipml optimize writes a folder there, but it "
+                                               "is a file"),
+    ("report", "report/report.md", "folder", "shipml report writes a file there, but it is a "
+                                             "folder"),
+])
+def test_a_file_a_stage_will_write_that_cannot_be_written_is_exit_2_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, blocked: str,
+        how: str, problem: str) -> None:
+    from shipml.results import StageResult
+
+    config = project_with(tmp_path, latency=LONG_LATENCY)
+    out = tmp_path / "out"
+    StageResult(stage="validate", status="pass", summary="passed",
+                started_at="2026-11-25T10:00:00+00:00", duration_s=1.0).write(out)
+    target = out / blocked
+    if how == "folder":
+        target.mkdir(parents=True)
+        (target / "keep").write_text("a user's file")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("a user's file")
+    code = main([command, "--config", str(config), "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{target}: {problem}" in err
+    assert "remove or rename it, or choose another --output-dir" in err
+    assert MEASURING not in err and "internal error" not in err
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    assert (target / "keep").is_file() if how == "folder" else target.read_text() == "a user's file"

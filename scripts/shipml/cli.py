@@ -33,6 +33,10 @@ INTERNAL_ERROR = (
     "internal error: {error} — this is a bug in shipml, not in your model or config; rerun with "
     "--debug for the traceback and report it"
 )
+STAGE_FILE_UNUSABLE = (
+    "{path}: shipml {command} writes {what} there, but {problem}; remove or rename it, or "
+    "choose another --output-dir (SHIPML_OUTPUT_DIR)"
+)
 CANCELLED = (
     "cancelled by {signal} before it finished: nothing was judged; run it again (a CI cancel, "
     "a step timeout or a Jenkins abort sends this signal)"
@@ -97,6 +101,37 @@ def check_output_dir(args: argparse.Namespace) -> Path:
     return folder
 
 
+def check_stage_files(folder: Path, command: str) -> None:
+    """Raise ConfigError (exit 2) naming the path when a file command ``command`` will write
+    under ``folder`` (:func:`shipml.stages.files`) could not be: it is a folder, something else
+    than a file, read-only, or a file stands where one of its folders must be. Called before
+    the stage's work, so that nothing measured is lost when its result cannot be written."""
+    for relative in stages.files(command):
+        wants_folder = relative.endswith("/")
+        path = folder / relative.rstrip("/")
+        for parent in reversed(path.relative_to(folder).parents[:-1]):
+            if (folder / parent).exists() and not (folder / parent).is_dir():
+                raise ConfigError(STAGE_FILE_UNUSABLE.format(
+                    path=folder / parent, command=command, what=f"the folder of {path.name}",
+                    problem="it is a file"))
+        if wants_folder:
+            if path.exists() and not path.is_dir():
+                raise ConfigError(STAGE_FILE_UNUSABLE.format(
+                    path=path, command=command, what="a folder", problem="it is a file"))
+            continue
+        what = "its result" if relative.startswith("results/") else "a file"
+        if path.is_dir():
+            problem = "it is a folder"
+        elif path.exists() and not path.is_file():
+            problem = "it is not a regular file"
+        elif path.exists() and not os.access(path, os.W_OK):
+            problem = "it is read-only"
+        else:
+            continue
+        raise ConfigError(STAGE_FILE_UNUSABLE.format(path=path, command=command, what=what,
+                                                     problem=problem))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the full parser with every available stage registered."""
     import importlib
@@ -158,8 +193,8 @@ def _run_handler(args: argparse.Namespace, handler: Handler, debug: bool,
                  clock: StageClock) -> int:
     gate = args.command in GATE_STAGES
     try:
-        if gate or getattr(args, "writes_results", False):
-            check_output_dir(args)
+        if gate or getattr(args, "writes_results", False) or stages.files(args.command):
+            check_stage_files(check_output_dir(args), args.command)
         return handler(args)
     except (Cancelled, KeyboardInterrupt) as exc:
         cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)

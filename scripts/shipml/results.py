@@ -238,9 +238,14 @@ class StageResult:
         path = results_path(output_dir, self.stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{self.stage}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-        os.replace(tmp_name, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+            os.replace(tmp_name, path)
+        except BaseException:
+            # a result that could not be written leaves nothing behind (no .tmp files)
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

@@ -42,23 +42,35 @@ class Stage:
     produces: tuple[str, ...] = ()
     #: whether ``shipml.yaml`` has a section of this name (``schema/<name>.json``)
     section: bool = True
+    #: what it writes under the output folder besides its result (``results/<name>.json``, for
+    #: a gate), as paths relative to that folder; a folder ends in ``/``. The harness checks
+    #: each before the stage's work (:func:`shipml.cli.check_stage_files`)
+    writes: tuple[str, ...] = ()
 
 
 #: every stage in pipeline order
 STAGES: tuple[Stage, ...] = (
-    Stage("validate", "shipml.validate.cli", gate=True, half="pull_request"),
-    Stage("optimize", "shipml.optimize.cli", gate=True, half="pull_request", produces=("model",)),
+    Stage("validate", "shipml.validate.cli", gate=True, half="pull_request",
+          writes=("artifacts/validate.html", "artifacts/validate.junit.xml",
+                  "artifacts/validate-pytest.xml")),
+    Stage("optimize", "shipml.optimize.cli", gate=True, half="pull_request", produces=("model",),
+          writes=("artifacts/optimize/",)),
     Stage("latency", "shipml.latency.cli", gate=True, half="pull_request",
-          consumes=(Consumes("model", ("latency", "model")),)),
+          consumes=(Consumes("model", ("latency", "model")),),
+          writes=("artifacts/latency.html",)),
     Stage("build", "shipml.build.cli", gate=True, half="release",
-          consumes=(Consumes("model", ("build", "model")),), produces=("image",)),
+          consumes=(Consumes("model", ("build", "model")),), produces=("image",),
+          writes=("build/context/",)),
     Stage("sign", "shipml.sign.cli", gate=True, half="release",
           consumes=(Consumes("image", ("sign", "image")),), produces=("signature",)),
     Stage("canary", "shipml.canary.cli", gate=True, half="release",
           consumes=(Consumes("image", ("canary", "image")),)),
     Stage("serve", "shipml.serve.cli", gate=False, half="none"),
-    Stage("monitor", "shipml.monitor.cli", gate=True, half="none"),
-    Stage("report", "shipml.report.cli", gate=False, half="always"),
+    Stage("monitor", "shipml.monitor.cli", gate=True, half="none",
+          writes=("artifacts/monitor.junit.xml", "artifacts/monitor.html")),
+    Stage("report", "shipml.report.cli", gate=False, half="always",
+          writes=("report/report.md", "report/comment.md", "report/report.txt",
+                  "report/report.html")),
 )
 
 #: commands that are not stages, in the order ``--help`` lists them after the stages
@@ -95,6 +107,15 @@ def configured_gates(written: Iterable[str]) -> tuple[str, ...]:
     chosen = set(written)
     return tuple(stage.name for stage in STAGES
                  if stage.gate and stage.half == "pull_request" and stage.name in chosen)
+
+
+def files(name: str) -> tuple[str, ...]:
+    """Return what command ``name`` writes under the output folder, relative to it: its result
+    (a gate), then what its entry declares; () for a command that is no stage."""
+    stage = get(name)
+    if stage is None:
+        return ()
+    return ((f"results/{stage.name}.json",) if stage.gate else ()) + stage.writes
 
 
 def get(name: str) -> Stage | None:
