@@ -364,3 +364,26 @@ def test_a_signal_during_latency_stops_the_run_which_still_reports_what_ran(
     report = (out / "report" / "report.md").read_text()
     # validate and optimize are configured too: never run here, so missing
     assert "not ready to ship: validate, optimize missing; latency cancelled" in report
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"[" * 100_000, "nests arrays or objects too deeply"),
+    (b'{"repository": {"default_branch": "ma\xffin"}}', "is not UTF-8 text"),
+    (b'{"repository": {"default_branch": ["main"]}}',
+     "has repository.default_branch as a JSON array, not a string"),
+])
+def test_a_bad_event_file_on_a_push_is_exit_2_naming_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        content: bytes, problem: str) -> None:
+    event = tmp_path / "event.json"
+    event.write_bytes(content)
+    for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push",
+                        "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_PATH": str(event),
+                        "GITHUB_REPOSITORY": "octo/models"}.items():
+        monkeypatch.setenv(name, value)
+    config = _example(tmp_path, latency=_QUICK_LATENCY)
+    code = main(["run", "--config", str(config), "--output-dir", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert f"environment GITHUB_EVENT_PATH: {event} {problem}" in captured.out
+    assert "internal error" not in captured.err and "Traceback" not in captured.err

@@ -131,3 +131,39 @@ def test_annotation_paths_are_made_relative_to_the_workspace(tmp_path: Path) -> 
     platform = GitHubPlatform({"GITHUB_WORKSPACE": str(tmp_path)}, stream=stream)
     platform.annotate("warning", "x", file=str(tmp_path / "models" / "shipml.yaml"), line=2)
     assert stream.getvalue() == "::warning file=models/shipml.yaml,line=2::x\n"
+
+
+_HOSTILE_EVENTS = [
+    (b"[" * 100_000, "nests arrays or objects too deeply"),
+    (b'{"number": 7, "repository": {"full_name": "acme/m\xffodels"}}', "is not UTF-8 text (byte 49)"),
+    (b'{"number": 7,', "is not JSON (line 1 column 14: Expecting property name enclosed in "
+                    "double quotes)"),
+    (b'["not", "an", "object"]', "holds a JSON array, not an object"),
+    (b'{"pull_request": "7"}', "has pull_request as a JSON string, not an object"),
+    (b'{"pull_request": {"number": "seven"}}', "has pull_request.number as a JSON string, not "
+                                              "an integer"),
+    (b'{"number": true}', "has number as a JSON boolean, not an integer"),
+    (b'{"number": 7, "repository": "acme/models"}', "has repository as a JSON string, not an "
+                                                     "object"),
+    (b'{"number": 7, "pull_request": {"head": []}}', "has pull_request.head as a JSON array, not "
+                                                     "an object"),
+]
+
+
+@pytest.mark.parametrize(("content", "problem"), _HOSTILE_EVENTS)
+def test_a_bad_event_file_is_a_config_error_naming_the_variable(
+        tmp_path: Path, content: bytes, problem: str) -> None:
+    event = tmp_path / "event.json"
+    event.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        GitHubPlatform({"GITHUB_EVENT_PATH": str(event)}).pull_request()
+    assert raised.value.message.startswith(f"environment GITHUB_EVENT_PATH: {event} {problem}; ")
+
+
+@pytest.mark.parametrize("where", ["a folder", "missing"])
+def test_an_event_path_that_is_no_file_is_a_config_error(tmp_path: Path, where: str) -> None:
+    event = tmp_path / "event.json"
+    if where == "a folder":
+        event.mkdir()
+    with pytest.raises(ConfigError, match=r"^environment GITHUB_EVENT_PATH: .* cannot be read"):
+        GitHubPlatform({"GITHUB_EVENT_PATH": str(event)}).pull_request()

@@ -521,3 +521,20 @@ def test_hide_superseded_never_hides_a_look_alike(
     assert main(["report"]) == 0
     assert github.minimized == {ours["node_id"]}
     assert fake["node_id"] not in github.minimized
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"[" * 100_000, "nests arrays or objects too deeply"),
+    (b'{"number": 7, "pull_request": {"number": 7, "title": "\xff"}}', "is not UTF-8 text"),
+])
+def test_a_bad_event_file_is_exit_2_naming_the_variable(
+        workdir: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], content: bytes, problem: str) -> None:
+    github_pr_env(monkeypatch, workdir, github)
+    (workdir / "event.json").write_bytes(content)
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"shipml report: environment GITHUB_EVENT_PATH: "
+                          f"{workdir / 'event.json'} {problem}")
+    assert "internal error" not in err and "Traceback" not in err
+    assert github.requests == []

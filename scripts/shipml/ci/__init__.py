@@ -16,6 +16,8 @@ from shipml.ci._platform import (
     Platform,
     PullRequest,
     detect,
+    event_field,
+    read_event,
 )
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "Platform",
     "PullRequest",
     "detect",
+    "event_field",
     "guard_output",
     "neutralize",
+    "read_event",
 ]

@@ -153,25 +153,25 @@ class GitHubPlatform(Platform):
                 print(f"::add-mask::{_escape_data(part)}", file=self.stream, flush=True)
 
     def pull_request(self) -> PullRequest | None:
-        event = _read_event(self.environ.get("GITHUB_EVENT_PATH"))
-        pull = event.get("pull_request") or {}
-        number = pull.get("number") or event.get("number")
-        if not number and isinstance(event.get("issue"), dict) and event["issue"].get("pull_request"):
-            number = event["issue"].get("number")
+        """Return the pull request of the event (``pull_request``, or an issue comment on one);
+        raise ConfigError naming GITHUB_EVENT_PATH when the payload is unusable."""
+        path = self.environ.get("GITHUB_EVENT_PATH") or ""
+        event = read_event(path)
+        number = (event_field(event, path, "pull_request", "number", kind=int)
+                  or event_field(event, path, "number", kind=int))
+        if not number and event_field(event, path, "issue", "pull_request"):
+            number = event_field(event, path, "issue", "number", kind=int)
         if not number:
             return None
-        repository = (
-            (event.get("repository") or {}).get("full_name")
-            or self.environ.get("GITHUB_REPOSITORY")
-            or ""
-        )
+        repository = (event_field(event, path, "repository", "full_name", kind=str)
+                      or self.environ.get("GITHUB_REPOSITORY") or "")
         return PullRequest(
-            repository=str(repository),
+            repository=repository,
             number=int(number),
-            head_sha=str((pull.get("head") or {}).get("sha") or self.environ.get("GITHUB_SHA", "")),
-            base_ref=str(
-                (pull.get("base") or {}).get("ref") or self.environ.get("GITHUB_BASE_REF", "")
-            ),
+            head_sha=(event_field(event, path, "pull_request", "head", "sha", kind=str)
+                      or self.environ.get("GITHUB_SHA", "")),
+            base_ref=(event_field(event, path, "pull_request", "base", "ref", kind=str)
+                      or self.environ.get("GITHUB_BASE_REF", "")),
         )
 
     def run_url(self) -> str | None:
@@ -271,11 +271,68 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _read_event(path: str | None) -> dict[str, Any]:
-    if not path:
+#: an event payload larger than this is not one GitHub wrote (its webhooks stop at 25 MB)
+MAX_EVENT_BYTES = 32 * 2**20
+EVENT_UNUSABLE = (
+    "environment GITHUB_EVENT_PATH: {path} {problem}; it must name the JSON object GitHub "
+    "writes for the event that started the job. Leave the variable as the runner sets it (or "
+    "unset it outside GitHub Actions), and check any step that rewrites that file"
+)
+
+
+def read_event(path: str | None) -> dict[str, Any]:
+    """Return the event payload that ``GITHUB_EVENT_PATH`` (``path``) names; {} when it is
+    unset or empty. Raises ConfigError (exit 2) naming the variable when the file cannot be
+    read, is larger than MAX_EVENT_BYTES, is not UTF-8 JSON, nests too deeply, or is not an
+    object."""
+    if not path or not path.strip():
         return {}
     try:
-        event = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return event if isinstance(event, dict) else {}
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_EVENT_BYTES + 1)
+    except OSError as exc:
+        raise _bad_event(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) > MAX_EVENT_BYTES:
+        raise _bad_event(path, f"is larger than {MAX_EVENT_BYTES // 2**20} MiB")
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _bad_event(path, f"is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise _bad_event(path, f"is not JSON (line {exc.lineno} column {exc.colno}: "
+                               f"{exc.msg})") from None
+    except RecursionError:
+        raise _bad_event(path, "nests arrays or objects too deeply") from None
+    if not isinstance(event, dict):
+        raise _bad_event(path, f"holds a JSON {_json_type(event)}, not an object")
+    return event
+
+
+def event_field(event: Mapping[str, Any], path: str, *keys: str, kind: type = dict) -> Any:
+    """Return ``event[keys[0]][keys[1]]…`` (None when a key is absent or null); raise
+    ConfigError naming the variable and the field when a value on the way is not of the type
+    GitHub documents (objects on the way, ``kind`` at the end)."""
+    node: Any = event
+    for depth, key in enumerate(keys):
+        if node is None:
+            return None
+        node = node.get(key)
+        wanted = kind if depth == len(keys) - 1 else dict
+        if node is not None and not (isinstance(node, wanted) and not isinstance(node, bool)):
+            field = ".".join(keys[: depth + 1])
+            raise _bad_event(path, f"has {field} as a JSON {_json_type(node)}, not "
+                                   f"{_KIND_NAMES.get(wanted, wanted.__name__)}")
+    return node
+
+
+_KIND_NAMES = {dict: "an object", int: "an integer", str: "a string"}
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _bad_event(path: str, problem: str) -> ConfigError:
+    shown = "".join(char if char.isprintable() else "?" for char in path)
+    return ConfigError(EVENT_UNUSABLE.format(path=shown, problem=problem))

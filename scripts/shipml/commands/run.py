@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -112,9 +111,10 @@ def detect_event(environ: Mapping[str, str], default_branch: str | None = None) 
     default branch is a release, anything else (pull_request, a push to another branch) runs the
     gates. Jenkins: ``CHANGE_ID`` is a pull request, ``TAG_NAME`` or ``BRANCH_NAME`` equal to the
     default branch a release. ``default_branch`` is used where the CI does not say it (Jenkins,
-    or a GitHub event without a repository); ``main`` when None.
+    or a GitHub event without a repository); ``main`` when None. Raises ConfigError naming
+    GITHUB_EVENT_PATH when the payload is unusable.
     """
-    from shipml.ci import detect
+    from shipml.ci import detect, event_field, read_event
 
     platform = detect(environ)
     if platform.name in ("github", "act"):
@@ -124,10 +124,9 @@ def detect_event(environ: Mapping[str, str], default_branch: str | None = None) 
         ref = environ.get("GITHUB_REF", "")
         if ref.startswith("refs/tags/"):
             return Event("release", f"GitHub {name} of tag {ref.removeprefix('refs/tags/')}")
-        payload = _event_payload(environ.get("GITHUB_EVENT_PATH"))
-        repository = payload.get("repository")
-        default = (repository.get("default_branch") if isinstance(repository, dict) else None) \
-            or default_branch or "main"
+        path = environ.get("GITHUB_EVENT_PATH") or ""
+        default = (event_field(read_event(path), path, "repository", "default_branch", kind=str)
+                   or default_branch or "main")
         branch = ref.removeprefix("refs/heads/")
         if ref.startswith("refs/heads/") and branch == default:
             return Event("release", f"GitHub {name} to the default branch {branch}")
@@ -159,16 +158,6 @@ def choose_event(flag: str | None, environ: Mapping[str, str],
             raise ConfigError(UNKNOWN_EVENT.format(source=source, value=value))
         return Event(EVENTS[value.strip()], f"{source} {value.strip()}")
     return detect_event(environ, default_branch)
-
-
-def _event_payload(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
 
 
 # --- which stages -------------------------------------------------------------------------------
