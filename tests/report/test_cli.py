@@ -538,3 +538,45 @@ def test_a_bad_event_file_is_exit_2_naming_the_variable(
                           f"{workdir / 'event.json'} {problem}")
     assert "internal error" not in err and "Traceback" not in err
     assert github.requests == []
+
+
+def test_a_failing_check_named_with_100000_characters_is_cut_never_dropped(
+        tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    long_name = "p95 latency at batch 1 is below 20 ms " + "x" * 100_000
+    result = StageResult.from_dict({
+        "stage": "latency", "status": "fail", "summary": "1 of 1 budgets missed",
+        "started_at": "2026-11-25T10:00:00+00:00", "duration_s": 3.0,
+        "checks": [{"name": long_name, "status": "fail"}]})
+    result.write(tmp_path / ".shipml")
+    files = github_pr_env(monkeypatch, tmp_path, github)
+    assert main(["report"]) == 0
+    body = marked(github)[0]
+    assert len(body) <= 65536
+    assert "only the first 0 of 1" not in body
+    assert "every failed check is named, the rest was cut; 1 long name cut short with …" in body
+    [line] = [line for line in body.splitlines() if line.startswith("- **latency**: ")]
+    assert line.startswith("- **latency**: p95 latency at batch 1 is below 20 ms xxx")
+    assert line.endswith("x…") and len(line) > 60_000  # the name keeps the room there is
+    assert long_name in files["summary"].read_text()  # the job summary has room for it all
+
+
+def test_long_names_share_the_room_and_short_ones_stay_whole(
+        tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = ["short and sweet", "<|>" * 40_000, "y" * 90_000, "also short"]
+    result = StageResult.from_dict({
+        "stage": "validate", "status": "fail", "summary": "4 conditions failed",
+        "started_at": "2026-11-25T10:00:00+00:00", "duration_s": 3.0,
+        "checks": [{"name": name, "status": "fail"} for name in names]})
+    result.write(tmp_path / ".shipml")
+    github_pr_env(monkeypatch, tmp_path, github)
+    assert main(["report"]) == 0
+    body = marked(github)[0]
+    assert len(body) <= 65536
+    lines = [line for line in body.splitlines() if line.startswith("- **validate**: ")]
+    assert lines[0] == "- **validate**: short and sweet"
+    assert lines[1].startswith("- **validate**: &lt;\\|&gt;&lt;\\|&gt;") and lines[1].endswith("…")
+    assert lines[2].startswith("- **validate**: yyyy") and lines[2].endswith("y…")
+    assert lines[3] == "- **validate**: also short"
+    assert "2 long names cut short with …" in body

@@ -103,6 +103,8 @@ class Report:
     failure_limit: int | None = None
     #: the limit that cut it, in words ("comment", "job summary")
     limit_name: str = "comment"
+    #: how many failure names were cut (with an ellipsis) to their share of the limit
+    clipped_names: int = 0
 
     @property
     def failures(self) -> list[tuple[str, Check]]:

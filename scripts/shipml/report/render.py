@@ -18,6 +18,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ STAGE_SUMMARY_TEMPLATE = "stage_summary.md.j2"
 #: https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions
 #: #adding-a-job-summary); a larger one is not shown at all. Measured in UTF-8 bytes.
 MAX_SUMMARY_BYTES = 1024 * 1024
+#: what cuts a failure name too long for its share of the comment or summary
+ELLIPSIS = "…"
+#: a failure name is never cut shorter than this (measured): fewer names are named instead
+MIN_NAME_ROOM = 80
 
 Measure = Callable[[str], int]
 
@@ -182,13 +187,25 @@ def fit(report: Report, limit: int, *, template: str = MARKDOWN_TEMPLATE,
     body = draw(current)
     if measure(body) <= limit:
         return body, current
-    # As many failure names as fit: the rendering grows with each name, so bisect.
-    low, high = 0, len(report.failures)
+    # As many failure names as fit, each cut to its share of the room the rest leaves (a long
+    # name is cut with an ellipsis, never dropped): the rendering grows with each name, so
+    # bisect on how many are named.
+    skeleton = draw(report.with_compact(compacted, names_only=True, failure_limit=0,
+                                        limit_name=limit_name))
+    room = limit - measure(skeleton)
+    escape = environment(template_dir).filters["cell"]
+
+    def named(count: int) -> Report:
+        share = max(room // count - _line_overhead(report, measure, escape), MIN_NAME_ROOM)
+        clipped = clip_failure_names(report, count, share, measure, escape)
+        return clipped.with_compact(compacted, names_only=True, failure_limit=count,
+                                    limit_name=limit_name)
+
+    low, high = 1, len(report.failures)
     best: tuple[str, Report] | None = None
     while low <= high:
         middle = (low + high) // 2
-        candidate = report.with_compact(compacted, names_only=True, failure_limit=middle,
-                                        limit_name=limit_name)
+        candidate = named(middle)
         text = draw(candidate)
         if measure(text) <= limit:
             best = (text, candidate)
@@ -200,6 +217,44 @@ def fit(report: Report, limit: int, *, template: str = MARKDOWN_TEMPLATE,
     current = report.with_compact(compacted, names_only=True, failure_limit=0,
                                   limit_name=limit_name)
     return _hard_cut(draw(current), report, limit, measure, limit_name), current
+
+
+def clip_failure_names(report: Report, count: int, room: int, measure: Measure,
+                       escape: Callable[[str], str] = str) -> Report:
+    """Return ``report`` with each of its first ``count`` failure names that takes more than
+    ``room`` (``measure`` of its ``escape``d form) cut to fit there, ending with ``…``; the
+    report counts how many were cut (``clipped_names``)."""
+    clipped = 0
+    seen = 0
+    sections = []
+    for section in report.sections:
+        failures = []
+        for check in section.failures:
+            seen += 1
+            name = check.name
+            if seen <= count and measure(escape(name)) > room:
+                name = _clip(name, room, measure, escape)
+                clipped += 1
+            failures.append(check if name == check.name else replace(check, name=name))
+        sections.append(replace(section, failures=tuple(failures)))
+    return replace(report, sections=tuple(sections), clipped_names=clipped)
+
+
+def _clip(text: str, room: int, measure: Measure, escape: Callable[[str], str]) -> str:
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits with its ellipsis
+        middle = (low + high + 1) // 2
+        if measure(escape(text[:middle] + ELLIPSIS)) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + ELLIPSIS
+
+
+def _line_overhead(report: Report, measure: Measure, escape: Callable[[str], str]) -> int:
+    # What a failure's line costs beside its name: "- **stage**: " and the line break.
+    longest = max((escape(stage) for stage, _ in report.failures), key=measure, default="")
+    return measure(f"- **{longest}**: \n")
 
 
 def _hard_cut(body: str, report: Report, limit: int, measure: Measure, limit_name: str) -> str:
