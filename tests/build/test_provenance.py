@@ -12,6 +12,7 @@ import pytest
 from shipml.build._git import _public_url, detect_provenance
 from shipml.build.labels import gate_verdicts, image_labels
 from shipml.ci import detect
+from shipml.errors import ConfigError
 from shipml.results import StageResult
 
 SHA = "feedfacefeedfacefeedfacefeedfacefeedface"
@@ -41,6 +42,21 @@ def test_github_pull_request_and_branch(tmp_path: Path) -> None:
     provenance = detect_provenance(detect(push), tmp_path, "main")
     assert provenance.git.branch == "main" and provenance.git.pr_number is None
     assert provenance.licenses == ""
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"[" * 100_000, "nests arrays or objects too deeply"),
+    (b'{"repository": "\xff"}', "is not UTF-8 text"),
+    (b'{"repository": ["acme"]}', "has repository as a JSON array, not an object"),
+])
+def test_an_unusable_event_file_is_bad_input_naming_the_variable(
+        tmp_path: Path, content: bytes, problem: str) -> None:
+    env = _github(tmp_path, "refs/heads/main", {})
+    Path(env["GITHUB_EVENT_PATH"]).write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        detect_provenance(detect(env), tmp_path, None)
+    assert str(raised.value).startswith("environment GITHUB_EVENT_PATH: ")
+    assert problem in str(raised.value)
 
 
 @pytest.mark.parametrize(("env", "branch", "tag", "pr"), [

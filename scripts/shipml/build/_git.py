@@ -3,7 +3,6 @@ license, read from the GitHub or Jenkins context, or from ``git`` on a laptop.""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Mapping
@@ -13,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from shipml.build.tags import GitContext
-from shipml.ci import Platform
+from shipml.ci import Platform, event_field, read_event
 
 _PR_REF = re.compile(r"^refs/pull/(\d+)/")
 
@@ -41,9 +40,8 @@ def detect_provenance(platform: Platform, cwd: Path, default_branch: str | None)
 
 
 def _github(platform: Platform, env: Mapping[str, str], default_branch: str | None) -> Provenance:
-    event = _read_json(env.get("GITHUB_EVENT_PATH"))
-    found = event.get("repository")
-    repository: dict[str, Any] = found if isinstance(found, dict) else {}
+    path = env.get("GITHUB_EVENT_PATH") or ""
+    repository: dict[str, Any] = event_field(read_event(path), path, "repository") or {}
     ref = env.get("GITHUB_REF", "")
     branch = tag = ""
     pr_number: int | None = None
@@ -125,13 +123,3 @@ def _public_url(url: str) -> str:
         scheme = "https" if parts.scheme in ("ssh", "git") else parts.scheme
         return urlunsplit((scheme, host, parts.path.removesuffix(".git"), "", ""))
     return ""
-
-
-def _read_json(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
