@@ -20,7 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from shipml.config import Config, KeyPath, Override, dotted, find_config, key_types, load_config
+from shipml.config import (
+    Config,
+    KeyPath,
+    Override,
+    dotted,
+    find_config,
+    key_schema,
+    key_types,
+    load_config,
+)
 
 if TYPE_CHECKING:
     from shipml.ci import Platform
@@ -82,10 +91,13 @@ def cancellable() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Option:
-    """One configuration key a stage exposes as a CLI flag and a ``SHIPML_*`` variable.
+    """One configuration key a stage exposes: its CLI flag, its ``SHIPML_*`` variable and its
+    action input, declared once (the rule that makes inputs of options is in
+    :mod:`shipml.generate.actions`).
 
-    The value's type is the type the JSON Schema gives ``key``: text from a flag or variable is
-    converted (comma lists, numbers, strict booleans) by :func:`shipml.config.load_config`.
+    The value's type, bounds and (where ``help`` is empty) description are the JSON Schema's for
+    ``key``: text from a flag, variable or input is converted (comma lists, numbers, strict
+    booleans) by :func:`shipml.config.load_config`.
     """
 
     flag: str
@@ -93,20 +105,42 @@ class Option:
     env: str
     help: str = ""
     metavar: str = ""
+    #: the action input's name where it is not the flag's (kebab-case, without ``--``)
+    input: str = ""
+    #: names the input had before a rename, kept working with a ``deprecationMessage``
+    old_inputs: tuple[str, ...] = ()
+    #: the input's name in the all-in-one action (``action.yml`` at the root); "" for none
+    pipeline_input: str = ""
 
     @property
     def dest(self) -> str:
         """Return the argparse attribute that holds this option's value."""
         return "option_" + self.flag.lstrip("-").replace("-", "_")
 
+    @property
+    def input_name(self) -> str:
+        """Return the name of this option's input in its stage's action: ``input``, else the
+        flag without its leading ``--`` (``--failure-limit`` → ``failure-limit``)."""
+        return self.input or self.flag.removeprefix("--")
+
+    @property
+    def description(self) -> str:
+        """Return what the option sets: ``help``, else the JSON Schema's description of its key
+        (empty where neither says)."""
+        return self.help or str(key_schema(self.key).get("description", ""))
+
 
 #: the ``model:`` keys every model stage accepts
-MODEL = Option("--model", ("model", "path"), "SHIPML_MODEL", "the ONNX file that will ship", "PATH")
-TRAIN = Option("--train", ("model", "train"), "SHIPML_TRAIN", "training data, CSV/Parquet", "PATH")
-TEST = Option("--test", ("model", "test"), "SHIPML_TEST", "test data, CSV/Parquet", "PATH")
-LABEL = Option("--label", ("model", "label"), "SHIPML_LABEL", "label column", "COLUMN")
+MODEL = Option("--model", ("model", "path"), "SHIPML_MODEL", "the ONNX file that will ship", "PATH",
+               pipeline_input="model")
+TRAIN = Option("--train", ("model", "train"), "SHIPML_TRAIN", "training data, CSV/Parquet", "PATH",
+               pipeline_input="train")
+TEST = Option("--test", ("model", "test"), "SHIPML_TEST", "test data, CSV/Parquet", "PATH",
+              pipeline_input="test")
+LABEL = Option("--label", ("model", "label"), "SHIPML_LABEL", "label column", "COLUMN",
+               pipeline_input="label")
 TASK = Option("--task", ("model", "task"), "SHIPML_TASK",
-              "binary, multiclass, regression or auto", "TASK")
+              "binary, multiclass, regression or auto", "TASK", pipeline_input="task")
 MODEL_OPTIONS = (MODEL, TRAIN, TEST, LABEL, TASK)
 
 
@@ -128,7 +162,7 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
     words true/false."""
     for option in options:
         where = f"{dotted(option.key)}; ${option.env}"
-        text = f"{option.help} ({where})" if option.help else f"({where})"
+        text = f"{option.description} ({where})" if option.description else f"({where})"
         if "boolean" in key_types(option.key):
             parser.add_argument(option.flag, dest=option.dest, action="store_const",
                                 const="true", help=text)

@@ -16,7 +16,7 @@ OPTIONS = (
     Option("--pick", ("optimize", "pick"), "SHIPML_PICK",
            "fastest, none or a candidate name", "WHICH"),
     Option("--output", ("optimize", "output"), "SHIPML_OPTIMIZED_MODEL",
-           "where the kept model goes", "PATH"),
+           "where the kept model goes", "PATH", input="optimized-model"),
     Option("--inputs", ("optimize", "inputs", "data"), "SHIPML_OPTIMIZE_INPUTS",
            "tensors to time: CSV/Parquet, .npz or JSON Lines of named inputs", "PATH"),
     Option("--parity-data", ("optimize", "parity", "data"), "SHIPML_PARITY_DATA",
@@ -25,7 +25,8 @@ OPTIONS = (
            "rows or tensors static INT8 calibrates on", "PATH"),
     Option("--provider", ("optimize", "timing", "provider"), "SHIPML_OPTIMIZE_PROVIDER",
            "execution provider the candidates are timed on", "NAME"),
-    Option("--fail-on", ("optimize", "fail_on"), "SHIPML_FAIL_ON", "fail, warn or never", "LEVEL"),
+    Option("--fail-on", ("optimize", "fail_on"), "SHIPML_FAIL_ON", "fail, warn or never", "LEVEL",
+           pipeline_input="fail-on"),
 )
 
 

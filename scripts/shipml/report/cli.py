@@ -16,7 +16,7 @@ log = logging.getLogger("shipml.report")
 #: the keys ``shipml report`` takes from flags and ``SHIPML_*`` variables (action inputs)
 OPTIONS = (
     Option("--key", ("report", "key"), "SHIPML_REPORT_KEY", "report key: one comment per key",
-           "KEY"),
+           "KEY", pipeline_input="report-key"),
     Option("--title", ("report", "title"), "SHIPML_REPORT_TITLE", "report heading", "TEXT"),
     Option("--comment", ("report", "comment"), "SHIPML_COMMENT",
            "post the pull-request comment"),

@@ -37,9 +37,10 @@ REQUIRED_GATES = Option("--required-gates", ("sign", "required_gates"), "SHIPML_
 OPTIONS = (
     IMAGE,
     Option("--key", ("sign", "key"), "SHIPML_SIGN_KEY",
-           "private key: cosign.key (password from $COSIGN_PASSWORD) or a PKCS#8 PEM", "PATH"),
+           "private key: cosign.key (password from $COSIGN_PASSWORD) or a PKCS#8 PEM", "PATH",
+           pipeline_input="sign-key"),
     Option("--keyless", ("sign", "keyless"), "SHIPML_KEYLESS",
-           "sign with the workflow's OIDC identity (needs the cosign CLI)"),
+           "sign with the workflow's OIDC identity (needs the cosign CLI)", pipeline_input="keyless"),
     Option("--attest", ("sign", "attest"), "SHIPML_ATTEST",
            "attach the signed attestation of the gate results"),
     Option("--gates", ("sign", "gates"), "SHIPML_GATES",

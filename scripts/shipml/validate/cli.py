@@ -12,9 +12,12 @@ from shipml._stage import MODEL_OPTIONS, Option, add_command, conclude, stage_co
 OPTIONS = (
     *MODEL_OPTIONS,
     Option("--suites", ("validate", "suites"), "SHIPML_SUITES",
-           "comma-separated deepchecks suites; none for only the explicit checks", "LIST"),
-    Option("--fail-on", ("validate", "fail_on"), "SHIPML_FAIL_ON", "fail, warn or never", "LEVEL"),
-    Option("--pytest", ("validate", "pytest"), "SHIPML_PYTEST", "model tests to run", "PATH"),
+           "comma-separated deepchecks suites; none for only the explicit checks", "LIST",
+           pipeline_input="suites"),
+    Option("--fail-on", ("validate", "fail_on"), "SHIPML_FAIL_ON", "fail, warn or never", "LEVEL",
+           pipeline_input="fail-on"),
+    Option("--pytest", ("validate", "pytest"), "SHIPML_PYTEST", "model tests to run", "PATH",
+           pipeline_input="pytest"),
 )
 
 
