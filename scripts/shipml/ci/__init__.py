@@ -7,7 +7,7 @@ no other module writes workflow commands, step outputs or summaries itself. The 
 
 from __future__ import annotations
 
-from shipml.ci._guard import guard_output, neutralize
+from shipml.ci._guard import neutralize
 from shipml.ci._platform import (
     ActPlatform,
     GitHubPlatform,
@@ -17,6 +17,7 @@ from shipml.ci._platform import (
     PullRequest,
     detect,
     event_field,
+    guard_output,
     read_event,
 )
 

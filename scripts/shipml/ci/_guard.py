@@ -7,11 +7,14 @@ or when it holds ``##[`` anywhere (the legacy form, ``##[add-mask]x``); a line e
 shipml echoes (a config key, an input, a file name, a test's message) can therefore forge
 annotations or masks, or stop command processing, as soon as it carries a line break.
 
-:func:`guard_output` wraps ``sys.stdout`` and ``sys.stderr`` so that no line written through them
-can be a command: a line that would start with ``::`` gets an invisible U+200B (ZERO WIDTH SPACE)
-in front of its first ``::``, and every ``##[`` becomes ``##\\u200b[``. The text stays readable and
-nothing else changes. The :class:`~shipml.ci.Platform` writes its own commands (annotations, masks)
-to :func:`command_stream`, which goes to the raw stream, after closing any line left open.
+:func:`guard_streams` wraps ``sys.stdout`` and ``sys.stderr`` so that no line written through them
+can be a command (:func:`shipml.ci.guard_output` does it on the platforms that read commands): a
+line that would start with ``::`` gets an invisible U+200B (ZERO WIDTH SPACE) in front of its first
+``::``, and every ``##[`` becomes ``##\\u200b[``. The text stays readable and nothing else changes.
+The :class:`~shipml.ci.Platform` writes its own commands (annotations, masks) to
+:func:`command_stream`, which goes to the raw stream, after closing any line left open.
+
+This module is below ``_platform``: it knows streams, not platforms.
 """
 
 from __future__ import annotations
@@ -22,10 +25,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO, cast
-
-if TYPE_CHECKING:
-    from shipml.ci._platform import Platform
+from typing import TextIO, cast
 
 #: put where a line would otherwise be a command; not whitespace to .NET's TrimStart or Go's
 _BREAK = "\u200b"
@@ -192,31 +192,14 @@ def command_stream(stream: TextIO) -> TextIO:
     return stream
 
 
-def _platform_parses_commands(platform: Platform | None) -> bool:
-    if platform is None:
-        from shipml.ci._platform import detect
-        from shipml.errors import ShipmlError
-
-        try:
-            platform = detect()
-        except ShipmlError:
-            # An unknown SHIPML_CI is reported by the command itself; guard if GitHub might read us.
-            import os
-
-            return os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("ACT") == "true"
-    return platform.reads_workflow_commands
-
-
 @contextmanager
-def guard_output(platform: Platform | None = None) -> Iterator[None]:
-    """Guard ``sys.stdout`` and ``sys.stderr`` for the duration of the ``with`` block.
-
-    On platforms whose log is read for workflow commands (GitHub Actions, act; ``platform`` or, when
-    None, :func:`shipml.ci.detect`), both streams, and the logging handlers writing to them, are
-    wrapped in :class:`GuardedStream`; on exit the open line is written and everything restored.
-    Elsewhere nothing changes. Nested calls guard once. Never raises on its own.
+def guard_streams() -> Iterator[None]:
+    """Guard ``sys.stdout`` and ``sys.stderr`` for the duration of the ``with`` block: both
+    streams, and the logging handlers writing to them, are wrapped in :class:`GuardedStream`; on
+    exit the open line is written and everything restored. Nested calls guard once. Never raises
+    on its own. :func:`shipml.ci.guard_output` calls it where the platform reads commands.
     """
-    if not _platform_parses_commands(platform) or isinstance(sys.stdout, GuardedStream):
+    if isinstance(sys.stdout, GuardedStream):
         yield
         return
     originals = (sys.stdout, sys.stderr)

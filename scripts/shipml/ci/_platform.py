@@ -5,13 +5,14 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from shipml.ci._guard import command_stream
-from shipml.errors import ConfigError
+from shipml.ci._guard import command_stream, guard_streams
+from shipml.errors import ConfigError, ShipmlError
 
 AnnotationLevel = Literal["error", "warning", "notice"]
 
@@ -336,3 +337,29 @@ def _json_type(value: Any) -> str:
 def _bad_event(path: str, problem: str) -> ConfigError:
     shown = "".join(char if char.isprintable() else "?" for char in path)
     return ConfigError(EVENT_UNUSABLE.format(path=shown, problem=problem))
+
+
+@contextmanager
+def guard_output(platform: Platform | None = None) -> Iterator[None]:
+    """Guard ``sys.stdout`` and ``sys.stderr`` for the duration of the ``with`` block.
+
+    On platforms whose log is read for workflow commands (GitHub Actions, act; ``platform`` or, when
+    None, :func:`detect`), both streams, and the logging handlers writing to them, are wrapped (see
+    :func:`shipml.ci._guard.guard_streams`); on exit the open line is written and everything
+    restored. Elsewhere nothing changes. Nested calls guard once. Never raises on its own.
+    """
+    if _reads_workflow_commands(platform):
+        with guard_streams():
+            yield
+    else:
+        yield
+
+
+def _reads_workflow_commands(platform: Platform | None) -> bool:
+    if platform is None:
+        try:
+            platform = detect()
+        except ShipmlError:
+            # An unknown SHIPML_CI is reported by the command itself; guard if GitHub might read us.
+            return os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("ACT") == "true"
+    return platform.reads_workflow_commands
