@@ -1,5 +1,6 @@
 """``shipml schema``: print the published JSON Schema of ``shipml.yaml``, or (``--markdown``) the
-configuration reference generated from it, one table per section, as the README carries it."""
+configuration reference generated from it, one table per section, as docs/reference/configuration.md
+carries it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from typing import Any
 from shipml.config import schema
 from shipml.errors import ConfigError
 
-#: the reference as markdown; the README holds this output between its marker comments
+#: the reference as markdown; docs/reference/configuration.md holds this output (shipml.generate.docs)
 REFERENCE_TEMPLATE = """\
 {% for section in sections -%}
 {% if not loop.first %}
 {% endif -%}
-#### `{{ section.name }}`
+## `{{ section.name }}`
 
 {{ section.description }}
 
