@@ -28,6 +28,7 @@ from shipml.oci import (
 from shipml.oci._auth import Credentials, credentials_for, parse_challenge
 from shipml.oci.client import fallback_tag
 from shipml.oci.media import EMPTY_JSON, Descriptor
+from shipml.oci.merge import push_referrer
 from tests.oci._registry import PASSWORD, USER, Registry, TokenServer, free_port, push_test_image
 from tests.oci.fixtures import write_docker_config
 
@@ -107,10 +108,10 @@ def test_referrers_fall_back_to_the_tag_schema_on_a_registry_without_the_api(
     size = len(client.get_manifest(Reference(registry.address, repository, digest=subject)).data)
     sbom = _artifact(subject, size, "application/spdx+json", b'{"sbom": 1}', client, repository)
     scan = _artifact(subject, size, "application/sarif+json", b'{"scan": 1}', client, repository)
-    sbom_digest = client.push_referrer(repository, sbom, OCI_MANIFEST, subject,
-                                       "application/spdx+json")
-    client.push_referrer(repository, scan, OCI_MANIFEST, subject, "application/sarif+json")
-    client.push_referrer(repository, sbom, OCI_MANIFEST, subject, "application/spdx+json")
+    sbom_digest = push_referrer(client, repository, sbom, OCI_MANIFEST, subject,
+                                "application/spdx+json")
+    push_referrer(client, repository, scan, OCI_MANIFEST, subject, "application/sarif+json")
+    push_referrer(client, repository, sbom, OCI_MANIFEST, subject, "application/spdx+json")
 
     found = client.referrers(repository, subject)
     # pushing a referrer again adds nothing: the index is a set, kept in the order of addition
@@ -368,8 +369,8 @@ def _push_referrers_at_once(address: str, repository: str, subject: str,
     def writer(artifact: bytes) -> None:
         try:
             start.wait()
-            RegistryClient(address).push_referrer(repository, artifact, OCI_MANIFEST, subject,
-                                                  "application/spdx+json")
+            push_referrer(RegistryClient(address), repository, artifact, OCI_MANIFEST, subject,
+                          "application/spdx+json")
         except Exception as exc:  # reported by the test, with its round
             failures.append(f"{type(exc).__name__}: {exc}")
 

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -22,9 +22,6 @@ from shipml.errors import ConfigError, InfrastructureError
 from shipml.oci._auth import Challenge, Credentials, credentials_for, parse_challenge
 from shipml.oci.media import MANIFEST_TYPES, OCI_INDEX, Descriptor, sha256_digest
 from shipml.oci.reference import Reference
-
-if TYPE_CHECKING:
-    from shipml.oci.merge import TagContent
 
 log = logging.getLogger("shipml.oci")
 
@@ -214,23 +211,6 @@ class RegistryClient:
             found = [item for item in found if item.artifact_type == artifact_type]
         return found
 
-    def push_referrer(self, repository: str, data: bytes, media_type: str, subject: str,
-                      artifact_type: str = "") -> str:
-        """Store a manifest that refers to ``subject`` by its digest; where the registry did not
-        index it (no ``OCI-Subject`` header), add it to the tag-schema fallback index as the
-        distribution spec says clients must. Return the manifest's digest."""
-        digest = sha256_digest(data)
-        response = self.put_manifest(repository, digest, data, media_type)
-        if response.headers.get("OCI-Subject") == subject:
-            return digest
-        from shipml.oci.merge import add_to_tag
-
-        entry = Descriptor(media_type, digest, len(data), artifact_type=artifact_type)
-        # Read-modify-write of a tag other clients add to as well: merged and checked.
-        add_to_tag(self, repository, fallback_tag(subject), [entry], _fallback_index,
-                   accept=(OCI_INDEX,), same=_same_digest)
-        return digest
-
     def tags(self, repository: str) -> list[str]:
         """Return the repository's tags (first page)."""
         response = self.request("GET", f"/v2/{repository}/tags/list", repository, missing_ok=True)
@@ -352,17 +332,6 @@ def fallback_tag(digest: str) -> str:
     return digest.replace(":", "-")
 
 
-def _fallback_index(entries: Sequence[Descriptor]) -> TagContent:
-    from shipml.oci.merge import TagContent
-
-    return TagContent(_compact({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                "manifests": [entry.to_dict() for entry in entries]}), OCI_INDEX)
-
-
-def _same_digest(first: Descriptor, second: Descriptor) -> bool:
-    return first.digest == second.digest
-
-
 def _read_limited(response: requests.Response, what: str,
                   max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
     data = response.content
@@ -377,10 +346,6 @@ def _json_object(data: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _compact(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _form(fields: Mapping[str, str]) -> bytes:

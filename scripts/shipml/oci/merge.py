@@ -22,6 +22,7 @@ an addition it did not see in the tag after the settle time.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -29,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shipml.errors import InfrastructureError
-from shipml.oci.client import Manifest, RegistryClient
-from shipml.oci.media import MANIFEST_TYPES, Descriptor, sha256_digest
+from shipml.oci.client import Manifest, RegistryClient, fallback_tag
+from shipml.oci.media import MANIFEST_TYPES, OCI_INDEX, Descriptor, sha256_digest
 from shipml.oci.reference import Reference
 
 log = logging.getLogger("shipml.oci")
@@ -86,6 +87,35 @@ def add_to_tag(client: RegistryClient, repository: str, tag: str, added: Sequenc
         time.sleep(random.uniform(0, settle_s / 2))  # jitter: writers out of step
     raise InfrastructureError(NOT_CONVERGED.format(registry=client.registry, repository=repository,
                                                    tag=tag, attempts=attempts))
+
+
+def push_referrer(client: RegistryClient, repository: str, data: bytes, media_type: str,
+                  subject: str, artifact_type: str = "") -> str:
+    """Store a manifest that refers to ``subject`` by its digest; where the registry did not
+    index it (no ``OCI-Subject`` header), add it to the tag-schema fallback index as the
+    distribution spec says clients must. Return the manifest's digest.
+
+    Raises what :func:`add_to_tag` and the client raise (ConfigError, InfrastructureError).
+    """
+    digest = sha256_digest(data)
+    response = client.put_manifest(repository, digest, data, media_type)
+    if response.headers.get("OCI-Subject") == subject:
+        return digest
+    entry = Descriptor(media_type, digest, len(data), artifact_type=artifact_type)
+    # Read-modify-write of a tag other clients add to as well: merged and checked.
+    add_to_tag(client, repository, fallback_tag(subject), [entry], _fallback_index,
+               accept=(OCI_INDEX,), same=_same_digest)
+    return digest
+
+
+def _fallback_index(entries: Sequence[Descriptor]) -> TagContent:
+    document = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                "manifests": [entry.to_dict() for entry in entries]}
+    return TagContent(json.dumps(document, separators=(",", ":")).encode(), OCI_INDEX)
+
+
+def _same_digest(first: Descriptor, second: Descriptor) -> bool:
+    return first.digest == second.digest
 
 
 def _write_fresh(client: RegistryClient, target: Reference, current: Manifest | None,
