@@ -8,36 +8,14 @@ import logging
 from typing import Any
 
 from shipml import cli as _cli
-from shipml._stage import Option, add_command, stage_config
+from shipml._stage import add_command, stage_config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from shipml.report._options import OPTIONS, TOKEN_VARIABLES
 
 log = logging.getLogger("shipml.report")
 
-#: the keys ``shipml report`` takes from flags and ``SHIPML_*`` variables (action inputs)
-OPTIONS = (
-    Option("--key", ("report", "key"), "SHIPML_REPORT_KEY", "report key: one comment per key",
-           "KEY", pipeline_input="report-key"),
-    Option("--title", ("report", "title"), "SHIPML_REPORT_TITLE", "report heading", "TEXT"),
-    Option("--comment", ("report", "comment"), "SHIPML_COMMENT",
-           "post the pull-request comment"),
-    Option("--comment-mode", ("report", "comment_mode"), "SHIPML_COMMENT_MODE",
-           "update or hide-superseded", "MODE"),
-    Option("--pull-request", ("report", "pull_request"), "SHIPML_PR_NUMBER",
-           "pull request to comment on when the event does not say, e.g. in a workflow_run job",
-           "NUMBER"),
-    Option("--summary", ("report", "summary"), "SHIPML_SUMMARY", "write the job summary"),
-    Option("--commit-comment", ("report", "commit_comment"), "SHIPML_COMMIT_COMMENT",
-           "comment on the commit of a push"),
-    Option("--fail-on-publish-error", ("report", "fail_on_publish_error"),
-           "SHIPML_FAIL_ON_PUBLISH_ERROR", "fail when publishing fails"),
-    Option("--fail-on", ("report", "fail_on"), "SHIPML_REPORT_FAIL_ON",
-           "never or fail: exit 1 on a failed pipeline", "LEVEL"),
-    Option("--template-dir", ("report", "template_dir"), "SHIPML_TEMPLATE_DIR",
-           "templates searched before the built-in ones", "DIR"),
-    Option("--artifacts-url", ("report", "artifacts_url"), "SHIPML_ARTIFACTS_URL",
-           "link to the stored artifacts", "URL"),
-)
-TOKEN_VARIABLES = ("SHIPML_GITHUB_TOKEN", "GITHUB_TOKEN")
+#: the options are declared in shipml.report._options, below both this module and the core
+__all__ = ["OPTIONS", "TOKEN_VARIABLES", "register", "run_cli"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
