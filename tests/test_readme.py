@@ -27,10 +27,12 @@ _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def documented(text: str) -> dict[str, tuple[set[str], set[str]]]:
-    """Return, per action section (``## name``) of an actions reference page, the input and
-    output names its tables list."""
+    """Return, per action section (``## name`` with a ``uses:`` line) of an actions reference
+    page, the input and output names its tables list."""
     found: dict[str, tuple[set[str], set[str]]] = {}
     for chunk in text.split("\n## ")[1:]:
+        if "uses: " not in chunk:
+            continue
         heading = chunk.split("\n", 1)[0].strip()
         inputs: set[str] = set()
         outputs: set[str] = set()
@@ -175,7 +177,7 @@ def test_every_input_and_output_is_documented_and_every_documented_one_exists() 
         assert inputs == set(action.inputs), f"{action.uses} inputs differ"
         assert outputs == set(action.outputs), f"{action.uses} outputs differ"
         if action.folder:
-            readme = documented("\n## x\n" + (REPO / "actions" / action.folder / "README.md")
+            readme = documented("\n## x\nuses: \n" + (REPO / "actions" / action.folder / "README.md")
                                 .read_text(encoding="utf-8"))["x"]
             assert readme == (set(action.inputs), set(action.outputs)), action.folder
     assert not listed, f"the actions reference documents actions that do not exist: {sorted(listed)}"

@@ -170,7 +170,7 @@ def generate(root: Path) -> dict[Path, str]:
     reference = root / "docs" / "reference"
     files = {
         reference / "configuration.md": configuration_page(),
-        reference / "cli.md": cli_page(),
+        reference / "cli.md": cli_page(found),
         reference / "actions.md": actions_page(found),
         reference / "results.md": results_page(),
         reference / "exit-codes.md": exit_codes_page(),
@@ -210,6 +210,8 @@ class Flag:
     variable: str
     key: str
     help: str
+    #: the input of the command's action that sets the same variable
+    input: str = ""
 
 
 def declared_options() -> dict[str, tuple[str, str]]:
@@ -293,9 +295,23 @@ def _help(action: argparse.Action) -> str:
     return " ".join((action.help or "").split()).replace("%%", "%")
 
 
-def cli_page() -> str:
-    """Return the CLI reference page: per command its summary, description and flags."""
+def action_inputs(action: Action | None) -> dict[str, str]:
+    """Return, by ``SHIPML_*`` variable, the input of ``action`` that sets it (a deprecated old
+    name left out); {} for no action."""
+    if action is None:
+        return {}
+    found: dict[str, str] = {}
+    for name, variable in variables(action).items():
+        if not (action.inputs.get(name) or {}).get("deprecationMessage"):
+            found.setdefault(variable, name)
+    return found
+
+
+def cli_page(found: Sequence[Action]) -> str:
+    """Return the CLI reference page: per command its summary, description and flags, each with
+    its variable, key and the input of the command's action (``shipml run``: the all-in-one)."""
     declared = declared_options()
+    by_command = {action.folder or "run": action for action in found}
     parts = [NOTICE.format(source="the parser every command registers and the stages' option "
                                   "tables"),
              "# CLI reference", "",
@@ -303,14 +319,19 @@ def cli_page() -> str:
              "`shipml.yaml` key it sets. Precedence everywhere: flag > variable > `shipml.yaml` > "
              "default; an empty variable counts as unset. A boolean key's flag takes no value "
              "(`--x` sets it, `--no-x` clears it); its variable takes `true/false`, `1/0`, "
-             "`yes/no`, `on/off`. Every key: [configuration reference](configuration.md).", ""]
+             "`yes/no`, `on/off`. The input column names the input of the command's action "
+             "(`actions/<command>`, for `shipml run` the all-in-one action) that sets the same "
+             "variable. Every key: [configuration reference](configuration.md).", ""]
     for name, summary, parser in commands():
         parts += [f"## `shipml {name}`", "", cell(summary) + ".", ""]
         if parser.description:
             parts += [" ".join(parser.description.split()), ""]
-        parts += ["| flag | variable | key | description |", "|---|---|---|---|"]
-        parts += [f"| {row.flags} | {row.variable} | {row.key} | {row.help} |"
-                  for row in flags(parser, declared)]
+        inputs = action_inputs(by_command.get(name))
+        parts += ["| flag | variable | key | action input | description |", "|---|---|---|---|---|"]
+        for row in flags(parser, declared):
+            given = inputs.get(row.variable.strip("`"), "")
+            parts.append(f"| {row.flags} | {row.variable} | {row.key} | "
+                         f"{f'`{given}`' if given else ''} | {row.help} |")
         parts.append("")
     return "\n".join(parts)
 
@@ -372,12 +393,28 @@ def actions_page(found: Sequence[Action]) -> str:
              "Every input and output of every action. Inputs reach `shipml` as the `SHIPML_*` "
              "variable named beside them (never interpolated into a script), so each input sets "
              "the same key as that variable ([CLI reference](cli.md)). How the actions are set up "
-             "and used: [actions guide](../guide/actions.md).", ""]
+             "and used: [actions guide](../guide/actions.md).", "", *input_rule()]
     for action in found:
         heading = "all-in-one" if not action.folder else action.folder
         parts += [f"## {heading}", "", f"`uses: {action.uses}`", "",
                   cell(action.document.get("description", "")), "", action_tables(action)]
     return "\n".join(parts)
+
+
+def input_rule() -> list[str]:
+    """Return, as markdown paragraphs, the rule that makes action inputs of options: the
+    docstring of the actions generator after its first line (none when it has no rule)."""
+    try:
+        generator = importlib.import_module("shipml.generate.actions")
+    except ModuleNotFoundError:
+        return []
+    doc = inspect.cleandoc(generator.__doc__ or "")
+    paragraphs = doc.split("\n\n")[1:]
+    if not paragraphs:
+        return []
+    text = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text).replace("``", "`")
+    return ["## Which options are inputs", "", *text.split("\n"), ""]
 
 
 def action_readme(action: Action) -> str:
