@@ -2,6 +2,10 @@
 
 Exit codes, everywhere: 0 all gates passed, 1 a gate failed, 2 bad input or configuration,
 3 infrastructure error. ``shipml.cli.main`` catches only :class:`ShipmlError` subclasses.
+
+A failed gate is no exception: it is a verdict, a stage result with status ``fail`` written like
+any other (its checks name what failed), and the stage returns ``EXIT_GATE_FAILED``. An exception
+is for what stops a stage from judging at all: bad input (2) or infrastructure (3).
 """
 
 from __future__ import annotations
@@ -31,12 +35,6 @@ class ConfigError(ShipmlError):
     """Bad input or configuration: the user must change something (exit 2)."""
 
     exit_code = EXIT_CONFIG
-
-
-class GateFailed(ShipmlError):
-    """A gate judged the model not good enough (exit 1)."""
-
-    exit_code = EXIT_GATE_FAILED
 
 
 class InfrastructureError(ShipmlError):
