@@ -23,6 +23,8 @@ import pandas as pd
 
 from shipml.example import example_dir
 
+REPO = Path(__file__).resolve().parents[1]
+
 _DONE = r"""
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
@@ -167,3 +169,15 @@ def start_shipml(*args: str, env: dict[str, str] | None = None,
     url = f"http://127.0.0.1:{port}"
     server.wait_ready(f"{url}/v2/health/ready")
     return server, url
+
+
+def source_env(ref: str | None, folder: Path) -> dict[str, str]:
+    """Return the environment that runs shipml from the working tree (``ref`` None) or from
+    ``git archive REF scripts`` unpacked under ``folder``, so two columns of a comparison come
+    from one run on one machine."""
+    if ref is None:
+        return {"PYTHONPATH": str(REPO / "scripts")}
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "scripts"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return {"PYTHONPATH": str(folder / "scripts")}

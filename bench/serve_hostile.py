@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,11 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_common import Process, example_rows
+from serve_common import Process, example_rows, source_env
 
 from shipml.example import example_dir
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _request(rows: int) -> bytes:
@@ -149,13 +146,6 @@ def slow_clients(env: dict[str, str], folder: Path, window: float, source: str,
     return answered / asked if asked else 0.0
 
 
-def _baseline_env(ref: str, folder: Path) -> dict[str, str]:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "scripts"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return {"PYTHONPATH": str(folder / "scripts")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--baseline", default="7d95dea", help="git ref to compare with")
@@ -164,8 +154,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         (root / "base").mkdir()
-        columns = {"now": {"PYTHONPATH": str(REPO / "scripts")},
-                   f"baseline {args.baseline}": _baseline_env(args.baseline, root / "base")}
+        columns = {"now": source_env(None, root),
+                   f"baseline {args.baseline}": source_env(args.baseline, root / "base")}
         rows: dict[str, dict[str, str]] = {}
         for name, env in columns.items():
             folder = root / name.replace(" ", "-")

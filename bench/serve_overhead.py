@@ -13,11 +13,17 @@
 
 Rounds alternate the contenders so both see the same machine; figures are medians over rounds.
 Usage: python bench/serve_overhead.py [--rounds 3] [--seconds 5] [--starts 5]
+
+With ``--baseline REF`` it measures only what a change to the server can move, the working tree
+and ``git archive REF scripts`` alternating in each round, side by side with their ratio:
+p50/p99 of ``/predict`` and ``/v2/models/model/infer`` at 1 connection, requests/s at 1 and 32.
+Usage: python bench/serve_overhead.py --baseline HEAD [--rounds 3] [--seconds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_common import example_rows, example_v2_body, start_shipml, wrk
+from serve_common import example_rows, example_v2_body, source_env, start_shipml, wrk
 
 from shipml.example import example_dir
 
@@ -100,12 +106,61 @@ def start_to_ready_s() -> tuple[float, float]:
     return wall, own
 
 
+def compare(baseline: str, rounds: int, seconds: float) -> int:
+    """Print the HTTP figures of the working tree and of ``baseline`` side by side; return 0."""
+    row_body = {"rows": example_rows(1)}
+    v2_body = example_v2_body(1)
+    names = ("now", f"baseline {baseline}")
+    figures: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    with tempfile.TemporaryDirectory() as scratch:
+        envs = {names[0]: source_env(None, Path(scratch)),
+                names[1]: source_env(baseline, Path(scratch))}
+        for round_index in range(rounds):
+            # alternate who goes first, so neither always meets a warmer machine
+            order = names if round_index % 2 == 0 else names[::-1]
+            for name in order:
+                server, url = start_shipml(env=envs[name])
+                try:
+                    predict = wrk(f"{url}/predict", row_body, connections=1, seconds=seconds)
+                    infer = wrk(f"{url}/v2/models/model/infer", v2_body, connections=1,
+                                seconds=seconds)
+                    loaded = wrk(f"{url}/predict", row_body, connections=32, seconds=seconds,
+                                 threads=2)
+                finally:
+                    server.stop()
+                for label, value in (("predict_c1_p50_ms", predict["p50_ms"]),
+                                     ("predict_c1_p99_ms", predict["p99_ms"]),
+                                     ("predict_c1_rps", predict["rps"]),
+                                     ("infer_c1_p50_ms", infer["p50_ms"]),
+                                     ("infer_c1_p99_ms", infer["p99_ms"]),
+                                     ("predict_c32_rps", loaded["rps"]),
+                                     ("predict_c32_p50_ms", loaded["p50_ms"]),
+                                     ("errors", predict["errors"] + predict["non2xx"]
+                                      + infer["errors"] + infer["non2xx"]
+                                      + loaded["errors"] + loaded["non2xx"])):
+                    figures[name].setdefault(label, []).append(value)
+    median = {name: {label: statistics.median(values) for label, values in found.items()}
+              for name, found in figures.items()}
+    width = max(len(label) for label in median[names[0]])
+    print(f"{'':{width}}  {names[0]:>12}  {names[1]:>20}  {'now/baseline':>12}")
+    for label, value in median[names[0]].items():
+        base = median[names[1]][label]
+        ratio = f"{value / base:.3f}" if base else "-"
+        print(f"{label:{width}}  {value:>12.4g}  {base:>20.4g}  {ratio:>12}")
+    print(f"(medians over {rounds} rounds of {seconds:g} s, alternating; cpu count "
+          f"{os.cpu_count()})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--baseline", help="git ref to compare the HTTP figures with")
     args = parser.parse_args()
+    if args.baseline:
+        return compare(args.baseline, args.rounds, args.seconds)
     row_body = {"rows": example_rows(1)}
     v2_body = example_v2_body(1)
 

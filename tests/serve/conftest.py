@@ -54,6 +54,19 @@ class Server:
                 found.append(record)
         return found
 
+    def wait_logged(self, name: str, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
+        """Return the first record of event ``name`` once the server has logged it; fail after
+        ``timeout`` seconds or when the server exits. Unlike polling an endpoint, this opens no
+        connection that the server would count until it notices the close."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(name)
+            if found:
+                return found[0]
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server never logged {name!r}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM this server (by pid) and return its exit code; SIGKILL after ``timeout``."""
         if self.process.poll() is None:

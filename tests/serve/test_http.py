@@ -414,6 +414,35 @@ def _in_flight(server: Server) -> float:
     return 0.0
 
 
+def _request_counts(server: Server) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple[str, str], float] = {}
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "shipml_serve_requests_total":
+                found[(sample.labels["endpoint"], sample.labels["code"])] = sample.value
+    return found
+
+
+def test_a_wrong_method_is_counted_under_the_endpoint_of_its_path_on_every_route(
+        served: Any) -> None:
+    # A 405 on /v2/models/{name}/infer counted as "infer" but one on /predict as "other": the
+    # endpoint label comes from the route table now, for every route alike.
+    _, server = served("regression")
+    before = _request_counts(server)
+    for path in ("/predict", "/v2/models/model/infer", "/v2/health/live", "/metrics"):
+        method = "GET" if path in ("/predict", "/v2/models/model/infer") else "POST"
+        answer = requests.request(method, f"{server.url}{path}", timeout=10)
+        assert answer.status_code == 405, (path, answer.text)
+        assert answer.headers["Allow"] == ("POST" if method == "GET" else "GET")
+    after = _request_counts(server)
+    for endpoint in ("predict", "infer", "live", "metrics"):
+        assert after[(endpoint, "405")] - before.get((endpoint, "405"), 0) == 1, endpoint
+    assert after.get(("other", "405"), 0) == before.get(("other", "405"), 0)
+
+
 def test_metrics_count_exactly_the_requests_sent_with_model_version_revision(served: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -144,8 +144,11 @@ def test_a_client_trickling_its_head_gets_408_and_frees_its_slot(
     # read_timeout_s only caught silence: a header line every 0.3 s held a slot for ever
     write_serve_config(tmp_path, multiclass_case, max_connections=4, max_connections_per_client=4,
                        request_timeout_s=2, read_timeout_s=30)
-    server = start_server(tmp_path)
+    # ready from its log: a readiness probe's connection would hold one of the 4 slots until the
+    # server notices its close, and refuse a slow client 503
+    server = start_server(tmp_path, wait_ready=False)
     servers.append(server)
+    server.wait_logged("ready")
     slow = [raw_connect(server.port, "127.0.0.2") for _ in range(4)]
     for sock in slow:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\n")

@@ -1,4 +1,4 @@
-"""``shipml serve``: the thin handler over :mod:`shipml.serve.server`."""
+"""``shipml serve``: the thin handler over :mod:`shipml.serve.workers`."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Load the configuration and serve until SIGTERM; return the exit code."""
-    from shipml.serve.server import serve
     from shipml.serve.settings import serve_settings
+    from shipml.serve.workers import serve
 
     given = overrides(args, OPTIONS)
     if args.model_file:
