@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from shipml.github import GitHubClient, GitHubRequestError
 from shipml.monitor import _alert
-from shipml.report._github import GitHubClient, GitHubRequestError
 from tests.monitor.fake_issues import FakeIssues
 from tests.report.conftest import TOKEN
 from tests.report.fake_github import BOT

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA
-from shipml.report._github import (
+from shipml.github import (
     API_VERSION,
     GitHubClient,
     GitHubRequestError,

@@ -10,7 +10,7 @@ import pytest
 
 from shipml.cli import main
 from shipml.errors import ConfigError
-from shipml.report._github import GitHubClient, GitHubUnavailable, check_token, origin
+from shipml.github import GitHubClient, GitHubUnavailable, check_token, origin
 from tests.report import pipelines
 from tests.report.conftest import TOKEN
 from tests.report.fake_github import FakeGitHub, serve

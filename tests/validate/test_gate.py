@@ -162,6 +162,7 @@ def test_artifacts_html_junit_and_step_outputs(binary_case: Case, tmp_path: Path
 
 def test_predictions_are_computed_once_not_per_check(binary_case: Case, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipml.binding import SAMPLE_ROWS
     from shipml.onnx_model import OnnxModel
 
     calls: list[int] = []
@@ -175,5 +176,6 @@ def test_predictions_are_computed_once_not_per_check(binary_case: Case, tmp_path
     code, _ = run(binary_case, tmp_path, {"suites": ["model_evaluation"],
                                           "feature_importance": "none"})
     assert code == 0
-    # train once, test once: deepchecks never called the model itself
-    assert calls == [1100, 500]
+    # bind_model's sample (the width of the probability output), then train once, test once:
+    # deepchecks never called the model itself
+    assert calls == [SAMPLE_ROWS, 1100, 500]

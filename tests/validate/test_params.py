@@ -92,7 +92,7 @@ def test_twenty_thousand_failed_conditions_are_all_kept_quickly() -> None:
     from deepchecks.core.condition import ConditionCategory, ConditionResult
     from deepchecks.tabular.checks import FeatureDrift
 
-    from shipml.validate._deepchecks import _outcome, _Plan
+    from shipml.validate.suite import SuitePlan, read_outcome
 
     results = []
     for index in range(20_000):
@@ -103,9 +103,9 @@ def test_twenty_thousand_failed_conditions_are_all_kept_quickly() -> None:
         condition.set_name("drift score < 0.1")
         result.conditions_results = [condition]
         results.append(result)
-    plan = _Plan(suite=None, severities={}, config_lines={})
+    plan = SuitePlan(suite=None, severities={}, config_lines={})
     started = time.perf_counter()
-    outcome = _outcome(plan, SimpleNamespace(results=results))
+    outcome = read_outcome(plan, SimpleNamespace(results=results))
     assert time.perf_counter() - started < 10  # linear: about 1 s here
     assert len(outcome.checks) == 20_000
     assert {check.status for check in outcome.checks} == {"fail"}

@@ -47,7 +47,8 @@ def starter_config(model_path: Path, train_path: Path, test_path: Path | None,
     Raises ConfigError when the label cannot be found or the model does not match the data.
     """
     # pandas and onnxruntime load here, not when `shipml --help` builds the parser
-    from shipml.data import infer_categorical, infer_task, load_table, require_label
+    from shipml.binding import bind_model
+    from shipml.data import load_table, require_label
     from shipml.onnx_model import OnnxModel
 
     model = OnnxModel(model_path, key="--model")
@@ -56,13 +57,8 @@ def starter_config(model_path: Path, train_path: Path, test_path: Path | None,
         label = detect_label(model, table.columns, str(train_path))
     else:
         require_label(table, label, "--label")
-    candidates = [c for c in table.columns if c != label]
-    features = model.bind_columns(candidates, str(train_path))
-    probabilities = model.run(table.frame[features].head(200))[1]
-    width = probabilities.shape[1] if probabilities is not None else None
-    task = infer_task(table.frame[label], width)
-    categorical = infer_categorical(table.frame, features)
-    ignored = [c for c in candidates if c not in features]
+    binding = bind_model(model, table, label=label)
+    task, categorical, ignored = binding.task, binding.categorical, binding.unread
     model_section: dict[str, Any] = {
         "path": _relative(model_path, base),
         "task": task,

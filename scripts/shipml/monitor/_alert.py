@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shipml.errors import ConfigError
-from shipml.report._github import GitHubClient, authored_by
+from shipml.github import GitHubClient, authored_by
 
 log = logging.getLogger("shipml.monitor")
 

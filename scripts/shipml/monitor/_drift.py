@@ -1,17 +1,14 @@
 """deepchecks' drift checks on reference and production, built from ``monitor.checks``.
 
-The checks and their conditions are built by validate's own functions, so ``monitor.checks``
-takes exactly ``validate.checks``' syntax and its mistakes get the same messages (pointing at
-``monitor.checks[i]``); the condition results become check records the way validate turns them.
+The checks and their conditions are built by the suite builder validate uses
+(:mod:`shipml.validate.suite`), so ``monitor.checks`` takes exactly ``validate.checks``' syntax
+and its mistakes get the same messages (pointing at ``monitor.checks[i]``); the condition results
+become check records the way validate turns them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import logging
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,29 +18,17 @@ from numpy.typing import NDArray
 
 from shipml.config import Config
 from shipml.results import Check
-from shipml.validate import _deepchecks as validate_checks
-from shipml.validate._parallel import run_suite
+from shipml.validate import suite
 
 #: what FeatureDrift's drift_score_less_than allows when its parameters are not given
 DEFAULT_FEATURE_THRESHOLD = 0.2
 
 
 @dataclass(frozen=True)
-class _MonitorKeys(Config):
-    """The configuration, with validate's key pointers turned to ``monitor``'s: validate's
-    builders write ``where("validate", "checks", i, ...)``."""
-
-    def where(self, *path: str | int) -> str:
-        if path and path[0] == "validate":
-            path = ("monitor", *path[1:])
-        return super().where(*path)
-
-
-@dataclass(frozen=True)
 class DriftPlan:
     """The suite to run and how to read its results."""
 
-    plan: Any
+    plan: suite.SuitePlan
     #: (numeric, categorical) thresholds of each FeatureDrift condition, for naming columns
     feature_thresholds: tuple[tuple[float, float], ...] = ()
 
@@ -62,38 +47,26 @@ class DriftOutcome:
 def build(config: Config) -> DriftPlan:
     """Return the suite of ``monitor.checks``, each check and condition checked against its
     signature. Raises ConfigError (pointing at ``monitor.checks[i]``) as validate does."""
-    validate_checks.import_deepchecks()
+    suite.import_deepchecks()
     from deepchecks.tabular import Suite
 
-    keys = _MonitorKeys(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
-    section = config.section("monitor")
-    valid = validate_checks.check_names()
-    selected: list[Any] = []
-    severities: dict[int, list[str]] = {}
-    given: dict[int, Any] = {}
-    condition_given: dict[int, list[Any]] = {}
+    specs = config.section("monitor")["checks"]
+    explicit = suite.build_checks(config, ("monitor", "checks"), specs, suite.check_names())
     thresholds: list[tuple[float, float]] = []
-    for index, spec in enumerate(section["checks"]):
-        check, params = validate_checks._explicit_check(keys, index, spec, valid)
-        if params is not None:
-            given[id(check)] = params
-        conditions = spec.get("conditions", [])
-        condition_given[id(check)] = [
-            validate_checks._add_condition(keys, (index, c_index), check, condition)
-            for c_index, condition in enumerate(conditions)]
-        severities[id(check)] = [condition.get("severity", "fail") for condition in conditions]
-        if spec["check"] == "FeatureDrift":
-            for condition in conditions:
-                if condition["condition"].removeprefix("add_condition_") == "drift_score_less_than":
-                    params = condition.get("params", {})
-                    thresholds.append((
-                        float(params.get("max_allowed_numeric_score", DEFAULT_FEATURE_THRESHOLD)),
-                        float(params.get("max_allowed_categorical_score",
-                                         DEFAULT_FEATURE_THRESHOLD))))
-        selected.append(check)
-    plan = validate_checks._Plan(
-        suite=Suite("shipml monitor", *selected) if selected else None, severities=severities,
-        config_lines={}, given_params=given, condition_params=condition_given)
+    for spec in specs:
+        if spec["check"] != "FeatureDrift":
+            continue
+        for condition in spec.get("conditions", []):
+            if condition["condition"].removeprefix("add_condition_") == "drift_score_less_than":
+                params = condition.get("params", {})
+                thresholds.append((
+                    float(params.get("max_allowed_numeric_score", DEFAULT_FEATURE_THRESHOLD)),
+                    float(params.get("max_allowed_categorical_score",
+                                     DEFAULT_FEATURE_THRESHOLD))))
+    plan = suite.SuitePlan(
+        suite=Suite("shipml monitor", *explicit.checks) if explicit.checks else None,
+        severities=explicit.severities, config_lines={}, given_params=explicit.given_params,
+        condition_params=explicit.condition_params)
     return DriftPlan(plan=plan, feature_thresholds=tuple(thresholds))
 
 
@@ -104,7 +77,6 @@ def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
         classes: Sequence[Any] | None, task: str) -> DriftOutcome:
     """Run the suite with reference as deepchecks' train and production as its test data, and
     the predictions handed over; return the records (none when ``monitor.checks`` is empty)."""
-    import joblib
     from deepchecks.tabular import Dataset
 
     if drift.plan.suite is None:
@@ -124,7 +96,7 @@ def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
         common.update(label=label, label_type=label_type)
     else:
         common.update(label=None)
-    with _quiet():
+    with suite.quiet():
         train = Dataset(reference_frame, dataset_name="reference", **common)
         test = Dataset(production_frame, dataset_name="production", **common)
     kwargs: dict[str, Any] = {
@@ -138,15 +110,9 @@ def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
     if classes is not None:
         kwargs["model_classes"] = list(classes)
 
-    @contextlib.contextmanager
-    def quiet() -> Iterator[None]:
-        with _quiet(), joblib.parallel_config(n_jobs=1):
-            yield
-
-    suite_result = run_suite(drift.plan.suite, kwargs, 1, quiet)
-    outcome = validate_checks._outcome(drift.plan, suite_result)
+    outcome = suite.run(drift.plan, kwargs)
     found = DriftOutcome(checks=outcome.checks, not_run=outcome.not_run)
-    for result in suite_result.results:
+    for result in outcome.suite_result.results if outcome.suite_result is not None else ():
         name = type(result.check).__name__
         value = getattr(result, "value", None)
         if not isinstance(value, Mapping):
@@ -157,7 +123,8 @@ def run(drift: DriftPlan, reference: pd.DataFrame, production: pd.DataFrame, *,
                 for column, entry in value.items() if isinstance(entry, Mapping)}
         elif name == "PredictionDrift" and found.prediction_score is None and \
                 value.get("Drift score") is not None:
-            found.prediction_score = (float(value["Drift score"]), str(value.get("Method") or ""))
+            found.prediction_score = (_largest(value["Drift score"]),
+                                      str(value.get("Method") or ""))
     return found
 
 
@@ -184,9 +151,10 @@ def _finite(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger("deepchecks").setLevel(logging.ERROR)
-        yield
+
+def _largest(score: Any) -> float:
+    """Return a drift score as one number: a multiclass model's prediction drift is one score
+    per class ({class: score}), of which the largest is the model's."""
+    if isinstance(score, Mapping):
+        return max((float(value) for value in score.values()), default=0.0)
+    return float(score)

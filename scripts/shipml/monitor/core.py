@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from shipml.binding import bind_model
 from shipml.ci import Platform
 from shipml.config import Config
-from shipml.data import Table, infer_categorical, infer_task, load_table
+from shipml.data import Table, load_table
 from shipml.errors import ConfigError, InfrastructureError, ShipmlError, first_line
 from shipml.junit import render_junit
 from shipml.monitor import _alert, _checks, _drift, _logs
@@ -208,24 +209,13 @@ def _load_inputs(config: Config) -> _Inputs:
         raise ConfigError(NO_REFERENCE)
     label = model_section.get("label") or None
     ignored = list(model_section.get("ignore_columns") or [])
-    candidates = [c for c in reference.columns if c != label and c not in ignored]
-    features = model.bind_columns(candidates, reference.source)
-    categorical = model_section.get("categorical_features")
-    if categorical is None:
-        categorical = infer_categorical(reference.frame, features)
-        if model.layout == "columns":
-            categorical += [spec.name for spec in model.inputs
-                            if spec.type == "tensor(string)" and spec.name not in categorical]
-    requested = model_section.get("task") or "auto"
-    task = requested
-    if requested == "auto":
-        width = 2 if model.is_classifier else None
-        if label and label in reference.frame.columns:
-            task = infer_task(reference.frame[label], width)
-        else:
-            task = "binary" if model.is_classifier else "regression"
-    return _Inputs(model=model, reference=reference, features=features,
-                   categorical=list(categorical), label=label, task=task, ignored=ignored)
+    binding = bind_model(model, reference, label=label, ignore_columns=ignored,
+                         categorical=model_section.get("categorical_features"),
+                         task=model_section.get("task") or "auto",
+                         where=lambda key: config.where("model", key))
+    return _Inputs(model=model, reference=reference, features=binding.features,
+                   categorical=binding.categorical, label=label, task=binding.task,
+                   ignored=ignored)
 
 
 def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
@@ -516,7 +506,7 @@ def _alerting(run: MonitorRun, config: Config, section: dict[str, Any], platform
             raise ConfigError(_alert.NO_REPOSITORY)
         if dispatch_target is not None and not dispatch_target[0]:
             raise ConfigError(_alert.NO_REPOSITORY)
-        from shipml.report._github import GitHubClient
+        from shipml.github import GitHubClient
 
         client = GitHubClient(token, platform.api_url(), permission="issues: write")
         issue = (_alert.find_issue(client, repository, key, alert["labels"])

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from shipml.ci import Platform, PullRequest
 from shipml.errors import ConfigError, ShipmlError
-from shipml.report._github import GitHubClient, authored_by
+from shipml.github import GitHubClient, authored_by
 from shipml.report.model import marker
 
 log = logging.getLogger("shipml.report")

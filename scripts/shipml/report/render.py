@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 
 from shipml.errors import ConfigError
-from shipml.report._github import MAX_COMMENT_CHARS
+from shipml.github import MAX_COMMENT_CHARS
 from shipml.report.model import (
     Report,
     axis_range,

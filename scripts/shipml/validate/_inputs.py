@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from shipml.binding import bind_model, predict
 from shipml.config import Config
-from shipml.data import Table, Task, infer_categorical, infer_task, load_table, require_label
-from shipml.errors import ConfigError, first_line
+from shipml.data import Table, Task, load_table, require_label
+from shipml.errors import ConfigError
 from shipml.onnx_model import OnnxModel
 
 MISSING_KEY = (
@@ -74,15 +75,12 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
     require_label(train, label, config.where("model", "label"))
     require_label(test, label, config.where("model", "label"))
 
-    ignored = set(section.get("ignore_columns") or [])
-    unknown_ignored = sorted(ignored - set(train.columns))
-    if unknown_ignored:
-        raise ConfigError(
-            f"{config.where('model', 'ignore_columns')}: {unknown_ignored} are not columns of "
-            f"{train.source}; columns: {', '.join(train.columns)}"
-        )
-    candidates = [c for c in train.columns if c != label and c not in ignored]
-    features = model.bind_columns(candidates, train.source)
+    binding = bind_model(model, train, label=label,
+                         ignore_columns=section.get("ignore_columns") or [],
+                         categorical=section.get("categorical_features"),
+                         task=section.get("task", "auto"),
+                         where=lambda key: config.where("model", key))
+    features = binding.features
     missing_in_test = [c for c in features if c not in test.columns]
     if missing_in_test:
         raise ConfigError(
@@ -90,51 +88,25 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
             f"{features}; test columns: {', '.join(test.columns)}"
         )
 
-    categorical = section.get("categorical_features")
-    if categorical is None:
-        categorical = infer_categorical(train.frame, features)
-        if model.layout == "columns":
-            categorical += [
-                spec.name for spec in model.inputs
-                if spec.type == "tensor(string)" and spec.name not in categorical
-            ]
-    else:
-        unknown = [c for c in categorical if c not in features]
-        if unknown:
-            raise ConfigError(
-                f"{config.where('model', 'categorical_features')}: {unknown} are not features; "
-                f"features: {', '.join(features)}"
-            )
-
     started = time.perf_counter()
     train_predictions = _predict(model, train, features)
     test_predictions = _predict(model, test, features)
     prediction_seconds = time.perf_counter() - started
 
     classes = None
-    width = None
     if train_predictions.probabilities is not None:
         width = train_predictions.probabilities.shape[1]
         classes = _classes(model, train, test, label, train_predictions, width)
-    task = _task(section.get("task", "auto"), train.frame[label], width, config)
     return ModelInputs(
         model=model, train=train, test=test, label=label, features=features,
-        categorical=list(categorical), task=task, classes=classes,
+        categorical=binding.categorical, task=binding.task, classes=classes,
         train_predictions=train_predictions, test_predictions=test_predictions,
         prediction_seconds=prediction_seconds,
     )
 
 
 def _predict(model: OnnxModel, table: Table, features: list[str]) -> Predictions:
-    try:
-        labels, probabilities = model.run(table.frame[features])
-    except ConfigError:
-        raise
-    except Exception as exc:  # onnxruntime's own exception types
-        raise ConfigError(
-            f"{model.path}: onnxruntime could not run the model on {table.source}: "
-            f"{first_line(exc)}"
-        ) from None
+    labels, probabilities = predict(model, table.frame, features, table.source)
     return Predictions(labels=labels, probabilities=probabilities)
 
 
@@ -149,23 +121,6 @@ def _classes(model: OnnxModel, train: Table, test: Table, label: str,
     if len(ordered) == width:
         return ordered
     return list(range(width))
-
-
-def _task(requested: str, labels: pd.Series, width: int | None, config: Config) -> Task:
-    if requested != "auto":
-        task = cast(Task, requested)
-        if task == "regression" and width is not None:
-            raise ConfigError(
-                f"{config.where('model', 'task')}: task is regression but the model outputs "
-                f"probabilities for {width} classes; use binary or multiclass"
-            )
-        if task != "regression" and width is None and pd.api.types.is_float_dtype(labels):
-            raise ConfigError(
-                f"{config.where('model', 'task')}: task is {task} but the model has no "
-                f"probability output and the label is continuous; use regression"
-            )
-        return task
-    return infer_task(labels, width)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""A small GitHub REST client on ``requests``: issue comments, commit comments, minimizing.
+"""The GitHub REST client report (PR and commit comments) and monitor (drift issues) share, on
+``requests``: comments, issues, minimizing.
 
 The token is checked before it is used (:func:`check_token`: one line of printable ASCII), never
 logged and never part of an exception message: every text that leaves this module passes through
