@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipml.errors import ConfigError
-from shipml.results import Artifact, Check, StageResult, read_all, stage_status
+from shipml.results import Artifact, Check, Handoff, StageResult, handed_on, read_all, stage_status
 
 
 def sample() -> StageResult:
@@ -107,3 +107,61 @@ def test_a_result_nested_100k_deep_is_bad_input_not_a_crash(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as error:
         StageResult.read(path)
     assert error.value.message == f"{path}: not a shipml stage result (nested too deeply)"
+
+
+# --- hand-offs: one rule for what names them, one reader ----------------------------------------
+
+_ID = "sha256:" + "1" * 64
+_MANIFEST = "sha256:" + "2" * 64
+
+
+@pytest.mark.parametrize(("handoff", "argument"), [
+    # pushed: the manifest digest pins it in its registry
+    (Handoff("image", ref=f"127.0.0.1:5000/wine@{_MANIFEST}", digest=_MANIFEST),
+     f"127.0.0.1:5000/wine@{_MANIFEST}"),
+    # built, not pushed: the local image id, which no later tag can move
+    (Handoff("image", ref="127.0.0.1:5000/wine:v1", digest=_ID), _ID),
+    (Handoff("image", ref="wine:v1"), "wine:v1"),
+    (Handoff("image"), ""),
+])
+def test_an_image_is_named_by_its_digest_pushed_or_not(handoff: Handoff, argument: str) -> None:
+    assert handoff.argument == argument
+
+
+def test_a_model_is_named_by_its_file_while_it_exists(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    handoff = Handoff("model", path=str(model), sha256="ab" * 32)
+    assert handoff.argument == ""
+    model.write_bytes(b"onnx")
+    assert handoff.argument == str(model)
+
+
+@pytest.mark.parametrize(("ref", "repository"), [
+    (f"127.0.0.1:5000/acme/wine@{_MANIFEST}", "127.0.0.1:5000/acme/wine"),
+    ("localhost:5000/wine:v1", "localhost:5000/wine"), ("wine:v1", "wine"), ("wine", "wine"),
+])
+def test_the_repository_of_an_image_handoff(ref: str, repository: str) -> None:
+    assert Handoff("image", ref=ref, digest=_MANIFEST).repository == repository
+
+
+def _left(output: Path, stage: str, status: str, *handoff: Handoff) -> None:
+    StageResult(stage=stage, status=status, summary="", started_at="",  # type: ignore[arg-type]
+                duration_s=0.0, handoff=handoff).write(output)
+
+
+def test_the_latest_passing_producer_hands_on(tmp_path: Path) -> None:
+    from shipml import stages
+
+    [producer] = stages.producers("image")
+    image = Handoff("image", ref=f"r.example/wine@{_MANIFEST}", digest=_MANIFEST)
+    assert handed_on(tmp_path, "image") is None
+    _left(tmp_path, producer, "fail", image)
+    assert handed_on(tmp_path, "image") is None  # a failed stage hands nothing on
+    _left(tmp_path, producer, "pass", image)
+    handed = handed_on(tmp_path, "image")
+    assert handed is not None and (handed.stage, handed.handoff) == (producer, image)
+    assert handed.source == f"the {producer} hand-off"
+    # shipml run: only a stage that ran and passed in this run
+    assert handed_on(tmp_path, "image", {}) is None
+    assert handed_on(tmp_path, "image", {producer: 1}) is None
+    assert handed_on(tmp_path, "image", {producer: 0}) == handed

@@ -16,13 +16,14 @@ from shipml.commands.run import (
     act_dry_run,
     choose_event,
     detect_event,
+    handoff_flags,
     is_loopback_registry,
     select_stages,
 )
 from shipml.config import load_config
 from shipml.errors import ConfigError
 from shipml.example import FILES, example_dir
-from shipml.results import StageResult
+from shipml.results import Handoff, StageResult
 
 
 def test_stages_default_to_the_sections_in_the_config() -> None:
@@ -341,6 +342,67 @@ def test_under_act_a_remote_image_is_built_not_pushed_nor_signed_and_kubernetes_
     assert "keyless signing" in act_dry_run("sign", config, out, {}).skip
     monkeypatch.setenv("DOCKER_HOST", "tcp://build-host.example.invalid:2376")
     assert "tcp://build-host.example.invalid:2376" in act_dry_run("canary", config, out, {}).skip
+
+
+def test_under_act_a_bad_variable_leaves_the_stage_to_say_so_not_the_run_to_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # it was a ConfigError out of the loop: no result for sign, no report, exit 2 with no verdict
+    config = load_config(_example(tmp_path))
+    monkeypatch.setenv("SHIPML_KEYLESS", "maybe")
+    assert act_dry_run("sign", config, tmp_path / "out", {}) == act_dry_run("report", config,
+                                                                            tmp_path / "out", {})
+    monkeypatch.setenv("SHIPML_KEYLESS", "yes")
+    assert "keyless signing" in act_dry_run("sign", config, tmp_path / "out", {}).skip
+
+
+# --- hand-offs ----------------------------------------------------------------------------------
+
+_ID = "sha256:" + "1" * 64
+_MANIFEST = "sha256:" + "2" * 64
+
+
+def _built(out: Path, ref: str, digest: str) -> None:
+    StageResult(stage="build", status="pass", summary="built", started_at="", duration_s=1.0,
+                handoff=(Handoff("image", ref=ref, digest=digest),)).write(out)
+
+
+def test_run_hands_canary_the_id_of_an_image_build_did_not_push(tmp_path: Path) -> None:
+    # canary itself rolls out the id build handed on; shipml run handed it REPOSITORY:TAG, a tag
+    # that may name another image by the time canary runs
+    config = load_config(_example(tmp_path))
+    out = tmp_path / "out"
+    _built(out, "127.0.0.1:5000/wine:v1", _ID)
+    assert handoff_flags("canary", config, out, {"build": 0}) == ["--image", _ID]
+    assert handoff_flags("canary", config, out, {"build": 1}) == []
+    assert handoff_flags("canary", config, out, {}) == []
+    _built(out, f"127.0.0.1:5000/wine@{_MANIFEST}", _MANIFEST)
+    assert handoff_flags("canary", config, out, {"build": 0}) == [
+        "--image", f"127.0.0.1:5000/wine@{_MANIFEST}"]
+    assert handoff_flags("sign", config, out, {"build": 0}) == [
+        "--image", f"127.0.0.1:5000/wine@{_MANIFEST}"]
+
+
+@pytest.mark.parametrize("handed", [True, False])
+def test_sign_refuses_an_image_build_did_not_push_naming_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], handed: bool) -> None:
+    # sign pinned REPOSITORY:TAG to the local image id, a manifest no registry holds
+    config = _example(tmp_path)
+    out = tmp_path / "out"
+    _built(out, "127.0.0.1:5000/wine:v1", _ID)
+    given = [] if handed else ["--image", _ID]
+    assert main(["sign", "--config", str(config), "--output-dir", str(out), *given]) == 2
+    where = "the build hand-off (127.0.0.1:5000/wine:v1)" if handed else "--image"
+    assert (f"{where}: {_ID} is a local image id, an image built but not pushed; sign needs it "
+            "in a registry: push it (build.push: true, the default) and give "
+            "REGISTRY/REPOSITORY@sha256:DIGEST") in capsys.readouterr().err
+
+
+def test_the_outputs_the_registry_declares_are_the_all_in_one_actions() -> None:
+    action = yaml.safe_load((Path(__file__).parents[1] / "action.yml").read_text())
+    declared = {row.name for stage in stages.STAGES for row in stage.outputs}
+    assert declared == {"image", "digest", "rollout", "report"}
+    assert declared | {f"{gate}-status" for gate in stages.pipeline() if gate in stages.gates()} \
+        <= set(action["outputs"])
 
 
 @pytest.mark.parametrize(("signum", "name", "code"), [(15, "SIGTERM", 143), (2, "SIGINT", 130)])

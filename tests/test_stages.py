@@ -166,3 +166,63 @@ def test_a_stage_prints_at_most_fifty_checks_and_says_how_many_more(
     out = capsys.readouterr().out
     assert out.count("  FAIL  check ") == PRINTED_CHECKS == 50
     assert "… and 70 more checks that did not pass: every one is in the result file" in out
+
+
+# --- no stage is named outside its package and the registry ------------------------------------
+
+PACKAGE = Path(__file__).parents[1] / "scripts" / "shipml"
+#: where a quoted stage name is not a stage, by file and name, and why
+NOT_A_STAGE: dict[tuple[str, str], str] = {
+    ("build/_package.py", "serve"): "the pip extra shipml[serve] the built-in image installs",
+    ("build/core.py", "serve"): "build copies the serve section of shipml.yaml into the image "
+                                "it builds (the server reads it there)",
+    ("commands/init.py", "validate"): "the sections of the shipml.yaml that init writes",
+    ("validate/cli.py", "report"): "the action output `report`, the stage's HTML file",
+    ("latency/cli.py", "report"): "the action output `report`, the stage's HTML file",
+    ("monitor/cli.py", "report"): "the action output `report`, the stage's HTML file",
+    ("measure/inputs.py", "latency"): "measure is latency's and optimize's measuring library: "
+                                      "the stage whose section it reads by default",
+    ("monitor/_drift.py", "validate"): "monitor builds its checks with validate's builders, "
+                                       "which name keys of the validate section",
+    ("canary/targets/kubernetes.py", "build"): "the function build() in __all__, no stage",
+    ("generate/actions.py", "build"): "the generator's per-action extras, keyed by action",
+    ("generate/actions.py", "canary"): "the generator's per-action extras, keyed by action",
+    ("generate/actions.py", "monitor"): "the generator's per-action extras, keyed by action",
+    ("generate/actions.py", "report"): "the generator's per-action extras, keyed by action",
+}
+
+
+def _quoted_stage_names() -> list[tuple[str, str, int]]:
+    """Return (file, stage, line) for every string literal that is exactly a stage's name, in a
+    module outside that stage's package and the registry."""
+    import ast
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative == "stages.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value in stages.names()
+                    and not relative.startswith(f"{node.value}/")):
+                found.append((relative, node.value, node.lineno))
+    return found
+
+
+def test_no_stage_is_named_outside_its_package_and_the_registry() -> None:
+    named = [f"{file}:{line}: {name!r}" for file, name, line in _quoted_stage_names()
+             if (file, name) not in NOT_A_STAGE]
+    assert not named, ("name the stage through shipml.stages (a registry field or function), "
+                       "not as a string:\n" + "\n".join(named))
+
+
+def test_the_gates_an_attestation_carries_are_the_pull_request_gates_by_default() -> None:
+    import json
+
+    written = json.loads((PACKAGE / "schema" / "sign.json").read_text())
+    assert "default" not in written["properties"]["gates"]
+    assert load_config(None).section("sign")["gates"] == list(stages.pull_request_gates()) == [
+        "validate", "optimize", "latency"]
+    assert schema()["properties"]["sign"]["properties"]["gates"]["default"] == [
+        "validate", "optimize", "latency"]

@@ -198,6 +198,7 @@ def schema() -> dict[str, Any]:
     properties = {}
     for name in stages.sections():
         properties[name] = json.loads((root / f"{name}.json").read_text(encoding="utf-8"))
+    _registry_defaults(properties)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -206,6 +207,15 @@ def schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": properties,
     }
+
+
+def _registry_defaults(properties: dict[str, Any]) -> None:
+    # A default that names stages (sign.gates) is the registry's, never a list in a section file.
+    for path, value in stages.registry_defaults().items():
+        node = properties[path[0]]
+        for part in path[1:]:
+            node = node["properties"][part]
+        node["default"] = value
 
 
 def find_config(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -111,6 +111,67 @@ class Handoff:
                   "digest": self.digest}
         return {key: value for key, value in record.items() if value or key == "kind"}
 
+    @property
+    def pushed(self) -> bool:
+        """Return True for an image in a registry: build hands on ``REPOSITORY@sha256:…`` for an
+        image it pushed, ``REPOSITORY:TAG`` and the local image id for one it only built."""
+        return "@" in self.ref
+
+    @property
+    def repository(self) -> str:
+        """Return an image's ``REGISTRY/REPOSITORY``, without tag or digest ('' for a model)."""
+        name = self.ref.split("@", 1)[0]
+        head, _, last = name.rpartition("/")
+        return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+    @property
+    def argument(self) -> str:
+        """Return what names this hand-off to the stage that reads it, the one rule every stage
+        and ``shipml run`` follow: a model's file (its ``sha256`` is beside it in the result);
+        an image pinned to its digest: as pushed, ``REPOSITORY@sha256:<manifest digest>``, or,
+        built but not pushed, its local image id, which the engine runs and which no later tag
+        can move. '' when it names nothing: a model file that is gone, an image without a
+        reference."""
+        if self.path:
+            return self.path if Path(self.path).is_file() else ""
+        if self.pushed or not self.ref:
+            return self.ref
+        return self.digest or self.ref
+
+
+@dataclass(frozen=True)
+class Handed:
+    """A hand-off found under an output folder, and the stage that left it."""
+
+    stage: str
+    handoff: Handoff
+
+    @property
+    def source(self) -> str:
+        """Return where it was read, for messages: ``the build hand-off``."""
+        return f"the {self.stage} hand-off"
+
+
+def handed_on(output_dir: Path, kind: str, ran: Mapping[str, int] | None = None) -> Handed | None:
+    """Return the latest hand-off of ``kind`` (``model``, ``image``) that a passing stage left
+    under ``output_dir``: the stages the registry says produce it are read latest first, and a
+    result that did not pass hands nothing on. With ``ran`` (``shipml run``'s exit code per
+    stage of this run), only a stage that ran and passed in it counts. Returns None when none
+    did; raises ConfigError when a producer's result is not a stage result."""
+    from shipml import stages
+
+    for producer in reversed(stages.producers(kind)):
+        if ran is not None and ran.get(producer) != 0:
+            continue
+        path = results_path(output_dir, producer)
+        if not path.is_file():
+            continue
+        result = StageResult.read(path)
+        handoff = result.handed(kind)
+        if result.status == "pass" and handoff is not None:
+            return Handed(producer, handoff)
+    return None
+
 
 @dataclass(frozen=True)
 class Column:

@@ -111,8 +111,9 @@ def test_sign_takes_the_image_build_handed_on(
         registry: Registry, key_pair: KeyPair, workspace: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     image = pushed(registry)
+    # what build hands on for an image it pushed: REPOSITORY@<manifest digest>
     StageResult(stage="build", status="pass", summary="built", started_at="", duration_s=1.0,
-                handoff=(Handoff(kind="image", ref=str(image.with_tag("v1")),
+                handoff=(Handoff(kind="image", ref=str(image.with_digest(image.digest)),
                                  digest=image.digest),)).write(workspace / ".shipml")
     monkeypatch.setenv("COSIGN_PASSWORD", key_pair.password)
     assert main(["sign", "--key", str(key_pair.private)]) == 0

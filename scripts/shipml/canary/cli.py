@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shipml import cli as _cli
 from shipml._stage import MODEL, TEST, Option, add_command, conclude, stage_config
 from shipml.errors import EXIT_OK, ConfigError
-from shipml.results import Check, StageClock, StageResult, results_path
+from shipml.results import Check, StageClock, handed_on
 
 if TYPE_CHECKING:
     from shipml.config import Config
@@ -156,17 +156,8 @@ def _image(config: Config, output: Path) -> str | None:
     chosen = config.section("canary")["image"]
     if chosen:
         return str(chosen)
-    path = results_path(output, "build")
-    if not path.is_file():
-        return None
-    build = StageResult.read(path)
-    handed = build.handed("image")
-    if build.status != "pass" or handed is None or not handed.ref:
-        return None
-    if "@" in handed.ref:
-        return handed.ref  # pushed: REPOSITORY@sha256:<manifest digest>
-    # Built but not pushed: the digest handed on is the local image id, which pins it.
-    return handed.digest or handed.ref
+    handed = handed_on(output, "image")
+    return (handed.handoff.argument or None) if handed is not None else None
 
 
 def _preflight(config: Config, image: str) -> tuple[tuple[Check, ...], str]:

@@ -34,15 +34,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shipml import stages
-from shipml._stage import IN_PIPELINE, Cancelled, cancellable
+from shipml._stage import IN_PIPELINE, Cancelled, Option, cancellable, overrides
 from shipml.config import Config, find_config, load_config, parse_bool
 from shipml.errors import EXIT_CONFIG, EXIT_INFRA, EXIT_OK, ConfigError
 from shipml.results import (
     CANCEL_EXIT_CODES,
-    Handoff,
+    Handed,
     StageClock,
     StageError,
     StageResult,
+    handed_on,
     results_path,
 )
 
@@ -55,9 +56,6 @@ _WORDS = {0: "passed", 1: "failed", 2: "bad input", 3: "infrastructure error",
           **{code: f"cancelled ({name})" for name, code in CANCEL_EXIT_CODES.items()}}
 #: the events ``--event`` takes, and the half of the pipeline each one runs
 EVENTS: dict[str, Half] = {"pull_request": "pull_request", "push": "release"}
-#: release stages that run whenever the release half runs; the others only when their section is
-#: written (the rollout needs a target the user chose)
-RELEASE_BACKBONE = ("build", "sign")
 #: what a push must be for the release half: a tag or the default branch
 GITHUB_RELEASE_EVENTS = ("push", "workflow_dispatch", "release")
 
@@ -184,12 +182,10 @@ def select_stages(explicit: str | None, written: Sequence[str], source: str,
             raise ConfigError(f"{source}: names no stage; give a comma-separated list of "
                               f"{', '.join(pipeline)}, or leave it unset for the configured ones")
         return [stage for stage in pipeline if stage in asked]
-    chosen = list(stages.configured_gates(written)) or ["validate"]
+    chosen = list(stages.configured_gates(written) or stages.fallback_gates())
     if half == "release":
-        chosen += [stage.name for stage in stages.STAGES if stage.half == "release"
-                   and (stage.name in RELEASE_BACKBONE or (rollout and stage.name in written))]
-    always = [stage.name for stage in stages.STAGES if stage.half == "always"]
-    return [*chosen, *always]
+        chosen += stages.release_stages(written, rollout)
+    return [*chosen, *stages.closing()]
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -219,6 +215,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.debug:
         common.append("--debug")
     dry_run = _under_act()
+    closing = stages.closing()
 
     codes: dict[str, int] = {}
     stopped: tuple[str, int] | None = None  # the stage that stopped the rest, and its exit code
@@ -226,7 +223,7 @@ def run_cli(args: argparse.Namespace) -> int:
     os.environ[IN_PIPELINE] = "1"
     try:
         for stage in chosen:
-            if stopped is not None and stage != "report":
+            if stopped is not None and stage not in closing:
                 reason = f"not run: {stopped[0]} {_WORDS.get(stopped[1], f'exit {stopped[1]}')}"
                 log.info("shipml run: %s %s", stage, reason)
                 _skip(output, stage, reason)
@@ -235,7 +232,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 # Stages run in this process: a signal reaches the running one (which leaves a
                 # cancelled result); one between stages is caught here.
                 with cancellable():
-                    extra = _handoff_flags(stage, config, output, codes)
+                    extra = handoff_flags(stage, config, output, codes)
                     if dry_run:
                         plan = act_dry_run(stage, config, output, codes)
                         if plan.skip:
@@ -248,7 +245,7 @@ def run_cli(args: argparse.Namespace) -> int:
             except Cancelled as cancel:
                 codes[stage] = cancel.exit_code
                 _cancelled(output, stage, cancel)
-            if codes[stage] != EXIT_OK and stopped is None and stage != "report":
+            if codes[stage] != EXIT_OK and stopped is None and stage not in closing:
                 stopped = (stage, codes[stage])
     finally:
         if previous is None:
@@ -258,8 +255,7 @@ def run_cli(args: argparse.Namespace) -> int:
     worst = max(codes.values(), default=EXIT_OK)
     # --no-rollout: a later job (behind an environment) rolls out what this one built and signed
     deferred = (event.half == "release" and not rollout and explicit is None and worst == EXIT_OK
-                and any(s.half == "release" and s.name not in RELEASE_BACKBONE
-                        and s.name in config.written for s in stages.STAGES))
+                and bool(stages.deferred_rollouts(config.written)))
     _set_outputs(output, worst, chosen, event.half, deferred)
     listed = ", ".join(f"{stage} {_WORDS.get(code, f'exit {code}')}" for stage, code in codes.items())
     not_run = [stage for stage in chosen if stage not in codes]
@@ -282,8 +278,7 @@ def _rollout(args: argparse.Namespace) -> bool:
 
 
 def _configured_default_branch(config: Config) -> str | None:
-    value = (os.environ.get("SHIPML_DEFAULT_BRANCH", "").strip()
-             or _lookup(config, ("build", "default_branch")))
+    value = _lookup(_as_stage_reads(config, stages.DEFAULT_BRANCH_KEY), stages.DEFAULT_BRANCH_KEY)
     return str(value) if value else None
 
 
@@ -307,43 +302,41 @@ def _skip(output: Path, stage: str, reason: str) -> None:
                 duration_s=0.0).write(output)
 
 
-def _handoff_flags(stage: str, config: Config, output: Path, codes: dict[str, int]) -> list[str]:
-    """Return the flags that hand ``stage`` what an earlier passing stage of this run produced,
-    for each input the user did not name themselves."""
+def handoff_flags(stage: str, config: Config, output: Path, ran: Mapping[str, int]) -> list[str]:
+    """Return the flags that hand ``stage`` what an earlier stage of this run produced and
+    passed (``ran``: exit code per stage run so far), named as :attr:`Handoff.argument` says,
+    for each input the user did not set themselves (file, flag or variable)."""
     entry = stages.get(stage)
     if entry is None or not entry.consumes:
         return []
-    options = importlib.import_module(entry.module).OPTIONS
     flags: list[str] = []
     for wanted in entry.consumes:
-        option = next((o for o in options if o.key == wanted.key), None)
+        option = _option(wanted.key)
         if option is None or _user_set(config, wanted.key) or os.environ.get(option.env, "").strip():
             continue
-        handed = _handed(output, codes, wanted.kind)
-        reference = _reference(handed)
-        if reference:
-            flags += [option.flag, reference]
+        handed = handed_on(output, wanted.kind, ran)
+        if handed is not None and handed.handoff.argument:
+            flags += [option.flag, handed.handoff.argument]
     return flags
 
 
-def _handed(output: Path, codes: Mapping[str, int], kind: str) -> Handoff | None:
-    """Return the latest hand-off of ``kind`` a stage of this run produced and passed."""
-    for producer in reversed(stages.STAGES):
-        if kind in producer.produces and codes.get(producer.name) == EXIT_OK:
-            handed = StageResult.read(results_path(output, producer.name)).handed(kind)
-            if handed is not None:
-                return handed
-    return None
+def _option(key: Sequence[str]) -> Option | None:
+    """Return the option row of config ``key``, from the table of the stage whose section it is
+    in (None for a shared section's key)."""
+    entry = stages.get(key[0])
+    if entry is None:
+        return None
+    options: Sequence[Option] = importlib.import_module(entry.module).OPTIONS
+    return next((option for option in options if tuple(option.key) == tuple(key)), None)
 
 
-def _reference(handed: Handoff | None) -> str:
-    """Return what names a hand-off on a command line: a file that exists, or an image
-    reference (``repo@sha256:…``); '' for none."""
-    if handed is None:
-        return ""
-    if handed.path:
-        return handed.path if Path(handed.path).is_file() else ""
-    return handed.ref
+def _as_stage_reads(config: Config, *keys: Sequence[str]) -> Config:
+    """Return ``config`` with the ``SHIPML_*`` variables of ``keys`` applied, as the stages
+    whose keys they are read them. Raises ConfigError for a bad value, naming the variable."""
+    rows = [option for option in (_option(key) for key in keys) if option is not None]
+    if not rows:
+        return config
+    return load_config(config.file, overrides(argparse.Namespace(), rows))
 
 
 def _lookup(config: Config, key: Sequence[str]) -> Any:
@@ -379,41 +372,55 @@ def is_loopback_registry(image: str) -> bool:
         return False
 
 
-def act_dry_run(stage: str, config: Config, output: Path, codes: Mapping[str, int]) -> DryRun:
-    """Return how ``stage`` runs in shipml's dry run under act: build pushes only to a loopback
-    registry (else it builds without pushing); sign signs only an image on a loopback registry,
-    with a key and without a transparency log; canary rolls out only to the local Docker Engine.
-    Other stages run as they are (report never posts under act)."""
-    if stage == "build":
-        image = os.environ.get("SHIPML_IMAGE", "").strip() or str(_lookup(config, ("build", "image")) or "")
-        if image and not is_loopback_registry(image):
-            print(f"shipml run: dry run under act: would push {image}; building it without "
-                  "pushing", flush=True)
-            return DryRun(flags=("--no-push",))
+def act_dry_run(stage: str, config: Config, output: Path, ran: Mapping[str, int]) -> DryRun:
+    """Return how ``stage`` runs in shipml's dry run under act, as its registry entry's
+    :class:`shipml.stages.DryRun` says: build pushes only to a loopback registry (else it builds
+    without pushing); sign signs only an image on a loopback registry, with a key and without a
+    transparency log; canary rolls out only to the local Docker Engine. Other stages run as they
+    are (report never posts under act). A key whose variable holds a bad value leaves the stage
+    to run and say so itself (exit 2 before any work)."""
+    entry = stages.get(stage)
+    if entry is None or entry.dry_run is None:
         return DryRun()
-    if stage == "sign":
-        keyless = os.environ.get("SHIPML_KEYLESS", "").strip() or _lookup(config, ("sign", "keyless"))
-        if keyless not in (None, "", False) and parse_bool(str(keyless), "sign.keyless"):
-            return DryRun(skip="dry run under act: keyless signing would use the workflow's "
-                               "identity and the public transparency log; not signed")
-        handed = _handed(output, codes, "image")
-        image = (os.environ.get("SHIPML_SIGN_IMAGE", "").strip()
-                 or str(_lookup(config, ("sign", "image")) or "") or (handed.ref if handed else ""))
-        if not image or not is_loopback_registry(image):
-            return DryRun(skip=f"dry run under act: would sign {image or 'the built image'}; "
-                               "only an image on a loopback registry is signed")
-        return DryRun(flags=("--no-tlog",))
-    if stage == "canary":
-        target = (os.environ.get("SHIPML_CANARY_TARGET", "").strip()
-                  or str(_lookup(config, ("canary", "target", "type")) or "docker"))
+    rules = entry.dry_run
+    keys = [key for key in (rules.refused_when, rules.registry_image, rules.target) if key]
+    try:
+        reads = _as_stage_reads(config, *keys)
+    except ConfigError:
+        return DryRun()
+    if rules.refused_when and _lookup(reads, rules.refused_when) is True:
+        return DryRun(skip=f"{DRY_RUN}: {rules.refused}")
+    flags = list(rules.flags)
+    if rules.registry_image:
+        image = str(_lookup(reads, rules.registry_image) or "") or _handed_image(entry, output, ran)
+        if not is_loopback_registry(image):
+            said = rules.off_loopback.format(image=image or "the built image")
+            if not rules.off_loopback_flags:
+                return DryRun(skip=f"{DRY_RUN}: {said}")
+            print(f"shipml run: {DRY_RUN}: {said}", flush=True)
+            flags += rules.off_loopback_flags
+    if rules.target:
+        target = str(_lookup(reads, rules.target) or rules.local_target)
         docker_host = os.environ.get("DOCKER_HOST", "")
-        if target != "docker":
-            return DryRun(skip=f"dry run under act: would roll out to the {target} target; "
-                               "only the local Docker Engine is a target")
+        if target != rules.local_target:
+            return DryRun(skip=f"{DRY_RUN}: would roll out to the {target} target; {LOCAL_ONLY}")
         if docker_host and not docker_host.startswith("unix://"):
-            return DryRun(skip=f"dry run under act: would roll out to the engine at "
-                               f"{docker_host}; only the local Docker Engine is a target")
-    return DryRun()
+            return DryRun(skip=f"{DRY_RUN}: would roll out to the engine at {docker_host}; "
+                               f"{LOCAL_ONLY}")
+    return DryRun(flags=tuple(flags))
+
+
+DRY_RUN = "dry run under act"
+LOCAL_ONLY = "only the local Docker Engine is a target"
+
+
+def _handed_image(entry: stages.Stage, output: Path, ran: Mapping[str, int]) -> str:
+    """Return where the image hand-off ``entry`` consumes lives (its reference, registry
+    included), or ''."""
+    handed: Handed | None = None
+    for wanted in entry.consumes:
+        handed = handed or handed_on(output, wanted.kind, ran)
+    return handed.handoff.ref if handed is not None else ""
 
 
 def _under_act() -> bool:
@@ -439,20 +446,33 @@ def _set_outputs(output: Path, worst: int, chosen: Sequence[str], half: Half,
         if path.is_file():
             ran[stage] = StageResult.read(path)
     platform.set_output("status", _STATUS[min(worst, EXIT_INFRA)])
-    platform.set_output("verdict", overall_verdict([r for s, r in ran.items() if s != "report"]))
+    platform.set_output("verdict", overall_verdict([r for s, r in ran.items()
+                                                     if s not in stages.closing()]))
     platform.set_output("half", half)
     platform.set_output("results-dir", str(output / "results"))
     for stage in stages.gates():
         if stage in ran:
             platform.set_output(f"{stage}-status", ran[stage].status)
-    build = ran.get("build")
-    image = build.handed("image") if build is not None and build.status == "pass" else None
-    platform.set_output("image", str(build.metrics.get("image", "")) if image and build else "")
-    platform.set_output("digest", image.digest if image else "")
-    rollout = "deferred" if deferred else _rollout_outcome(ran.get("canary"))
-    platform.set_output("rollout", rollout if half == "release" else "")
-    markdown = output / "report" / "report.md"
-    platform.set_output("report", str(markdown) if "report" in ran or markdown.is_file() else "")
+    for entry in stages.STAGES:
+        for row in entry.outputs:
+            platform.set_output(row.name, _output_value(row, ran.get(entry.name), output, half,
+                                                        deferred))
+
+
+def _output_value(row: stages.RunOutput, result: StageResult | None, output: Path, half: Half,
+                  deferred: bool) -> str:
+    """Return the value of step output ``row`` from the result of the stage that declares it
+    (None: it left none)."""
+    if row.source == "file":
+        return str(output / row.file) if (output / row.file).is_file() else ""
+    if row.source == "rollout":
+        if half != "release":
+            return ""
+        return "deferred" if deferred else _rollout_outcome(result)
+    image = result.handed("image") if result is not None and result.status == "pass" else None
+    if image is None:
+        return ""
+    return image.repository if row.source == "image-repository" else image.digest
 
 
 def _rollout_outcome(canary: StageResult | None) -> str:
@@ -476,7 +496,7 @@ def _stopped_at_load(args: argparse.Namespace, output: Path, exc: ConfigError,
     print(f"shipml run: {exc.message}")
     clock = StageClock()
     asked = [name.strip() for name in (explicit or "").split(",") if name.strip()]
-    gates = [name for name in stages.gates() if name in asked] or ["validate"]
+    gates = [name for name in stages.gates() if name in asked] or list(stages.fallback_gates())
     error = StageError("config", EXIT_CONFIG, exc.message)
     platform = detect()
     for stage in gates:
@@ -487,8 +507,10 @@ def _stopped_at_load(args: argparse.Namespace, output: Path, exc: ConfigError,
     platform.set_output("status", "error")
     platform.set_output("verdict", "error")
     platform.set_output("results-dir", str(output / "results"))
-    platform.set_output("rollout", "")
     publish_error_report(output, platform)
-    markdown = output / "report" / "report.md"
-    platform.set_output("report", str(markdown) if markdown.is_file() else "")
+    for entry in stages.STAGES:
+        for row in entry.outputs:
+            if row.source in ("file", "rollout"):
+                platform.set_output(row.name, _output_value(row, None, output, "pull_request",
+                                                            False))
     return EXIT_CONFIG

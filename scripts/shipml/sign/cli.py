@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from shipml import cli as _cli
 from shipml._stage import MODEL, Option, add_command, conclude, stage_config
 from shipml.config import Config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from shipml.results import Check, Handoff, StageClock, StageResult, results_path
+from shipml.results import Check, Handoff, StageClock, StageResult, handed_on, results_path
 
 if TYPE_CHECKING:
     from shipml.oci import Reference, RegistryClient
@@ -72,6 +73,10 @@ KEYGEN_OPTIONS = (
 NO_IMAGE = ("no image to {verb}: give IMAGE (REGISTRY/REPOSITORY@sha256:DIGEST), --image or "
             "sign.image, or run shipml build first so that .shipml/results/build.json hands "
             "one on")
+NOT_PUSHED = ("{where}: {image_id} is a local image id, an image built but not pushed; {verb} "
+              "needs it in a registry: push it (build.push: true, the default) and give "
+              "REGISTRY/REPOSITORY@sha256:DIGEST")
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 TWO_IMAGES = "the positional IMAGE {positional} and --image {flag} differ; give one"
 NO_KEY = ("shipml sign needs a key: --key cosign.key (create one with `shipml keygen`), or "
           "keyless: true with the cosign CLI on PATH and, in GitHub Actions,\n"
@@ -362,33 +367,26 @@ def _image(config: Config, output: Path, verb: str) -> Reference:
 
     text = config.section("sign")["image"]
     if text:
+        _refuse_image_id(str(text), config.where("sign", "image"), verb)
         return Reference.parse(text, config.where("sign", "image"))
-    handed = _build_handoff(output)
-    if handed is None:
+    handed = handed_on(output, "image")
+    if handed is None or not handed.handoff.argument:
         raise ConfigError(NO_IMAGE.format(verb=verb))
-    return handed
+    _refuse_image_id(handed.handoff.argument, f"{handed.source} ({handed.handoff.ref})", verb)
+    return Reference.parse(handed.handoff.argument, handed.source)
 
 
-def _build_handoff(output: Path) -> Reference | None:
-    """Return the image ``shipml build`` handed on (when it passed), pinned to its digest."""
-    from shipml.oci import Reference
-
-    path = results_path(output, "build")
-    if not path.is_file():
-        return None
-    build = StageResult.read(path)
-    handed = build.handed("image")
-    if build.status != "pass" or handed is None or not handed.ref:
-        return None
-    reference = Reference.parse(handed.ref, f"{path}: handoff image")
-    return reference.with_digest(handed.digest) if handed.digest else reference
+def _refuse_image_id(text: str, where: str, verb: str) -> None:
+    """A local image id names an image built but not pushed: no registry holds it to sign."""
+    if _IMAGE_ID.fullmatch(text.strip()):
+        raise ConfigError(NOT_PUSHED.format(where=where, image_id=text.strip(), verb=verb))
 
 
 def _require_digest(image: Reference, config: Config) -> None:
     from shipml.sign.core import require_pinned
 
     require_pinned(image, config.where("sign", "image") if config.section("sign")["image"]
-                   else "the build hand-off")
+                   else "the image hand-off")
 
 
 def _model_path(config: Config, *, strict: bool = False) -> Path | None:
