@@ -133,15 +133,15 @@ def test_a_second_rollout_is_refused_naming_the_holder(
         service: Service, images: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     _deploy_stable(service, images)
     from shipml.canary.lock import Lock
-    from shipml.canary.targets.docker import DockerTarget
+    from shipml.canary.targets import build_target
     from shipml.config import load_config
 
     config = service.config(images["good"])
     loaded = load_config(config)
-    target = DockerTarget.from_settings(service.name, loaded.section("canary")["target"]["docker"],
-                                        loaded.where)
+    target = build_target("docker", service.name, loaded.section("canary")["target"]["docker"],
+                          loaded.where)
     other = Lock("GitHub Actions run 42 (pid 1)", "another-runner", 1, time.time(), 60)
-    target.acquire(other, time.time())
+    target.store.acquire(other, time.time())
     assert _run(config) == 2
     assert "another shipml canary holds the rollout of " + service.name + \
         ": GitHub Actions run 42 (pid 1)" in capsys.readouterr().err

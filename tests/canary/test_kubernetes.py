@@ -14,8 +14,9 @@ import pytest
 
 from shipml.canary.engine import Revision
 from shipml.canary.lock import Lock, LockHeld
+from shipml.canary.targets import Target, kubernetes
 from shipml.canary.targets import k8s_objects as objects
-from shipml.canary.targets.kubernetes import KubeApi, KubernetesTarget, object_path
+from shipml.canary.targets.kube_api import KubeApi, object_path
 from shipml.errors import ConfigError
 
 STABLE = ("127.0.0.1:5000/churn@sha256:" + "a" * 64, "churn-aaaaaaaaaaaa")
@@ -177,16 +178,15 @@ def api_server() -> Iterator[FakeApi]:
     server.server_close()
 
 
-def _target(server: FakeApi, method: str) -> KubernetesTarget:
+def _target(server: FakeApi, method: str) -> Target:
     api = KubeApi.connect(f"http://127.0.0.1:{server.server_address[1]}", "NO_SUCH_TOKEN", False)
-    return KubernetesTarget(service="churn", api=api, method=method, namespace="prod",
-                            replicas=4, port=8080, gateway="infra/public", hosts=(),
-                            ready_timeout_s=5, poll_s=0.05)
+    return kubernetes.build("churn", api, method=method, namespace="prod", replicas=4, port=8080,
+                            gateway="infra/public", hosts=(), ready_timeout_s=5, poll_s=0.05)
 
 
 def test_apply_is_a_server_side_apply_patch_as_shipml(api_server: FakeApi) -> None:
     target = _target(api_server, "replicas")
-    target.first_deploy(Revision(*STABLE))
+    target.workload.first_deploy(Revision(*STABLE))
     patches = [r for r in api_server.requests if r[0] == "PATCH"]
     assert [(r[1], r[2]) for r in patches] == [
         ("/apis/apps/v1/namespaces/prod/deployments/churn-stable?fieldManager=shipml&force=true",
@@ -196,26 +196,26 @@ def test_apply_is_a_server_side_apply_patch_as_shipml(api_server: FakeApi) -> No
     assert patches[0][3]["spec"]["template"]["spec"]["containers"][0]["image"] == STABLE[0]
     assert ("GET", "/apis/apps/v1/namespaces/prod/deployments/churn-stable", "", None) \
         in api_server.requests
-    assert target.stable() == Revision(*STABLE)
+    assert target.workload.stable() == Revision(*STABLE)
 
 
 def test_a_missing_object_is_none_and_the_lease_is_created_then_refused(api_server: FakeApi
                                                                          ) -> None:
     target = _target(api_server, "gateway-api")
-    assert target.stable() is None
-    assert target.read_state() is None
+    assert target.workload.stable() is None
+    assert target.store.read_state() is None
     holder = Lock("job 1 (pid 1)", "runner-a", 1, 1_000.0, 60.0)
-    target.acquire(holder, 1_000.0)
+    target.store.acquire(holder, 1_000.0)
     create = next(r for r in api_server.requests if r[0] == "POST")
     assert create[1] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases?fieldManager=shipml"
     assert create[3]["spec"]["leaseDurationSeconds"] == 60
     assert objects.validate(create[3]) == []
     second = Lock("job 2 (pid 2)", "runner-b", 2, 1_010.0, 60.0)
     with pytest.raises(LockHeld) as refused:
-        target.acquire(second, 1_010.0)
+        target.store.acquire(second, 1_010.0)
     assert "job 1 (pid 1)" in refused.value.message
     # once the lease ran out, the second takes it with a PUT carrying the resourceVersion
-    target.acquire(second, 1_100.0)
+    target.store.acquire(second, 1_100.0)
     put = [r for r in api_server.requests if r[0] == "PUT"][-1]
     assert put[1] == "/apis/coordination.k8s.io/v1/namespaces/prod/leases/churn-canary?fieldManager=shipml"
     assert put[3]["metadata"]["resourceVersion"] == "1"
@@ -225,10 +225,11 @@ def test_a_missing_object_is_none_and_the_lease_is_created_then_refused(api_serv
 def test_a_stale_write_meets_409_and_is_retried_on_the_new_version(api_server: FakeApi) -> None:
     target = _target(api_server, "istio")
     mine = Lock("me", "runner", 3, 1_000.0, 60.0)
-    target.acquire(mine, 1_000.0)
+    target.store.acquire(mine, 1_000.0)
     path = object_path("Lease", "prod", "churn-canary")
     # someone else bumps the Lease between our read and our write: the first PUT gets 409
-    real_get = target.api.get
+    api = target.store.api  # type: ignore[attr-defined]
+    real_get = api.get
     bumped = {"done": False}
 
     def racing_get(kind: str, namespace: str, name: str) -> Any:
@@ -238,8 +239,8 @@ def test_a_stale_write_meets_409_and_is_retried_on_the_new_version(api_server: F
             api_server.stored[path]["metadata"]["resourceVersion"] = api_server.next_version()
         return found
 
-    target.api.get = racing_get  # type: ignore[method-assign]
-    target.acquire(mine, 1_001.0)
+    api.get = racing_get
+    target.store.acquire(mine, 1_001.0)
     statuses = [r[0] for r in api_server.requests if r[1].startswith(path)]
     assert statuses.count("PUT") == 2
 
@@ -251,16 +252,20 @@ def test_a_rollout_on_each_method_sends_valid_objects(api_server: FakeApi, metho
 
     target = _target(api_server, method)
     lock = Lock("me", "runner", 3, 1_000.0, 60.0)
-    target.acquire(lock, 1_000.0)
-    target.first_deploy(Revision(*STABLE))
+    target.store.acquire(lock, 1_000.0)
+    target.workload.first_deploy(Revision(*STABLE))
     plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
     state = engine.begin(plan, "churn", Revision(*CANARY), Revision(*STABLE), 1_000.0).state
-    target.write_state(state)
-    target.deploy_canary(Revision(*CANARY))
-    target.set_weight(10)
-    target.promote()
-    assert target.read_state() == state
-    assert target.stable() == Revision(*CANARY)
+    target.store.write_state(state)
+    target.workload.deploy_canary(Revision(*CANARY))
+    target.router.set_weight(Revision(*STABLE), Revision(*CANARY), 10)
+    # the router reads back the split it set: a quarter of 4 pods, else the 10% asked for
+    assert target.router.weights() == {
+        "replicas": {STABLE[1]: 75, CANARY[1]: 25}, "kserve": {CANARY[1]: 10}}.get(
+            method, {STABLE[1]: 90, CANARY[1]: 10})
+    target.workload.promote(Revision(*CANARY))
+    assert target.store.read_state() == state
+    assert target.workload.stable() == Revision(*CANARY)
     for verb, _, content_type, body in api_server.requests:
         if verb == "PATCH":
             assert content_type == "application/apply-patch+yaml"
@@ -295,16 +300,16 @@ def test_a_tag_is_resolved_once_and_every_object_names_the_digest(api_server: Fa
     repository = f"shipml-canary-test/k8s-{uuid.uuid4().hex[:8]}"
     digest = _push_tiny_image(repository, "v1", b"first")
     target = _target(api_server, method)
-    revision = target.resolve(f"127.0.0.1:5000/{repository}:v1")
+    revision = target.workload.resolve(f"127.0.0.1:5000/{repository}:v1")
     pinned = f"127.0.0.1:5000/{repository}@{digest}"
     assert revision == Revision(pinned, f"churn-{digest[7:19]}")
     # the tag moves on; what was resolved does not
     _push_tiny_image(repository, "v1", b"second")
-    target.first_deploy(revision)
+    target.workload.first_deploy(revision)
     images = [container["image"] for verb, _, _, body in api_server.requests if verb == "PATCH"
               for container in _containers(body)]
     assert images and set(images) == {pinned}
-    assert target.stable() == Revision(pinned, revision.revision)
+    assert target.workload.stable() == Revision(pinned, revision.revision)
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -318,7 +323,7 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 def test_a_tag_the_registry_does_not_have_is_refused(api_server: FakeApi) -> None:
     target = _target(api_server, "replicas")
     with pytest.raises(ConfigError, match="no such manifest in the registry"):
-        target.resolve("127.0.0.1:5000/shipml-canary-test/k8s-nothing:here")
+        target.workload.resolve("127.0.0.1:5000/shipml-canary-test/k8s-nothing:here")
     assert api_server.requests == []
 
 
@@ -328,12 +333,12 @@ def test_a_stored_rollout_naming_a_tag_never_moves_on_but_can_be_aborted(api_ser
     from shipml.canary.plan import Plan, Step
 
     target = _target(api_server, "replicas")
-    target.first_deploy(Revision(*STABLE))
+    target.workload.first_deploy(Revision(*STABLE))
     plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
     tagged = Revision("127.0.0.1:5000/churn:v2", "churn-v2")
-    target.acquire(Lock("older shipml", "runner", 3, 1_000.0, 60.0), 1_000.0)
-    target.write_state(engine.begin(plan, "churn", tagged, Revision(*STABLE), 1_000.0).state)
-    target.release(Lock("older shipml", "runner", 3, 1_000.0, 60.0))
+    target.store.acquire(Lock("older shipml", "runner", 3, 1_000.0, 60.0), 1_000.0)
+    target.store.write_state(engine.begin(plan, "churn", tagged, Revision(*STABLE), 1_000.0).state)
+    target.store.release(Lock("older shipml", "runner", 3, 1_000.0, 60.0))
     settings = core.Settings(service="churn", plan=plan, specs=(), target_type="kubernetes",
                              target={}, prometheus={}, probe={}, probe_rows=(), lease_s=60.0,
                              sample_window_s=1.0)
@@ -361,3 +366,43 @@ def test_every_revision_behind_a_proxy_has_no_per_client_limit_below_its_max_con
         env = {item["name"]: item["value"] for item in container["env"]}
         assert env["SHIPML_MAX_CONNECTIONS_PER_CLIENT"] == "100000"
         assert env["SHIPML_REVISION"] == "r2" and env["SHIPML_SERVE_PORT"] == "8080"
+
+
+#: the rollout state as shipml stored it before the target was cut into store, workload and
+#: router: the annotation of the Lease SERVICE-canary (a later job must still resume it)
+EARLIER_STATE = (
+    '{"canary": {"image": "127.0.0.1:5000/churn@sha256:' + "b" * 64 + '", "revision": '
+    '"churn-bbbbbbbbbbbb"}, "failures": 0, "history": [{"error_rate": null, "failed": 0, '
+    '"p95_ms": null, "rounds": 0, "status": "running", "step": 0, "weight": 10}], '
+    '"passed_in_step": 0, "phase": "progressing", "reason": "", "service": "churn", "stable": '
+    '{"image": "127.0.0.1:5000/churn@sha256:' + "a" * 64 + '", "revision": '
+    '"churn-aaaaaaaaaaaa"}, "started_at": 1000.0, "step": 0, "step_started_at": 1000.0, '
+    '"updated_at": 1000.0, "version": 1, "weight": 10}')
+
+
+@pytest.mark.parametrize("method", objects.METHODS)
+def test_a_rollout_stored_by_an_earlier_shipml_is_read_and_promoted(api_server: FakeApi,
+                                                                     method: str) -> None:
+    from shipml.canary import core
+    from shipml.canary.plan import Plan, Step
+
+    target = _target(api_server, method)
+    target.workload.first_deploy(Revision(*STABLE))
+    target.workload.deploy_canary(Revision(*CANARY))
+    api_server.stored[object_path("Lease", "prod", "churn-canary")] = {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "churn-canary", "namespace": "prod", "resourceVersion": "900",
+                     "labels": {"app.kubernetes.io/managed-by": "shipml"},
+                     "annotations": {"shipml.dev/canary-state": EARLIER_STATE}},
+        "spec": {"leaseDurationSeconds": 60}}
+    stored = target.store.read_state()
+    assert stored is not None and stored.phase == "progressing" and stored.weight == 10
+    assert stored.canary == Revision(*CANARY) and stored.stable == Revision(*STABLE)
+    plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
+    settings = core.Settings(service="churn", plan=plan, specs=(), target_type="kubernetes",
+                             target={}, prometheus={}, probe={}, probe_rows=(), lease_s=60.0,
+                             sample_window_s=1.0)
+    runner = core.Runner(settings=settings, target=target, providers={}, lines=[], rounds=[])
+    assert core.manual(runner, "promote").phase == "promoted"
+    assert target.workload.stable() == Revision(*CANARY)
+    assert target.router.weights() == {CANARY[1]: 100}

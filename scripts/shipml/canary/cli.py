@@ -135,11 +135,11 @@ def _status(settings: Any, config: Config) -> int:
     from shipml.canary.targets import build_target
 
     target = build_target(settings.target_type, settings.service, settings.target, config.where)
-    state = target.read_state()
+    state = target.store.read_state()
     if state is None:
         print(f"shipml canary: no rollout stored on {target.describe()}")
         return EXIT_OK
-    stable = target.stable()
+    stable = target.workload.stable()
     print(f"shipml canary: {settings.service}: {state.phase.replace('_', ' ')} at step "
           f"{state.step + 1}/{len(settings.plan.steps)}, weight {state.weight}%")
     print(f"  canary  {state.canary.revision} ({state.canary.image})")

@@ -149,13 +149,14 @@ class Runner:
     def apply(self, decision: Decision) -> RolloutState:
         """Apply a decision to the target, then store its state there; return the state."""
         self.say(decision.line)
+        target, canary = self.target, decision.state.canary
         if decision.action == "set_weight":
-            self.target.set_weight(decision.weight)
+            target.router.set_weight(target.workload.stable(), canary, decision.weight)
         elif decision.action == "promote":
-            self.target.promote()
+            target.workload.promote(canary)
         elif decision.action == "rollback":
-            self.target.rollback()
-        self.target.write_state(decision.state)
+            target.workload.rollback(canary)
+        target.store.write_state(decision.state)
         return decision.state
 
     def loop(self, state: RolloutState, lock: Lock) -> RolloutState:
@@ -163,7 +164,7 @@ class Runner:
         plan = self.settings.plan
         while state.phase == "progressing":
             self.sleep(plan.interval_s)
-            self.target.acquire(Lock(lock.holder, lock.host, lock.pid, self.now(), lock.lease_s),
+            self.target.store.acquire(Lock(lock.holder, lock.host, lock.pid, self.now(), lock.lease_s),
                                 self.now())
             round_ = self.analyse(state)
             state = self.apply(engine.decide(plan, state, round_.verdicts(self.settings.specs),
@@ -188,7 +189,7 @@ class Runner:
         found = dict(self.providers)
         if any(spec.provider == "probe" for spec in self.settings.specs):
             found["probe"] = build_provider(
-                "probe", self.settings.probe, endpoints=self.target.endpoints(),
+                "probe", self.settings.probe, endpoints=self.target.workload.endpoints(),
                 rows=self.settings.probe_rows, max_age_s=self.settings.plan.interval_s / 2)
         return found
 
@@ -208,13 +209,13 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
     A stored rollout that has not ended continues from its step; another image while one is in
     progress is refused. With no stable revision yet the image is deployed plainly.
     """
-    settings, target = runner.settings, runner.target
+    settings, store, workload = runner.settings, runner.target.store, runner.target.workload
     lock = me(settings.lease_s, runner.now())
-    target.acquire(lock, runner.now())
+    store.acquire(lock, runner.now())
     try:
-        stored = target.read_state()
+        stored = store.read_state()
         if stored is not None and not stored.final:
-            if image is not None and target.resolve(image).revision != stored.canary.revision:
+            if image is not None and workload.resolve(image).revision != stored.canary.revision:
                 raise ConfigError(IN_PROGRESS.format(other=stored.canary.revision,
                                                      service=settings.service,
                                                      phase=stored.phase, weight=stored.weight))
@@ -222,22 +223,22 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
             runner.say(f"canary {settings.service}: resume {stored.canary.revision} at step "
                        f"{stored.step + 1}/{len(settings.plan.steps)}, weight {stored.weight}%")
             if stored.phase == "progressing":
-                target.set_weight(stored.weight)
+                runner.target.router.set_weight(workload.stable(), stored.canary, stored.weight)
             return runner.loop(stored, lock)
         if image is None:
             raise ConfigError(NO_IMAGE)
-        canary = target.resolve(image)
-        stable = target.stable()
+        canary = workload.resolve(image)
+        stable = workload.stable()
         now = runner.now()
         if stable is None:
             runner.say(f"canary {settings.service}: no stable revision yet: first deploy of "
                        f"{canary.revision} ({canary.image}), a plain rollout with health checks")
-            target.first_deploy(canary)
+            workload.first_deploy(canary)
             state = RolloutState(service=settings.service, phase="promoted", step=0, weight=100,
                                  canary=canary, stable=None, started_at=now, step_started_at=now,
                                  updated_at=runner.now(),
                                  reason="first deploy: a plain rollout, no stable to compare with")
-            target.write_state(state)
+            store.write_state(state)
             return state
         if stable.revision == canary.revision:
             runner.say(f"canary {settings.service}: {canary.revision} is already the stable "
@@ -247,12 +248,12 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
                                  step_started_at=now, updated_at=now,
                                  reason="already the stable revision")
             return state
-        target.deploy_canary(canary)
+        workload.deploy_canary(canary)
         state = runner.apply(engine.begin(settings.plan, settings.service, canary, stable,
                                           runner.now()))
         return runner.loop(state, lock)
     finally:
-        target.release(lock)
+        store.release(lock)
 
 
 def manual(runner: Runner, verb: engine.Command) -> RolloutState:
@@ -260,9 +261,9 @@ def manual(runner: Runner, verb: engine.Command) -> RolloutState:
     loop in this process. Raises ConfigError when there is no rollout to act on."""
     settings, target = runner.settings, runner.target
     lock = me(settings.lease_s, runner.now())
-    target.acquire(lock, runner.now())
+    target.store.acquire(lock, runner.now())
     try:
-        stored = target.read_state()
+        stored = target.store.read_state()
         if stored is None:
             raise ConfigError(f"there is no rollout of {settings.service} to {verb} on "
                               f"{target.describe()}")
@@ -271,7 +272,7 @@ def manual(runner: Runner, verb: engine.Command) -> RolloutState:
         state = runner.apply(engine.command(settings.plan, stored, verb, runner.now()))
         return runner.loop(state, lock) if state.phase == "progressing" else state
     finally:
-        target.release(lock)
+        target.store.release(lock)
 
 
 def _check_pinned(stored: RolloutState) -> None:

@@ -1,7 +1,15 @@
-"""Targets: where the service runs and how traffic is split, behind one interface chosen by
-``canary.target.type`` (``docker`` with an HAProxy router, ``kubernetes`` with one of four
-traffic methods). A target also keeps the rollout's state and lock, so that the next job finds
-them where the service is.
+"""Targets: where the service runs and how traffic is split, chosen by ``canary.target.type``
+(``docker`` with an HAProxy router, ``kubernetes`` with one of four traffic methods).
+
+A target is three parts, each behind a small interface of its own (Flagger's cut: a canary
+controller per workload kind, a router per mesh from ``router.Factory``, the state apart):
+
+- a :class:`StateStore`: the rollout's lock and state, kept where the service is, so that the
+  next job finds them (docker: a lock container and a file in the router container; kubernetes:
+  a Lease);
+- a :class:`Workload`: the revisions that run (start the first, start a canary beside the stable,
+  promote it, remove it);
+- a :class:`Router`: one per traffic method, chosen by a factory, that splits the traffic.
 
 Every operation is idempotent: the runner applies a decision, then stores the state; a run killed
 between the two applies the same decision again when it resumes.
@@ -10,6 +18,7 @@ between the two applies the same decision again when it resumes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shipml.canary.engine import Revision, RolloutState
@@ -31,19 +40,8 @@ def serving_environment(revision: str, host: str, port: int) -> dict[str, str]:
             "SHIPML_REVISION": revision, "SHIPML_SERVE_HOST": host, "SHIPML_SERVE_PORT": str(port)}
 
 
-class Target(Protocol):
-    """A place a service runs, with weighted traffic between a stable and a canary revision."""
-
-    service: str
-
-    def describe(self) -> str:
-        """Return how messages name the target (engine or cluster, and the service)."""
-        ...
-
-    def resolve(self, image: str) -> Revision:
-        """Return the revision ``image`` would run as; raise ConfigError when the image does not
-        exist."""
-        ...
+class StateStore(Protocol):
+    """The service's rollout lock and rollout state, kept on the target."""
 
     def acquire(self, lock: Lock, now: float) -> None:
         """Take the service's rollout lock (or renew ours); raise LockHeld naming a live holder."""
@@ -61,6 +59,32 @@ class Target(Protocol):
         """Store the rollout state on the target."""
         ...
 
+
+class Router(Protocol):
+    """One traffic method: how a share of the requests reaches the canary."""
+
+    def set_weight(self, stable: Revision | None, canary: Revision | None, weight: int) -> None:
+        """Send ``weight`` percent of the traffic to ``canary``, the rest to ``stable``, and
+        return once that split serves."""
+        ...
+
+    def weights(self) -> dict[str, int]:
+        """Return the weight each revision gets now, by revision, as the router has it."""
+        ...
+
+
+class Workload(Protocol):
+    """The revisions of a service: which runs, starting and removing them."""
+
+    def describe(self) -> str:
+        """Return how messages name the target (engine or cluster, and the service)."""
+        ...
+
+    def resolve(self, image: str) -> Revision:
+        """Return the revision ``image`` would run as; raise ConfigError when the image does not
+        exist."""
+        ...
+
     def stable(self) -> Revision | None:
         """Return the revision that serves the traffic now, or None before the first deploy."""
         ...
@@ -74,22 +98,32 @@ class Target(Protocol):
         InfrastructureError when it does not become ready."""
         ...
 
-    def set_weight(self, weight: int) -> None:
-        """Send ``weight`` percent of the traffic to the canary, the rest to the stable."""
-        ...
-
-    def promote(self) -> None:
-        """Make the canary the stable with all traffic, without dropping requests; remove the
+    def promote(self, canary: Revision) -> None:
+        """Make ``canary`` the stable with all traffic, without dropping requests; remove the
         old stable."""
         ...
 
-    def rollback(self) -> None:
-        """Send every request to the stable and remove the canary."""
+    def rollback(self, canary: Revision) -> None:
+        """Send every request to the stable and remove ``canary``."""
         ...
 
     def endpoints(self) -> dict[str, str]:
         """Return the base URL of each running revision, by revision (what the probe calls)."""
         ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """A place a service runs: its state store, its workload and its traffic router."""
+
+    service: str
+    store: StateStore
+    workload: Workload
+    router: Router
+
+    def describe(self) -> str:
+        """Return how messages name the target."""
+        return self.workload.describe()
 
 
 def check_type(name: str, where: str) -> str:
@@ -101,11 +135,13 @@ def check_type(name: str, where: str) -> str:
 
 
 def build_target(kind: str, service: str, settings: Mapping[str, Any], where: Any) -> Target:
-    """Return the target of type ``kind`` for ``service`` from its settings section."""
+    """Return the target of type ``kind`` for ``service`` from its settings section; raise
+    ConfigError for a bad setting and InfrastructureError when its engine or cluster does not
+    answer."""
     if kind == "docker":
-        from shipml.canary.targets.docker import DockerTarget
+        from shipml.canary.targets import docker
 
-        return DockerTarget.from_settings(service, settings, where)
-    from shipml.canary.targets.kubernetes import KubernetesTarget
+        return docker.from_settings(service, settings, where)
+    from shipml.canary.targets import kubernetes
 
-    return KubernetesTarget.from_settings(service, settings, where)
+    return kubernetes.from_settings(service, settings, where)

@@ -1,34 +1,35 @@
 """Target ``docker``: the service's revisions as containers on a Docker Engine (the local socket or
-``DOCKER_HOST``), host network, each on a fixed loopback port (slot ``a`` or ``b``), and a router
-container running HAProxy in front of both, steered through its Runtime API.
-
-What the target keeps lives on the engine: the rollout state and the slot table are files in the
-router container (``/shipml/state.json``, ``/shipml/slots.json``); the lock is a container that
-never runs, named after the service (creating a name is atomic, so two runs cannot both take it),
-holding ``/shipml/lock.json``.
+``DOCKER_HOST``), host network, each on a fixed loopback port (slot ``a`` or ``b``), behind an
+:class:`~shipml.canary.targets.haproxy.HAProxyRouter`; the lock and the state in a
+:class:`~shipml.canary.targets.docker_store.DockerStore`. :func:`from_settings` is the factory.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import functools
 import re
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from shipml.canary.engine import Revision, RolloutState
-from shipml.canary.lock import Lock, may_take, refuse
-from shipml.canary.targets import serving_environment
-from shipml.canary.targets.haproxy import SLOTS, RuntimeApi, render_config
+from shipml.canary.engine import Revision
+from shipml.canary.targets import Target, serving_environment
+from shipml.canary.targets._docker import (
+    LABEL,
+    SlotTable,
+    container,
+    other,
+    remove,
+    router_image,
+    router_name,
+)
+from shipml.canary.targets.docker_store import DockerStore
+from shipml.canary.targets.haproxy import SLOTS, HAProxyRouter
 from shipml.errors import ConfigError, InfrastructureError, first_line
 
-LABEL = "dev.shipml.canary"
 NO_ENGINE = ("the Docker Engine does not answer ({reason}); start it or point DOCKER_HOST at one "
              "(canary.target.type: docker)")
 NO_IMAGE = ("{where}: image {image} does not exist: not on the engine and its registry has none "
@@ -47,13 +48,13 @@ NOT_READY = ("the {role} {revision} ({image}) did not become ready on 127.0.0.1:
 
 
 @dataclass
-class DockerTarget:
-    """Stable and canary containers of ``service`` behind an HAProxy router."""
+class DockerWorkload:
+    """Stable and canary containers of ``service`` in slots a and b, behind ``router``."""
 
     service: str
     client: Any
-    router_image: str
-    router_base_image: str
+    router: HAProxyRouter
+    slots: SlotTable
     listen: str
     port: int
     admin_port: int
@@ -65,61 +66,13 @@ class DockerTarget:
     #: how messages name each port's key (``port``, ``admin_port``, slot ``a``, ``b``)
     port_keys: Mapping[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def from_settings(cls, service: str, settings: Mapping[str, Any], where: Any) -> DockerTarget:
-        """Return the target of ``canary.target.docker``; raise InfrastructureError when the
-        engine does not answer."""
-        import docker
-
-        ports = list(settings["ports"])
-        if len(ports) != 2:
-            raise ConfigError(f"{where('canary', 'target', 'docker', 'ports')}: {ports} must be two "
-                              "ports, one per slot, e.g. [8081, 8082]")
-        keys = {"port": where("canary", "target", "docker", "port"),
-                "admin_port": where("canary", "target", "docker", "admin_port"),
-                **{slot: where("canary", "target", "docker", "ports", index)
-                   for index, slot in enumerate(SLOTS)}}
-        values = {"port": int(settings["port"]), "admin_port": int(settings["admin_port"]),
-                  **{slot: int(port) for slot, port in zip(SLOTS, ports, strict=True)}}
-        _check_distinct(values, keys)
-        try:
-            client = docker.from_env(timeout=120)
-            client.ping()
-        except Exception as exc:  # the SDK raises DockerException and requests errors alike
-            raise InfrastructureError(NO_ENGINE.format(reason=first_line(exc))) from None
-        return cls(service=service, client=client, router_image=str(settings["router_image"]),
-                   router_base_image=str(settings["router_base_image"]),
-                   listen=str(settings["listen"]), port=values["port"],
-                   admin_port=values["admin_port"],
-                   slot_ports={slot: values[slot] for slot in SLOTS},
-                   bind=str(settings["bind"]), environment=dict(settings["env"]),
-                   ready_timeout_s=float(settings["ready_timeout_s"]),
-                   drain_s=float(settings["drain_s"]), port_keys=keys)
-
-    # --- names ------------------------------------------------------------------------------
-
     def describe(self) -> str:
         """Return how messages name this target."""
         return f"docker service {self.service} (router 127.0.0.1:{self.port})"
 
-    @property
-    def router_name(self) -> str:
-        """Return the router container's name."""
-        return f"{self.service}-router"
-
-    @property
-    def lock_name(self) -> str:
-        """Return the lock container's name."""
-        return f"{self.service}-canary-lock"
-
     def slot_name(self, slot: str) -> str:
         """Return the container name of ``slot``."""
         return f"{self.service}-{slot}"
-
-    @property
-    def api(self) -> RuntimeApi:
-        """Return the router's Runtime API client."""
-        return RuntimeApi("127.0.0.1", self.admin_port)
 
     # --- images -----------------------------------------------------------------------------
 
@@ -175,199 +128,101 @@ class DockerTarget:
             raise ConfigError(NO_IMAGE.format(where="canary.image", image=image,
                                               reason=first_line(exc))) from None
 
-    def _router_image(self) -> str:
-        import docker
-
-        # The id, not the tag: the lock and the router run the image found here, even if the
-        # tag moves meanwhile.
-        try:
-            return str(self.client.images.get(self.router_image).id)
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            return str(self.client.images.pull(self.router_image).id)
-        except docker.errors.APIError:
-            pass
-        # Neither here nor pullable: build Debian's HAProxy on the configured base.
-        dockerfile = (Path(__file__).resolve().parents[1] / "templates" / "router.Dockerfile")
-        try:
-            built, _ = self.client.images.build(fileobj=io.BytesIO(dockerfile.read_bytes()),
-                                                tag=self.router_image, network_mode="host",
-                                                rm=True,
-                                                buildargs={"BASE_IMAGE": self.router_base_image})
-        except docker.errors.BuildError as exc:
-            raise InfrastructureError(f"building the router image {self.router_image} on "
-                                      f"{self.router_base_image} failed: {first_line(exc)}") from None
-        return str(built.id)
-
-    # --- lock and state ---------------------------------------------------------------------
-
-    def acquire(self, lock: Lock, now: float) -> None:
-        """Take the lock container's name, or take over an expired or dead holder's."""
-        import docker
-
-        for _ in range(3):
-            existing = self._container(self.lock_name)
-            if existing is None:
-                try:
-                    created = self.client.containers.create(
-                        self._router_image(), command=["true"], name=self.lock_name,
-                        labels={LABEL: self.service, f"{LABEL}.role": "lock"})
-                except docker.errors.APIError as exc:
-                    if getattr(exc, "status_code", None) == 409:
-                        continue  # someone else created it first: read theirs
-                    raise InfrastructureError(f"cannot create the lock {self.lock_name}: "
-                                              f"{first_line(exc)}") from None
-                _write_file(created, "lock.json", lock.to_dict())
-                return
-            held = Lock.from_dict(_read_file(existing, "lock.json") or {})
-            if held is not None and not may_take(held, lock, now):
-                raise refuse(self.service, held, now)
-            if held is not None and held.host == lock.host and held.pid == lock.pid:
-                _write_file(existing, "lock.json", lock.to_dict())
-                return
-            _remove(existing)
-        raise InfrastructureError(f"could not take the lock {self.lock_name} after 3 tries")
-
-    def release(self, lock: Lock) -> None:
-        """Remove the lock container when it is ours."""
-        existing = self._container(self.lock_name)
-        if existing is None:
-            return
-        held = Lock.from_dict(_read_file(existing, "lock.json") or {})
-        if held is not None and held.host == lock.host and held.pid == lock.pid:
-            _remove(existing)
-
-    def read_state(self) -> RolloutState | None:
-        """Return the state in the router container, or None."""
-        router = self._container(self.router_name)
-        record = _read_file(router, "state.json") if router is not None else None
-        return RolloutState.from_dict(record, f"{self.router_name}:/shipml/state.json") \
-            if record else None
-
-    def write_state(self, state: RolloutState) -> None:
-        """Write the state into the router container."""
-        router = self._container(self.router_name)
-        if router is None:
-            raise InfrastructureError(f"the router container {self.router_name} is gone; the "
-                                      "rollout state cannot be stored")
-        _write_file(router, "state.json", state.to_dict())
-
-    def _slots(self) -> dict[str, Any]:
-        router = self._container(self.router_name)
-        return (_read_file(router, "slots.json") or {}) if router is not None else {}
-
-    def _write_slots(self, slots: Mapping[str, Any]) -> None:
-        router = self._container(self.router_name)
-        if router is not None:
-            _write_file(router, "slots.json", dict(slots))
-
     # --- revisions --------------------------------------------------------------------------
 
     def stable(self) -> Revision | None:
         """Return the revision in the stable slot, when the router and its container run."""
-        slots = self._slots()
+        slots = self.slots.read()
         slot = slots.get("stable")
-        container = self._container(self.slot_name(slot)) if slot in SLOTS else None
-        if container is None:
+        found = container(self.client, self.slot_name(slot)) if slot in SLOTS else None
+        if found is None:
             return None
         record = slots.get("revisions", {}).get(slot) or {}
         image = str(record.get("image", ""))
         if not _pinned(image):
             # Recorded by a shipml that ran tags: name what the container really runs.
-            image = str(container.attrs.get("Image") or image)
+            image = str(found.attrs.get("Image") or image)
         return Revision(image, str(record.get("revision", "")))
 
     def first_deploy(self, revision: Revision) -> None:
         """Run ``revision`` in slot a, wait until ready, then start the router with all traffic
         on it. Raises ConfigError, before anything starts, when a port is in use."""
-        router = self._container(self.router_name)
+        router = container(self.client, self.router_name)
         self._check_free({"a", "b"} | (set() if router is not None else {"port", "admin_port"}))
         self._run_slot("a", revision, "first revision")
-        router = self._container(self.router_name)
+        router = container(self.client, self.router_name)
         if router is not None:
-            _remove(router)
-        self._start_router({"a": 100, "b": 0})
-        self._write_slots({"stable": "a", "revisions": {"a": revision.to_dict()}})
+            remove(router)
+        self.router.start({"a": 100, "b": 0})
+        self.slots.write({"stable": "a", "revisions": {"a": revision.to_dict()}})
         self._wait_ready(f"http://127.0.0.1:{self.port}", "router", revision, self.port)
 
     def deploy_canary(self, revision: Revision) -> None:
         """Run ``revision`` in the free slot at weight 0 and wait until it is ready; raise
         ConfigError, before anything starts, when that slot's port is in use."""
-        slots = self._slots()
-        stable = str(slots["stable"])
-        canary = _other(stable)
+        slots = self.slots.read()
+        canary = other(str(slots["stable"]))
         self._check_free({canary})
-        self.api.set_weights({canary: 0, stable: 100})
+        self.router.set_weight(self.stable(), revision, 0)
         self._run_slot(canary, revision, "canary")
         slots.setdefault("revisions", {})[canary] = revision.to_dict()
         slots["canary"] = canary
-        self._write_slots(slots)
+        self.slots.write(slots)
 
-    def set_weight(self, weight: int) -> None:
-        """Give the canary slot ``weight`` and the stable slot the rest."""
-        slots = self._slots()
-        stable = str(slots["stable"])
-        canary = str(slots.get("canary") or _other(stable))
-        self.api.set_weights({canary: weight, stable: 100 - weight})
-
-    def promote(self) -> None:
+    def promote(self, canary: Revision) -> None:
         """All traffic to the canary, let the stable's requests finish, remove it, and record the
         canary's slot as the stable one."""
-        slots = self._slots()
-        stable = str(slots["stable"])
-        canary = str(slots.get("canary") or _other(stable))
-        if self._container(self.slot_name(canary)) is None:
+        slots = self.slots.read()
+        stable_slot, canary_slot = self.slots.stable_and_canary()
+        if container(self.client, self.slot_name(canary_slot)) is None:
             return  # promoted already: the old stable's slot was emptied and the slots swapped
-        self.api.set_weights({canary: 100, stable: 0})
+        self.router.set_weight(None, canary, 100)
         time.sleep(self.drain_s)
-        self._remove_slot(stable)
+        self._remove_slot(stable_slot)
         revisions = dict(slots.get("revisions", {}))
-        revisions.pop(stable, None)
-        self._write_slots({"stable": canary, "revisions": revisions})
+        revisions.pop(stable_slot, None)
+        self.slots.write({"stable": canary_slot, "revisions": revisions})
 
-    def rollback(self) -> None:
+    def rollback(self, canary: Revision) -> None:
         """All traffic to the stable, let the canary's requests finish, remove it."""
-        slots = self._slots()
-        stable = str(slots.get("stable", "a"))
-        canary = str(slots.get("canary") or _other(stable))
-        self.api.set_weights({canary: 0, stable: 100})
-        if self._container(self.slot_name(canary)) is not None:
+        slots = self.slots.read()
+        stable_slot, canary_slot = self.slots.stable_and_canary()
+        self.router.set_weight(self.stable(), canary, 0)
+        if container(self.client, self.slot_name(canary_slot)) is not None:
             time.sleep(self.drain_s)
-            self._remove_slot(canary)
+            self._remove_slot(canary_slot)
         revisions = dict(slots.get("revisions", {}))
-        revisions.pop(canary, None)
-        self._write_slots({"stable": stable, "revisions": revisions})
+        revisions.pop(canary_slot, None)
+        self.slots.write({"stable": stable_slot, "revisions": revisions})
 
     def endpoints(self) -> dict[str, str]:
         """Return each running slot's URL by revision."""
         found = {}
-        for slot, record in self._slots().get("revisions", {}).items():
-            if slot in SLOTS and self._container(self.slot_name(slot)) is not None:
+        for slot, record in self.slots.read().get("revisions", {}).items():
+            if slot in SLOTS and container(self.client, self.slot_name(slot)) is not None:
                 found[str(record["revision"])] = f"http://127.0.0.1:{self.slot_ports[slot]}"
         return found
 
+    @property
+    def router_name(self) -> str:
+        """Return the router container's name."""
+        return router_name(self.service)
+
     # --- containers -------------------------------------------------------------------------
 
-    def _container(self, name: str) -> Any:
-        import docker
-
-        try:
-            return self.client.containers.get(name)
-        except docker.errors.NotFound:
-            return None
+    # --- containers -------------------------------------------------------------------------
 
     def _run_slot(self, slot: str, revision: Revision, role: str) -> None:
         import docker
 
-        existing = self._container(self.slot_name(slot))
+        existing = container(self.client, self.slot_name(slot))
         if existing is not None:
             labels = existing.labels or {}
             if labels.get(f"{LABEL}.revision") == revision.revision and existing.status == "running":
                 self._wait_ready(f"http://127.0.0.1:{self.slot_ports[slot]}", role, revision,
                                  self.slot_ports[slot], existing)
                 return
-            _remove(existing)
+            remove(existing)
         port = self.slot_ports[slot]
         # the user's env may set the per-client limit; where and as what the server runs may not
         defaults = serving_environment(revision.revision, self.bind, port)
@@ -375,7 +230,7 @@ class DockerTarget:
                        defaults.pop("SHIPML_MAX_CONNECTIONS_PER_CLIENT"),
                        **self.environment, **defaults}
         try:
-            container = self.client.containers.run(
+            started = self.client.containers.run(
                 revision.image, name=self.slot_name(slot), detach=True, network_mode="host",
                 environment=environment,
                 labels={LABEL: self.service, f"{LABEL}.slot": slot,
@@ -383,7 +238,7 @@ class DockerTarget:
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"cannot start the {role} {revision.image} as "
                                       f"{self.slot_name(slot)}: {first_line(exc)}") from None
-        self._wait_ready(f"http://127.0.0.1:{port}", role, revision, port, container)
+        self._wait_ready(f"http://127.0.0.1:{port}", role, revision, port, started)
 
     def _wait_ready(self, url: str, role: str, revision: Revision, port: int,
                     container: Any = None) -> None:
@@ -407,35 +262,13 @@ class DockerTarget:
                                                    timeout=self.ready_timeout_s,
                                                    logs=logs or "(none)"))
 
-    def _start_router(self, weights: Mapping[str, int]) -> None:
-        config = render_config(listen=self.listen, port=self.port, admin_port=self.admin_port,
-                               servers=self.slot_ports, weights=weights)
-        container = self.client.containers.create(
-            self._router_image(), command=["haproxy", "-db", "-W", "-f", "/shipml/haproxy.cfg"],
-            name=self.router_name, network_mode="host",
-            labels={LABEL: self.service, f"{LABEL}.role": "router"})
-        _put(container, {"haproxy.cfg": config.encode()})
-        container.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.api.command("show info")
-                return
-            except InfrastructureError:
-                container.reload()
-                if container.status in ("exited", "dead"):
-                    break
-                time.sleep(0.2)
-        raise InfrastructureError("the router did not open its Runtime API on 127.0.0.1:"
-                                  f"{self.admin_port}: {container.logs(tail=10).decode(errors='replace')}")
-
     def _check_free(self, roles: set[str]) -> None:
         """Raise ConfigError naming the key of the first port of ``roles`` (``port``,
         ``admin_port``, a slot) that a process other than this service's containers holds."""
         hosts = {"port": self.listen, "admin_port": "127.0.0.1"}
         ports = {"port": self.port, "admin_port": self.admin_port, **self.slot_ports}
         for role in ("port", "admin_port", *SLOTS):
-            if role not in roles or (role in SLOTS and self._container(self.slot_name(role))):
+            if role not in roles or (role in SLOTS and container(self.client, self.slot_name(role))):
                 continue
             host = hosts.get(role, self.bind)
             if _in_use(host, ports[role]):
@@ -443,9 +276,49 @@ class DockerTarget:
                                                      host=host, port=ports[role]))
 
     def _remove_slot(self, slot: str) -> None:
-        container = self._container(self.slot_name(slot))
-        if container is not None:
-            _remove(container, stop_timeout=5)
+        found = container(self.client, self.slot_name(slot))
+        if found is not None:
+            remove(found, stop_timeout=5)
+
+
+def from_settings(service: str, settings: Mapping[str, Any], where: Any) -> Target:
+    """Return the target of ``canary.target.docker``: the engine's store, the slots and the
+    HAProxy router. Raises ConfigError for a bad port list or a port given twice, and
+    InfrastructureError when the engine does not answer."""
+    import docker
+
+    ports = list(settings["ports"])
+    if len(ports) != 2:
+        raise ConfigError(f"{where('canary', 'target', 'docker', 'ports')}: {ports} must be two "
+                          "ports, one per slot, e.g. [8081, 8082]")
+    keys = {"port": where("canary", "target", "docker", "port"),
+            "admin_port": where("canary", "target", "docker", "admin_port"),
+            **{slot: where("canary", "target", "docker", "ports", index)
+               for index, slot in enumerate(SLOTS)}}
+    values = {"port": int(settings["port"]), "admin_port": int(settings["admin_port"]),
+              **{slot: int(port) for slot, port in zip(SLOTS, ports, strict=True)}}
+    _check_distinct(values, keys)
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # the SDK raises DockerException and requests errors alike
+        raise InfrastructureError(NO_ENGINE.format(reason=first_line(exc))) from None
+    image = functools.partial(router_image, client, str(settings["router_image"]),
+                              str(settings["router_base_image"]))
+    slots = SlotTable(client, service)
+    slot_ports = {slot: values[slot] for slot in SLOTS}
+    listen = str(settings["listen"])
+    router = HAProxyRouter(client=client, service=service, image=image, listen=listen,
+                           port=values["port"], admin_port=values["admin_port"],
+                           slot_ports=slot_ports, slots=slots)
+    workload = DockerWorkload(service=service, client=client, router=router, slots=slots,
+                              listen=listen, port=values["port"],
+                              admin_port=values["admin_port"], slot_ports=slot_ports,
+                              bind=str(settings["bind"]), environment=dict(settings["env"]),
+                              ready_timeout_s=float(settings["ready_timeout_s"]),
+                              drain_s=float(settings["drain_s"]), port_keys=keys)
+    return Target(service=service, store=DockerStore(client, service, image), workload=workload,
+                  router=router)
 
 
 def _check_distinct(ports: Mapping[str, int], keys: Mapping[str, str]) -> None:
@@ -498,57 +371,3 @@ def _carries(image: Any, reference: Any) -> bool:
         if _same_repository(text, reference) and Reference.parse(text).digest == reference.digest:
             return True
     return False
-
-
-def _other(slot: str) -> str:
-    return "b" if slot == "a" else "a"
-
-
-def _remove(container: Any, stop_timeout: int = 0) -> None:
-    import docker
-
-    try:
-        if stop_timeout and container.status == "running":
-            container.stop(timeout=stop_timeout)
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        if getattr(exc, "status_code", None) != 409:  # removal already in progress
-            raise InfrastructureError(f"cannot remove {container.name}: {first_line(exc)}") from None
-
-
-def _put(container: Any, files: Mapping[str, bytes]) -> None:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        folder = tarfile.TarInfo("shipml")
-        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-        archive.addfile(folder)
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"shipml/{name}")
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            archive.addfile(info, io.BytesIO(data))
-    container.put_archive("/", buffer.getvalue())
-
-
-def _write_file(container: Any, name: str, record: Mapping[str, Any]) -> None:
-    _put(container, {name: json.dumps(record, sort_keys=True).encode()})
-
-
-def _read_file(container: Any, name: str) -> dict[str, Any] | None:
-    import docker
-
-    try:
-        stream, _ = container.get_archive(f"/shipml/{name}")
-    except docker.errors.NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-        member = archive.next()
-        handle = archive.extractfile(member) if member is not None else None
-        if handle is None:
-            return None
-        try:
-            record = json.loads(handle.read())
-        except ValueError:
-            return None
-    return record if isinstance(record, dict) else None

@@ -1,4 +1,5 @@
-"""The router: HAProxy's configuration as text (pure) and its Runtime API over TCP (thin).
+"""The docker target's traffic router: HAProxy's configuration as text (pure), its Runtime API
+over TCP (thin), and :class:`HAProxyRouter`, the router container steered through that API.
 
 Two servers in one backend, slots ``a`` and ``b``, on fixed loopback ports: one holds the stable,
 the other the canary. ``set weight service/SLOT N`` moves traffic at once, without a reload.
@@ -9,8 +10,13 @@ Health checks on ``/v2/health/ready`` keep a server that is not ready out of rot
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from shipml.canary.engine import Revision
+from shipml.canary.targets._docker import LABEL, SlotTable, put, router_name
 from shipml.errors import InfrastructureError
 
 BACKEND = "service"
@@ -90,3 +96,61 @@ class RuntimeApi:
                 if "srv_name" in fields and "srv_uweight" in fields:
                     found[fields["srv_name"]] = int(fields["srv_uweight"])
         return found
+
+
+@dataclass
+class HAProxyRouter:
+    """The router container of ``service``: HAProxy on ``listen:port`` in front of the two slots,
+    its Runtime API on 127.0.0.1:``admin_port``; the slot table says which slot is which."""
+
+    client: Any
+    service: str
+    image: Callable[[], str]
+    listen: str
+    port: int
+    admin_port: int
+    slot_ports: Mapping[str, int]
+    slots: SlotTable
+
+    @property
+    def api(self) -> RuntimeApi:
+        """Return the router's Runtime API client."""
+        return RuntimeApi("127.0.0.1", self.admin_port)
+
+    def set_weight(self, stable: Revision | None, canary: Revision | None, weight: int) -> None:
+        """Give the canary's slot ``weight`` and the stable's the rest, at once (no reload).
+        The slot table, not the revisions, says which slot is which; raise InfrastructureError
+        when the Runtime API does not answer."""
+        stable_slot, canary_slot = self.slots.stable_and_canary()
+        self.api.set_weights({canary_slot: weight, stable_slot: 100 - weight})
+
+    def weights(self) -> dict[str, int]:
+        """Return each running revision's weight now, by revision, from the Runtime API."""
+        revisions = self.slots.read().get("revisions", {})
+        return {str(revisions[slot]["revision"]): weight
+                for slot, weight in self.api.weights().items() if slot in revisions}
+
+    def start(self, weights: Mapping[str, int]) -> None:
+        """Start the router container with ``weights`` by slot and return once its Runtime API
+        answers; raise InfrastructureError when it does not."""
+        config = render_config(listen=self.listen, port=self.port, admin_port=self.admin_port,
+                               servers=self.slot_ports, weights=weights)
+        container = self.client.containers.create(
+            self.image(), command=["haproxy", "-db", "-W", "-f", "/shipml/haproxy.cfg"],
+            name=router_name(self.service), network_mode="host",
+            labels={LABEL: self.service, f"{LABEL}.role": "router"})
+        put(container, {"haproxy.cfg": config.encode()})
+        container.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.api.command("show info")
+                return
+            except InfrastructureError:
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    break
+                time.sleep(0.2)
+        raise InfrastructureError("the router did not open its Runtime API on 127.0.0.1:"
+                                  f"{self.admin_port}: "
+                                  f"{container.logs(tail=10).decode(errors='replace')}")

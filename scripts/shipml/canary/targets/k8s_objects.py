@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -28,7 +28,6 @@ from typing import Any
 from shipml.canary.targets import serving_environment
 from shipml.errors import ConfigError, did_you_mean
 
-METHODS = ("replicas", "gateway-api", "istio", "kserve")
 #: a folder of upstream CRDs in the layout of shipml/canary/crds, instead of the shipped copies
 CRD_DIR_ENV = "SHIPML_K8S_SCHEMAS"
 _CRD_FILES = {
@@ -174,42 +173,81 @@ def lease(service: str, namespace: str, holder: str | None, lease_s: int, renewe
             "spec": spec}
 
 
+def kserve_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
+                   canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
+                   gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the InferenceService of method ``kserve``: the canary's image while one is rolled
+    out (``canaryTrafficPercent`` its weight, none at 100), else the stable's."""
+    image, revision = canary or stable or ("", "")
+    return [inference_service(service, namespace, image, revision, port,
+                              weight if canary is not None and weight < 100 else None)]
+
+
+def replicas_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
+                     canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
+                     gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the objects of method ``replicas``: the two Deployments sharing ``replicas`` pods
+    by the weight (the stable keeps one until 100), behind one Service."""
+    canary_pods = canary_replicas(replicas, weight) if canary is not None else 0
+    stable_pods = max(replicas - canary_pods, 1) if weight < 100 else 0
+    return [*_deployments(service, namespace, stable, canary, stable_pods, canary_pods, port),
+            service_object(service, namespace, {"app": service}, port)]
+
+
+def gateway_api_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
+                        canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
+                        gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the objects of method ``gateway-api``: the two Deployments, a Service per track
+    and the HTTPRoute; raise ConfigError when no Gateway is set."""
+    if not gateway:
+        raise ConfigError(NO_GATEWAY)
+    return [*_deployments(service, namespace, stable, canary, replicas,
+                          replicas if canary is not None else 0, port),
+            *(service_object(f"{service}-{track}", namespace, {"app": service, "track": track},
+                             port) for track in ("stable", "canary")),
+            http_route(service, namespace, gateway, hosts, port, weight)]
+
+
+def istio_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
+                  canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
+                  gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the objects of method ``istio``: the two Deployments behind one Service, the
+    DestinationRule and the VirtualService."""
+    return [*_deployments(service, namespace, stable, canary, replicas,
+                          replicas if canary is not None else 0, port),
+            service_object(service, namespace, {"app": service}, port),
+            destination_rule(service, namespace),
+            virtual_service(service, namespace, hosts, weight)]
+
+
+NO_GATEWAY = ("canary.target.kubernetes.gateway is not set; the gateway-api method attaches its "
+              "HTTPRoute to a Gateway, e.g.\n  gateway: infra/public-gateway")
+#: every traffic method and the objects it applies for a weight; Deployments come before what
+#: routes to them
+TRAFFIC_OBJECTS: Mapping[str, Callable[..., list[dict[str, Any]]]] = {
+    "replicas": replicas_objects, "gateway-api": gateway_api_objects, "istio": istio_objects,
+    "kserve": kserve_objects,
+}
+METHODS = tuple(TRAFFIC_OBJECTS)
+
+
 def traffic_objects(method: str, service: str, namespace: str, *, stable: tuple[str, str] | None,
                     canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
                     gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
     """Return every object ``method`` applies for ``weight`` percent to the canary; ``stable`` and
-    ``canary`` are (image, revision) pairs or None. Deployments come before what routes to them."""
-    if method == "kserve":
-        image, revision = canary or stable or ("", "")
-        return [inference_service(service, namespace, image, revision, port,
-                                  weight if canary is not None and weight < 100 else None)]
-    objects: list[dict[str, Any]] = []
-    canary_pods = canary_replicas(replicas, weight) if canary is not None else 0
-    if method == "replicas":
-        stable_pods = replicas - canary_pods if weight < 100 else 0
-        stable_pods = max(stable_pods, 1) if weight < 100 else 0
-    else:
-        stable_pods, canary_pods = replicas, replicas if canary is not None else 0
-    if stable is not None:
-        objects.append(deployment(service, namespace, "stable", *stable, stable_pods, port))
-    if canary is not None:
-        objects.append(deployment(service, namespace, "canary", *canary, canary_pods, port))
-    if method == "replicas":
-        objects.append(service_object(service, namespace, {"app": service}, port))
-    elif method == "gateway-api":
-        if not gateway:
-            raise ConfigError("canary.target.kubernetes.gateway is not set; the gateway-api "
-                              "method attaches its HTTPRoute to a Gateway, e.g.\n"
-                              "  gateway: infra/public-gateway")
-        for track in ("stable", "canary"):
-            objects.append(service_object(f"{service}-{track}", namespace,
-                                          {"app": service, "track": track}, port))
-        objects.append(http_route(service, namespace, gateway, hosts, port, weight))
-    else:
-        objects.append(service_object(service, namespace, {"app": service}, port))
-        objects.append(destination_rule(service, namespace))
-        objects.append(virtual_service(service, namespace, hosts, weight))
-    return objects
+    ``canary`` are (image, revision) pairs or None. Raises ConfigError when a setting the method
+    needs is missing."""
+    return TRAFFIC_OBJECTS[method](service, namespace, stable=stable, canary=canary,
+                                   weight=weight, replicas=replicas, port=port, gateway=gateway,
+                                   hosts=hosts)
+
+
+def _deployments(service: str, namespace: str, stable: tuple[str, str] | None,
+                 canary: tuple[str, str] | None, stable_pods: int, canary_pods: int,
+                 port: int) -> list[dict[str, Any]]:
+    tracks = (("stable", stable, stable_pods), ("canary", canary, canary_pods))
+    return [deployment(service, namespace, track, *revision, pods, port)
+            for track, revision, pods in tracks if revision is not None]
 
 
 # --- validation ---------------------------------------------------------------------------------
