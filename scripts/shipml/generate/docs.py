@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import importlib
 import inspect
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,10 +59,11 @@ that stops without judging writes an `error` result whose `kind` says why
 | exit | meaning |
 |---|---|
 {rows}
-`shipml run` exits with the worst code of the stages it ran. In code, each code is an exception
-class under `shipml.errors.ShipmlError`; `shipml.cli.main` catches only these and prints one
-message (anything else is a bug: exit {infra} with an `internal` error result, the traceback with
-`--debug`):
+`shipml run` exits with the worst code of the stages it ran. A failed gate is a verdict, a result
+with status `fail` and exit 1, never an exception. A stage that stops without judging raises one
+of the exceptions under `shipml.errors.ShipmlError`, each carrying its exit code;
+`shipml.cli.main` catches only these and prints one message (anything else is a bug: exit
+{infra} with an `internal` error result, the traceback with `--debug`):
 
 | exception | exit | when |
 |---|---|---|
@@ -493,23 +495,65 @@ def results_page() -> str:
     """Return the result contract page: each object of a stage result and its fields."""
     objects = []
     for kind in _objects():
-        doc = " ".join(inspect.cleandoc(kind.__doc__ or "").split())
-        lines = [f"## `{kind.__name__}`", "", cell(doc).replace("\\|", "|"), "",
-                 "| field | type | default |", "|---|---|---|"]
+        doc = " ".join(inspect.cleandoc(kind.__doc__ or "").split()).replace("``", "`")
+        lines = [f"## `{kind.__name__}`", "", doc, "",
+                 "| field | JSON type | default |", "|---|---|---|"]
         for item in dataclasses.fields(kind):
             if item.default is not dataclasses.MISSING:
-                default = f"`{item.default!r}`"
+                default = f"`{json.dumps(_jsonable(item.default))}`"
             elif item.default_factory is not dataclasses.MISSING:
-                default = f"`{item.default_factory()!r}`"
+                default = f"`{json.dumps(_jsonable(item.default_factory()))}`"
             else:
                 default = "required"
-            lines.append(f"| `{item.name}` | `{cell(item.type)}` | {cell(default)} |")
+            lines.append(f"| `{item.name}` | {cell(json_type(str(item.type)))} | {cell(default)} |")
         objects.append("\n".join(lines) + "\n")
     return RESULTS_PAGE.format(
         notice=NOTICE.format(source="scripts/shipml/results.py"),
         stage_statuses=_words(results.STAGE_STATUSES), check_statuses=_words(results.CHECK_STATUSES),
         fail_on=_words(results.FAIL_ON_CHOICES), error_kinds=_words(results.ERROR_KINDS),
         objects="\n".join(objects))
+
+
+#: Python annotations of results.py as the JSON they serialise to
+_JSON_WORDS = (("str", "string"), ("float", "number"), ("int", "integer"), ("bool", "boolean"),
+               ("None", "null"), ("Any", "any"))
+
+
+def json_type(annotation: str) -> str:
+    """Return the JSON type a field annotated ``annotation`` serialises to: ``tuple[X, ...]`` a
+    list of X, ``Mapping[str, X]`` an object, a ``Literal`` alias of :mod:`shipml.results` its
+    values, a dataclass its name (with a link to its section)."""
+    import typing
+
+    text = annotation.strip()
+    if " | " in text:
+        return " or ".join(json_type(part) for part in text.split(" | "))
+    if text.startswith("tuple[") and text.endswith(", ...]"):
+        return f"list of {json_type(text[6:-6])}"
+    if text.startswith("tuple["):
+        parts = [json_type(part) for part in text[6:-1].split(", ")]
+        return f"list [{', '.join(parts)}]"
+    if text.startswith("Mapping["):
+        return f"object of {json_type(text[8:-1].split(', ', 1)[1])}"
+    for python, word in _JSON_WORDS:
+        if text == python:
+            return word
+    value = getattr(results, text, None)
+    if value is not None and typing.get_origin(value) is typing.Literal:
+        return ", ".join(f"`{json.dumps(choice)}`" for choice in typing.get_args(value))
+    if inspect.isclass(value) and dataclasses.is_dataclass(value):
+        return f"[`{text}`](#{text.lower()})"
+    if text == "Scalar":
+        return "number, string, boolean or null"
+    return f"`{text}`"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def exit_codes_page() -> str:
@@ -528,7 +572,7 @@ def exit_codes_page() -> str:
     for error_class in hierarchy:
         if error_class.__module__ != errors.__name__:
             continue
-        doc = " ".join(inspect.cleandoc(error_class.__doc__ or "").split())
+        doc = " ".join(inspect.cleandoc(error_class.__doc__ or "").split()).replace("``", "`")
         classes.append(f"| `{error_class.__name__}` | {error_class.exit_code} | {cell(doc)} |")
     kinds = [f"| `{kind}` | {code} |" for kind, code in results.ERROR_EXIT_CODES.items()]
     return EXIT_CODES_PAGE.format(notice=NOTICE.format(source="scripts/shipml/errors.py and "
