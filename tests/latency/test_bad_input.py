@@ -33,9 +33,9 @@ def test_dynamic_axis_without_a_size_names_the_input_and_axis(
         tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = fail(tmp_path, {"model": {"path": str(encoder)}, "latency": FAST}, capsys)
     assert err == (
-        f"shipml latency: {tmp_path / 'shipml.yaml'}:3 latency.inputs.dims: model input "
+        f"shipml latency: {tmp_path / 'shipml.yaml'}:1 model.inputs.dims: model input "
         "'input_ids' axis 1 ('sequence_length') is dynamic and has no size; give it one, e.g.\n"
-        "  latency:\n    inputs:\n      dims:\n        sequence_length: 128\n"
+        "  model:\n    inputs:\n      dims:\n        sequence_length: 128\n"
     )
 
 

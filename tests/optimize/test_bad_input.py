@@ -97,13 +97,13 @@ def test_a_model_with_string_inputs_and_only_label_outputs_runs(
 
 def test_optimize_does_not_read_the_latency_section(
         tmp_path: Path, encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # latency.inputs.dims used to size optimize's inputs too; now optimize asks for its own.
+    # latency.inputs.dims sizes latency's inputs alone; the key both stages read is model.inputs.
     err = refused(tmp_path, {"model": {"path": str(encoder)},
                              "latency": {"inputs": {"dims": {"sequence_length": 16}}}}, capsys)
     assert err == (
-        f"shipml optimize: {tmp_path / 'shipml.yaml'} optimize.inputs.dims: model input "
+        f"shipml optimize: {tmp_path / 'shipml.yaml'}:1 model.inputs.dims: model input "
         "'input_ids' axis 1 ('sequence_length') is dynamic and has no size; give it one, e.g.\n"
-        "  optimize:\n    inputs:\n      dims:\n        sequence_length: 128\n")
+        "  model:\n    inputs:\n      dims:\n        sequence_length: 128\n")
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -11,7 +11,10 @@ its spec.
   embedding they index, attention masks get ones.
 
 Batches repeat the rows to fill themselves. Every setting arrives as :class:`InputSettings`;
-:func:`input_settings` reads them from a stage's own ``<stage>.inputs`` keys and ``model:``.
+:func:`input_settings` reads them from ``model:``. What describes the model's inputs (``source``,
+``data``, ``dims``, ``vocab_size``) is said once in ``model.inputs`` for every stage that feeds the
+model; a stage's own ``<stage>.inputs`` key of the same name wins for that stage alone, key by key
+(:func:`stage_inputs`). ``seed`` and ``max_feed_mb`` are each stage's own.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from shipml.config import Config
+from shipml.config import Config, key_schema
 from shipml.data import load_table
 from shipml.errors import ConfigError
 from shipml.measure._tensors import is_tensor_file, read_tensors
@@ -42,6 +45,12 @@ DEFAULT_MAX_FEED_MB = 1024
 _STRING_BYTES = 64
 _MASK_WORDS = ("attention_mask", "input_mask", "mask")
 _ZERO_WORDS = ("token_type_ids", "segment_ids", "position_ids")
+#: where the inputs every stage shares are declared
+MODEL_INPUTS: tuple[str, str] = ("model", "inputs")
+NO_DATA = ("{where}: inputs.source is data but no data set is configured; set model.inputs.data "
+           "({stage}.inputs.data for {stage} alone) or model.test")
+DYNAMIC_AXIS = ("{where}: model input {input!r} axis {axis}{label} is dynamic and has no size; "
+                "give it one, e.g.\n{snippet}")
 
 
 @dataclass(frozen=True)
@@ -53,12 +62,21 @@ class DataFile:
 
 
 @dataclass(frozen=True)
+class InputKey:
+    """One input key as a stage sees it: its value and the key that set it (or would)."""
+
+    value: Any
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class InputSettings:
     """Where a plan's inputs come from and how big they may get.
 
     ``data`` lists the candidate files in order of preference (the stage's own key, then
-    ``model.test``/``model.train``); the first is used. The ``*_where`` texts say where a key
-    was set, for messages; ``stage`` names the section the snippets in messages show.
+    ``model.inputs.data``, then ``model.test``/``model.train``); the first is used. The
+    ``*_where`` texts say where a key was set, for messages; ``stage`` names the stage whose
+    ``<stage>.inputs`` keys messages suggest.
     """
 
     stage: str = "latency"
@@ -67,6 +85,8 @@ class InputSettings:
     data: tuple[DataFile, ...] = ()
     dims: Mapping[str, int] = field(default_factory=dict)
     dims_where: str = "inputs.dims"
+    #: the key a missing size goes in, for the snippet of the message
+    dims_key: tuple[str, ...] = (*MODEL_INPUTS, "dims")
     vocab_size: int | None = None
     seed: int = 0
     max_feed_bytes: int = DEFAULT_MAX_FEED_MB * 2**20
@@ -209,30 +229,61 @@ class InputPlan:
         return rng.standard_normal(shape).astype(dtype)
 
 
+def model_input_keys() -> tuple[str, ...]:
+    """Return the keys of ``model.inputs``, as the schema declares them: the ones every stage
+    that feeds the model shares and a stage's ``<stage>.inputs`` may override."""
+    return tuple(key_schema(MODEL_INPUTS).get("properties") or {})
+
+
+def stage_inputs(config: Config, stage: str) -> dict[str, InputKey]:
+    """Return the effective ``inputs`` keys of ``stage``, each with the key that set it.
+
+    A key of ``model.inputs`` comes from ``<stage>.inputs`` where the stage sets it (a value
+    other than null; ``dims`` replaces ``model.inputs.dims`` whole), else from ``model.inputs``
+    (its default when unset there too). The stage's own keys (``seed``, ``max_feed_mb``) come
+    from ``<stage>.inputs``. Raises nothing: the config was validated when it was loaded.
+    """
+    stage_cfg = config.section(stage).get("inputs") or {}
+    model_cfg = config.section("model").get("inputs") or {}
+    shared = model_input_keys()
+    effective: dict[str, InputKey] = {}
+    for key in (*shared, *(k for k in stage_cfg if k not in shared)):
+        if stage_cfg.get(key) is not None or key not in shared:
+            effective[key] = InputKey(stage_cfg.get(key), (stage, "inputs", key))
+        else:
+            effective[key] = InputKey(model_cfg.get(key), (*MODEL_INPUTS, key))
+    return effective
+
+
 def input_settings(config: Config, stage: str, *, prefer: Sequence[str] = ("test", "train")
                    ) -> InputSettings:
-    """Return the input settings of ``stage``: its own ``<stage>.inputs`` keys, then the data
-    sets of ``model:`` in the order ``prefer`` names them (``test``, ``train``)."""
-    inputs_cfg = config.section(stage).get("inputs") or {}
+    """Return the input settings of ``stage``: the keys :func:`stage_inputs` resolves
+    (``<stage>.inputs`` over ``model.inputs``), then the data sets of ``model:`` in the order
+    ``prefer`` names them (``test``, ``train``)."""
+    inputs = stage_inputs(config, stage)
     model_cfg = config.section("model")
     files: list[DataFile] = []
-    if inputs_cfg.get("data"):
-        files.append(DataFile(config.resolve_path(inputs_cfg["data"], stage, "inputs", "data"),
-                              config.where(stage, "inputs", "data")))
+    data = inputs["data"]
+    if data.value:
+        files.append(DataFile(config.resolve_path(data.value, *data.path),
+                              config.where(*data.path)))
     for name in prefer:
         if model_cfg.get(name):
             files.append(DataFile(config.resolve_path(model_cfg[name], "model", name),
                                   config.where("model", name)))
     drop = tuple(str(c) for c in [model_cfg.get("label"), *(model_cfg.get("ignore_columns") or [])]
                  if c)
-    vocab = inputs_cfg.get("vocab_size")
+    dims, vocab = inputs["dims"], inputs["vocab_size"].value
+    seed, max_feed = inputs.get("seed"), inputs.get("max_feed_mb")
     return InputSettings(
-        stage=stage, source=inputs_cfg.get("source", "auto"),
-        source_where=config.where(stage, "inputs", "source"), data=tuple(files),
-        dims={str(k): int(v) for k, v in (inputs_cfg.get("dims") or {}).items()},
-        dims_where=config.where(stage, "inputs", "dims"),
-        vocab_size=int(vocab) if vocab else None, seed=int(inputs_cfg.get("seed", 0)),
-        max_feed_bytes=int(inputs_cfg.get("max_feed_mb", DEFAULT_MAX_FEED_MB)) * 2**20,
+        stage=stage, source=inputs["source"].value or "auto",
+        source_where=config.where(*inputs["source"].path), data=tuple(files),
+        dims={str(k): int(v) for k, v in (dims.value or {}).items()},
+        dims_where=config.where(*dims.path), dims_key=dims.path,
+        vocab_size=int(vocab) if vocab else None,
+        seed=int(seed.value) if seed and seed.value is not None else 0,
+        max_feed_bytes=int(max_feed.value if max_feed and max_feed.value is not None
+                           else DEFAULT_MAX_FEED_MB) * 2**20,
         max_feed_where=config.where(stage, "inputs", "max_feed_mb"),
         features=tuple(model_cfg["features"]) if model_cfg.get("features") else None,
         drop_columns=drop,
@@ -265,10 +316,7 @@ def build_input_plan(model_path: Path, settings: InputSettings, *, key: str = "m
             else "synthetic"
     if choice == "data":
         if data is None:
-            raise ConfigError(
-                f"{settings.source_where}: inputs.source is data but no data set is configured; "
-                f"set {settings.stage}.inputs.data or model.test"
-            )
+            raise ConfigError(NO_DATA.format(where=settings.source_where, stage=settings.stage))
         if is_tensor_file(data.path):
             plan = _tensor_plan(model_path, data, inputs, settings)
         else:
@@ -281,13 +329,14 @@ def build_input_plan(model_path: Path, settings: InputSettings, *, key: str = "m
 
 
 def resolve_dims(inputs: Sequence[TensorSpec], dims: Mapping[str, int], where: str,
-                 batch_sizes: Sequence[int] = (), *, stage: str = "latency"
-                 ) -> dict[str, tuple[int, ...]]:
+                 batch_sizes: Sequence[int] = (), *,
+                 key: Sequence[str] = (*MODEL_INPUTS, "dims")) -> dict[str, tuple[int, ...]]:
     """Return each input's shape with every non-batch axis fixed (axis 0 is set to 1).
 
     A dynamic axis takes its size from ``dims`` by symbol (``sequence_length``) or by
-    ``input.axis``. Raises ConfigError naming the input and axis when no size is given or it is
-    above :data:`MAX_AXIS`, or when a fixed batch axis cannot take a requested batch size.
+    ``input.axis``. Raises ConfigError naming the input and axis when no size is given (with a
+    snippet that gives it one under ``key``) or it is above :data:`MAX_AXIS`, or when a fixed
+    batch axis cannot take a requested batch size.
     """
     resolved: dict[str, tuple[int, ...]] = {}
     for spec in inputs:
@@ -313,11 +362,9 @@ def resolve_dims(inputs: Sequence[TensorSpec], dims: Mapping[str, int], where: s
             if given is None:
                 name = symbol or f"{spec.name}.{axis}"
                 label = f" ({symbol!r})" if symbol else ""
-                raise ConfigError(
-                    f"{where}: model input {spec.name!r} axis {axis}{label} is dynamic and has "
-                    f"no size; give it one, e.g.\n  {stage}:\n    inputs:\n      dims:\n"
-                    f"        {name}: 128"
-                )
+                raise ConfigError(DYNAMIC_AXIS.format(
+                    where=where, input=spec.name, axis=axis, label=label,
+                    snippet=_yaml_snippet((*key, name), "128")))
             if not 1 <= int(given) <= MAX_AXIS:
                 raise ConfigError(f"{where}: {name} is {given}; a dimension is between 1 and "
                                   f"{MAX_AXIS}")
@@ -353,7 +400,7 @@ def token_vocab(path: Path) -> dict[str, int]:
 def _synthetic_plan(model_path: Path, inputs: tuple[TensorSpec, ...], settings: InputSettings,
                     batch_sizes: Sequence[int]) -> InputPlan:
     dims = resolve_dims(inputs, settings.dims, settings.dims_where, batch_sizes,
-                        stage=settings.stage)
+                        key=settings.dims_key)
     vocab = token_vocab(model_path)
     if settings.vocab_size:
         vocab = {spec.name: settings.vocab_size for spec in inputs
@@ -434,6 +481,12 @@ def _check_feed_size(plan: InputPlan, batch_sizes: Sequence[int], settings: Inpu
         f"({_mib(settings.max_feed_bytes)} MiB); use smaller dims or batch sizes, or raise "
         f"{settings.stage}.inputs.max_feed_mb"
     )
+
+
+def _yaml_snippet(path: Sequence[str], value: str) -> str:
+    """Return the YAML that sets ``path`` to ``value``, one key a line, indented from 2."""
+    lines = [f"{'  ' * (depth + 1)}{part}:" for depth, part in enumerate(path)]
+    return "\n".join(lines) + f" {value}"
 
 
 def _mib(size: int) -> str:
