@@ -181,3 +181,15 @@ def test_a_bad_model_inputs_key_is_exit_2_naming_it(
     assert code == 2
     assert "Traceback" not in err
     assert err.startswith(f"shipml {stage}: {tmp_path / 'shipml.yaml'}{message}"), err
+
+
+def test_data_as_the_shared_source_without_a_data_set_names_where_to_put_one(
+        tmp_path: Path, encoder: Path) -> None:
+    settings = settings_of(tmp_path, {"model": {"path": str(encoder),
+                                                "inputs": {"source": "data"}}}, "optimize")
+    with pytest.raises(ConfigError) as caught:
+        build_input_plan(encoder, settings)
+    assert caught.value.message == (
+        f"{tmp_path / 'shipml.yaml'}:4 model.inputs.source: inputs.source is data but no data "
+        "set is configured; set model.inputs.data (optimize.inputs.data for optimize alone) or "
+        "model.test")
