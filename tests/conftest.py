@@ -14,6 +14,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests._services import start_services
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """The Docker Engine, the local registries and the test images, from ``bash .ci/services``
+    (run once per session); a test that asks for them fails with the command when they cannot
+    be started, it is never skipped."""
+    start_services()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_ci_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

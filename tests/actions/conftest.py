@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests._services import free_port
 from tests.actions._act import REPO, act_cache_home, copy_action_source
 
 REGISTRY = "127.0.0.1:5000"
@@ -22,11 +22,6 @@ BASE_IMAGE = "shipml-test/debian:bookworm"
 ROUTER_IMAGE = "shipml-test/canary-router:latest"
 #: a test password: long enough that act's masking of it hides nothing else in the log
 KEY_PASSWORD = "shipml-act-test-key-password-0f3a"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "docker: needs the Docker Engine and the local registries "
-                                       "(bash .ci/services)")
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +35,6 @@ def action_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def services() -> None:
-    """Start (or reuse) dockerd, the registries and the base image; fail with the reason."""
-    completed = subprocess.run(["bash", str(REPO / ".ci" / "services")], capture_output=True,
-                               text=True, timeout=1200, check=False)
-    if completed.returncode != 0:
-        pytest.fail(".ci/services could not start the engine and registry:\n"
-                    + completed.stdout + completed.stderr)
-
-
-@pytest.fixture(scope="session")
 def test_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cosign key pair made by `shipml keygen` for this session (never a real key)."""
     folder = tmp_path_factory.mktemp("key")
@@ -57,12 +42,6 @@ def test_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     str(folder / "cosign")], env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD},
                    check=True, capture_output=True)
     return folder / "cosign.key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """The build tests run against the real Docker Engine and the two local registries that
-``.ci/services`` starts (it is run once per session; if it cannot start them, the tests fail with
-its output, they are never skipped)."""
+``.ci/services`` starts (the ``services`` fixture of tests/conftest.py runs it once per session;
+if it cannot start them, the tests fail with its output, they are never skipped)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "127.0.0.1:5000"
 AUTH_REGISTRY = "127.0.0.1:5001"
 #: the test user of the basic-auth registry (.ci/services documents it)
@@ -30,24 +27,6 @@ SESSION = uuid.uuid4().hex[:8]
 SESSION_LABEL = "dev.shipml.test-session"
 #: the dependency layer of the built-in image, kept between sessions as build cache
 CACHE_TAG = "shipml-test/build-cache:dependencies"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "docker: needs the Docker Engine and the local registries "
-                                       "(bash .ci/services)")
-
-
-@pytest.fixture(scope="session")
-def services() -> None:
-    """Start (or reuse) dockerd, the registries and the base image; fail with the reason."""
-    try:
-        completed = subprocess.run(["bash", str(REPO / ".ci" / "services")], capture_output=True,
-                                   text=True, timeout=1200, check=False)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f".ci/services did not finish in {exc.timeout} s")
-    if completed.returncode != 0:
-        pytest.fail(".ci/services could not start what the build tests need:\n"
-                    + completed.stdout + completed.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -135,13 +114,6 @@ def project(tmp_path: Path) -> Project:
     for name in ("model.onnx", "test.csv"):
         shutil.copy(Path(example_dir()) / name, tmp_path / name)
     return Project(folder=tmp_path)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_build(project: Project, *args: str) -> int:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 
+from tests._services import free_port
 from tests.build.conftest import (
     AUTH_REGISTRY,
     BASE_IMAGE,
@@ -24,7 +25,6 @@ from tests.build.conftest import (
     REGISTRY_USER,
     SESSION,
     Project,
-    free_port,
     record_image,
     run_build,
 )

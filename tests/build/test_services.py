@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import requests
 
-from tests.build.conftest import AUTH_REGISTRY, REGISTRY, REGISTRY_PASSWORD, REGISTRY_USER, REPO
+from tests._services import REPO
+from tests.build.conftest import AUTH_REGISTRY, REGISTRY, REGISTRY_PASSWORD, REGISTRY_USER
 
 pytestmark = [pytest.mark.docker]
 

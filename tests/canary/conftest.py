@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -22,7 +21,9 @@ import pytest
 import requests
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests._services import REPO as REPO  # the canary tests import it from here
+from tests._services import free_port, require_tools
+
 BASE_IMAGE = "shipml-test/debian:bookworm"
 ROUTER_IMAGE = "shipml-test/canary-router:latest"
 SESSION = uuid.uuid4().hex[:6]
@@ -55,25 +56,11 @@ if fault:
 '''
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "docker: needs the Docker Engine (bash .ci/services)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[Any]:
+def docker_client(services: None) -> Iterator[Any]:
+    """A Docker SDK client of the engine ``bash .ci/services`` started."""
     import docker
 
-    completed = subprocess.run(["bash", str(REPO / ".ci" / "services")], capture_output=True,
-                               text=True, timeout=1200, check=False)
-    if completed.returncode != 0:
-        pytest.fail(".ci/services could not start the engine:\n" + completed.stdout
-                    + completed.stderr)
     client = docker.from_env(timeout=600)
     yield client
     client.close()
@@ -155,9 +142,8 @@ class Prometheus:
 
 
 def start_prometheus(folder: Path, targets: list[int]) -> Prometheus:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: apt-get install -y prometheus (.ci/services)")
+    require_tools("prometheus")
+    binary = str(shutil.which("prometheus"))
     port = free_port()
     config = folder / "prometheus.yml"
     config.write_text(yaml.safe_dump({

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +25,7 @@ import requests
 
 from shipml.oci import OCI_CONFIG, OCI_MANIFEST, RegistryClient, sha256_digest
 from shipml.oci.media import Descriptor
+from tests._services import free_port, require_tools
 
 REGISTRY_BINARY = "docker-registry"
 HTPASSWD_BINARY = "htpasswd"
@@ -34,16 +33,10 @@ USER, PASSWORD = "shipml-ci", "s3cret-registry-password"
 SERVICE, ISSUER = "shipml-test-registry", "shipml-test-issuer"
 
 
-def missing_tools() -> list[str]:
-    """Return the programs these fixtures need that are not on PATH."""
-    return [tool for tool in (REGISTRY_BINARY, HTPASSWD_BINARY) if shutil.which(tool) is None]
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def require_registry_tools() -> None:
+    """Make sure ``docker-registry`` and ``htpasswd`` are on PATH (``bash .ci/services`` installs
+    them); fail the test naming that command when they are not, never skip it."""
+    require_tools(REGISTRY_BINARY, HTPASSWD_BINARY)
 
 
 @dataclass

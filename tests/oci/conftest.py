@@ -13,11 +13,6 @@ from tests.oci.fixtures import (  # noqa: F401 - fixtures
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "registry: runs against a real local registry "
-                                       "(apt-get install -y docker-registry apache2-utils)")
-
-
 @pytest.fixture(autouse=True)
 def _no_outer_docker_login(tmp_path_factory: pytest.TempPathFactory,
                            monkeypatch: pytest.MonkeyPatch) -> None:

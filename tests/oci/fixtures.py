@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,28 +16,15 @@ from tests.oci._registry import (
     USER,
     Registry,
     TokenServer,
-    missing_tools,
+    require_registry_tools,
     run_registry,
 )
-
-#: read at import: the autouse fixture of tests/conftest.py strips CI from each test's environment
-_IN_CI = bool(os.environ.get("CI"))
-APT_PACKAGES = "docker-registry apache2-utils"
-
-
-def _require_tools() -> None:
-    missing = missing_tools()
-    if missing:
-        message = f"{', '.join(missing)} missing: apt-get install -y {APT_PACKAGES}"
-        if _IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A plain registry (no auth) on 127.0.0.1."""
-    _require_tools()
+    require_registry_tools()
     with run_registry(tmp_path_factory.mktemp("registry-plain")) as running:
         yield running
 
@@ -46,7 +32,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A registry that asks for basic auth (htpasswd: USER/PASSWORD)."""
-    _require_tools()
+    require_registry_tools()
     with run_registry(tmp_path_factory.mktemp("registry-htpasswd"), "htpasswd") as running:
         yield running
 
@@ -62,7 +48,7 @@ def token_server() -> Iterator[TokenServer]:
 def token_registry(tmp_path_factory: pytest.TempPathFactory,
                    token_server: TokenServer) -> Iterator[Registry]:
     """A registry that answers 401 with a Bearer challenge pointing at ``token_server``."""
-    _require_tools()
+    require_registry_tools()
     with run_registry(tmp_path_factory.mktemp("registry-token"), "token", token_server) as running:
         yield running
 

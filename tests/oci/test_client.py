@@ -29,7 +29,8 @@ from shipml.oci._auth import Credentials, credentials_for, parse_challenge
 from shipml.oci.client import fallback_tag
 from shipml.oci.media import EMPTY_JSON, Descriptor
 from shipml.oci.merge import push_referrer
-from tests.oci._registry import PASSWORD, USER, Registry, TokenServer, free_port, push_test_image
+from tests._services import free_port
+from tests.oci._registry import PASSWORD, USER, Registry, TokenServer, push_test_image
 from tests.oci.fixtures import write_docker_config
 
 pytestmark = pytest.mark.registry

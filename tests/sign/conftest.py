@@ -26,11 +26,6 @@ PASSWORD = "correct horse battery staple"
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "registry: runs against a real local registry "
-                                       "(apt-get install -y docker-registry apache2-utils)")
-
-
 @pytest.fixture(autouse=True)
 def _signing_environment(tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,8 @@ from shipml.sign import formats
 from shipml.sign.attestation import PREDICATE_TYPE, file_sha256
 from shipml.sign.core import attest_image, attestation_tag, sign_image, signature_tag
 from shipml.sign.keys import load_private_key, sign_bytes
-from tests.oci._registry import Registry, free_port, push_test_image
+from tests._services import free_port
+from tests.oci._registry import Registry, push_test_image
 from tests.sign.conftest import KeyPair, gate_result, pushed
 
 pytestmark = pytest.mark.registry
