@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from tests._services import free_port
 from tests.build.conftest import (
     AUTH_REGISTRY,
     BASE_IMAGE,
+    REGISTRY,
     REGISTRY_USER,
     SESSION,
     Project,
@@ -88,12 +89,6 @@ def test_a_failing_run_shows_the_step_and_the_end_of_its_log(
     assert "never reached" not in err.split("last lines of its log:")[1]
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def tiny_image(project: Project) -> Project:
     """A project whose own Dockerfile builds in a second: the base image plus a label."""
@@ -103,7 +98,7 @@ def tiny_image(project: Project) -> Project:
 
 def test_an_unreachable_registry_is_infrastructure_after_retries(
         tiny_image: Project, capsys: pytest.CaptureFixture[str], docker_client: object) -> None:
-    port = _closed_port()
+    port = free_port()
     tiny_image.write(dockerfile="Dockerfile", image=f"127.0.0.1:{port}/nobody-home", retries=1)
     assert run_build(tiny_image) == 3
     err = _error(tiny_image, capsys)
@@ -162,14 +157,28 @@ def test_the_engine_unreachable_is_infrastructure(project: Project, capsys: pyte
     assert "cannot reach the Docker Engine" in _error(project, capsys)
 
 
-def test_a_base_image_that_cannot_be_had_names_the_key(project: Project,
-                                                       capsys: pytest.CaptureFixture[str],
-                                                       docker_client: object) -> None:
-    project.write(base_image="shipml-test/debian:no-such-tag", push=False)
-    # 2 where a registry answers "not found"; 3 here, where none can be reached
-    assert run_build(project) in (2, 3)
+def test_a_base_image_the_registry_does_not_have_is_bad_input_naming_the_key(
+        project: Project, capsys: pytest.CaptureFixture[str], docker_client: object) -> None:
+    # the local registry answers, and says "not found": the user must choose another image
+    project.write(base_image=f"{REGISTRY}/shipml-test/debian:no-such-tag", push=False)
+    assert run_build(project) == 2
     err = _error(project, capsys)
-    assert f"{project.config}:" in err and "build.base_image: the base image " in err
+    assert f"shipml build: {project.config}:" in err
+    assert (f" build.base_image: the base image cannot be had: manifest for {REGISTRY}/shipml-test/"
+            "debian:no-such-tag not found") in err
+    assert "build it or pull it into the engine, or choose another" in err
+
+
+def test_a_base_image_on_a_registry_that_does_not_answer_is_infrastructure(
+        project: Project, capsys: pytest.CaptureFixture[str], docker_client: object) -> None:
+    port = free_port()  # nothing listens there: the pull is refused, not judged
+    project.write(base_image=f"127.0.0.1:{port}/shipml-test/debian:bookworm", push=False)
+    assert run_build(project) == 3
+    err = _error(project, capsys)
+    assert f"shipml build: {project.config}:" in err
+    assert (f" build.base_image: the base image could not be pulled: Get \"http://127.0.0.1:{port}/v2/\"")\
+        in err
+    assert "connection refused" in err
 
 
 def test_the_base_image_flag_overrides_the_file_and_is_checked(project: Project,
