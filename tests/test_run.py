@@ -353,6 +353,10 @@ def test_under_act_a_bad_variable_leaves_the_stage_to_say_so_not_the_run_to_cras
                                                                             tmp_path / "out", {})
     monkeypatch.setenv("SHIPML_KEYLESS", "yes")
     assert "keyless signing" in act_dry_run("sign", config, tmp_path / "out", {}).skip
+    # no image named: build runs as it is and says what is missing
+    monkeypatch.delenv("SHIPML_IMAGE", raising=False)
+    assert config.section("build")["image"] is None
+    assert act_dry_run("build", config, tmp_path / "out", {}).flags == ()
 
 
 # --- hand-offs ----------------------------------------------------------------------------------
@@ -395,6 +399,23 @@ def test_sign_refuses_an_image_build_did_not_push_naming_the_fix(
     assert (f"{where}: {_ID} is a local image id, an image built but not pushed; sign needs it "
             "in a registry: push it (build.push: true, the default) and give "
             "REGISTRY/REPOSITORY@sha256:DIGEST") in capsys.readouterr().err
+
+
+def test_canary_refuses_to_verify_an_image_build_did_not_push_naming_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the pre-flight read the image id as docker.io/library/sha256:<hex> and asked Docker Hub
+    from shipml.sign.keys import generate_key_pair
+
+    _, public = generate_key_pair("")
+    (tmp_path / "cosign.pub").write_bytes(public)
+    config = _example(tmp_path, canary={"service": "wine", "public_key": "cosign.pub"})
+    out = tmp_path / "out"
+    _built(out, "127.0.0.1:5000/wine:v1", _ID)
+    assert main(["canary", "--config", str(config), "--output-dir", str(out)]) == 2
+    assert (f"canary.public_key: the image to roll out, {_ID}, is a local image id (built but "
+            "not pushed): no registry holds a signature of it to verify; push it (build.push: "
+            "true, the default) and sign it, or leave canary.public_key unset"
+            ) in capsys.readouterr().err
 
 
 def test_the_outputs_the_registry_declares_are_the_all_in_one_actions() -> None:

@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -137,6 +138,16 @@ class Handoff:
         if self.pushed or not self.ref:
             return self.ref
         return self.digest or self.ref
+
+
+#: what build hands on as ``digest`` for an image it built but did not push: the engine's image id
+_LOCAL_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_local_image_id(text: str) -> bool:
+    """Return True when ``text`` is a bare image id (``sha256:<64 hex>``): an image in the local
+    engine only, which no registry holds, so nothing can sign or verify it there."""
+    return _LOCAL_IMAGE_ID.fullmatch(text.strip()) is not None
 
 
 @dataclass(frozen=True)

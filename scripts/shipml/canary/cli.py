@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shipml import cli as _cli
 from shipml._stage import MODEL, TEST, Option, add_command, conclude, stage_config
 from shipml.errors import EXIT_OK, ConfigError
-from shipml.results import Check, StageClock, handed_on
+from shipml.results import Check, StageClock, handed_on, is_local_image_id
 
 if TYPE_CHECKING:
     from shipml.config import Config
@@ -56,6 +56,10 @@ OPTIONS = (
 )
 ACTIONS = ("run", "status", "promote", "abort", "resume")
 NOT_SIGNED = "not rolled out: {detail}"
+UNPUSHED_PREFLIGHT = ("{where}: the image to roll out, {image}, is a local image id (built but "
+                      "not pushed): no registry holds a signature of it to verify; push it "
+                      "(build.push: true, the default) and sign it, or leave canary.public_key "
+                      "unset")
 PINNED = ("canary: {image} resolved to {verified} in its registry, whose signature verified; "
           "only that digest runs (never an image of the same tag on the target)")
 
@@ -169,6 +173,9 @@ def _preflight(config: Config, image: str) -> tuple[tuple[Check, ...], str]:
 
     section = config.section("canary")
     key_text = str(section["public_key"])
+    if is_local_image_id(image):
+        raise ConfigError(UNPUSHED_PREFLIGHT.format(where=config.where("canary", "public_key"),
+                                                    image=image))
     if "://" in key_text and not key_text.startswith("env://"):
         raise ConfigError(f"{config.where('canary', 'public_key')}: {key_text} is a key URI; the "
                           "pre-flight reads key files and env://VARIABLE")

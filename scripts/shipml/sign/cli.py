@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,15 @@ from shipml import cli as _cli
 from shipml._stage import MODEL, Option, add_command, conclude, stage_config
 from shipml.config import Config
 from shipml.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from shipml.results import Check, Handoff, StageClock, StageResult, handed_on, results_path
+from shipml.results import (
+    Check,
+    Handoff,
+    StageClock,
+    StageResult,
+    handed_on,
+    is_local_image_id,
+    results_path,
+)
 
 if TYPE_CHECKING:
     from shipml.oci import Reference, RegistryClient
@@ -76,7 +83,6 @@ NO_IMAGE = ("no image to {verb}: give IMAGE (REGISTRY/REPOSITORY@sha256:DIGEST),
 NOT_PUSHED = ("{where}: {image_id} is a local image id, an image built but not pushed; {verb} "
               "needs it in a registry: push it (build.push: true, the default) and give "
               "REGISTRY/REPOSITORY@sha256:DIGEST")
-_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 TWO_IMAGES = "the positional IMAGE {positional} and --image {flag} differ; give one"
 NO_KEY = ("shipml sign needs a key: --key cosign.key (create one with `shipml keygen`), or "
           "keyless: true with the cosign CLI on PATH and, in GitHub Actions,\n"
@@ -378,7 +384,7 @@ def _image(config: Config, output: Path, verb: str) -> Reference:
 
 def _refuse_image_id(text: str, where: str, verb: str) -> None:
     """A local image id names an image built but not pushed: no registry holds it to sign."""
-    if _IMAGE_ID.fullmatch(text.strip()):
+    if is_local_image_id(text):
         raise ConfigError(NOT_PUSHED.format(where=where, image_id=text.strip(), verb=verb))
 
 
