@@ -186,7 +186,8 @@ def generate(root: Path) -> dict[Path, str]:
         text = readme.read_text(encoding="utf-8")
         if text.count(ROOT_BEGIN) == 1 and text.count(ROOT_END) == 1:
             root_action = next(action for action in found if not action.folder)
-            files[readme] = replace_block(text, ROOT_BEGIN, ROOT_END, root_section(root_action))
+            files[readme] = replace_block(text, ROOT_BEGIN, ROOT_END,
+                                          root_section(root_action, found))
     return files
 
 
@@ -431,15 +432,20 @@ def action_readme(action: Action) -> str:
         tables=action_tables(action))
 
 
-def root_section(action: Action) -> str:
+def root_section(action: Action, found: Sequence[Action]) -> str:
     """Return README.md's short section of the all-in-one action: its inputs and outputs by
-    name, wrapped, with a link to their descriptions."""
+    name, wrapped, with a link to their descriptions, then a link to every other action's
+    README."""
     inputs = ", ".join(f"`{name}`" for name in action.inputs)
     outputs = ", ".join(f"`{name}`" for name in action.outputs)
+    others = ", ".join(f"[{each.folder}](actions/{each.folder}/README.md)"
+                       for each in found if each.folder)
     return "\n".join([*_wrap(f"**`{action.uses}`** inputs (all optional): {inputs}."),
                       *_wrap(f"Outputs: {outputs}."),
                       "Descriptions and defaults: "
-                      "[actions reference](docs/reference/actions.md#all-in-one)."]) + "\n"
+                      "[actions reference](docs/reference/actions.md#all-in-one).", "",
+                      *_wrap("One action per stage too (`OWNER/shipml/actions/<name>@v1`), each "
+                             f"with its own README: {others}.")]) + "\n"
 
 
 def _wrap(text: str, width: int = 100) -> Iterator[str]:
