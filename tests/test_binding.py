@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from shipml.binding import bind_model
+from shipml.binding import bind_model, model_classes
 from shipml.data import Table, load_table
 from shipml.errors import ConfigError
 from shipml.onnx_model import OnnxModel
@@ -81,3 +81,14 @@ def test_messages_name_the_key_where_it_was_given(multiclass_case: Case) -> None
     with pytest.raises(ConfigError, match=r"^shipml.yaml:4: model.task: task is regression"):
         bind_model(OnnxModel(multiclass_case.model), table, label="species", task="regression",
                    where=lambda key: f"shipml.yaml:4: model.{key}")
+
+
+def test_classes_are_the_labels_the_model_predicts_in_column_order(multiclass_case: Case) -> None:
+    table = load_table(multiclass_case.train, "model.train")
+    model = OnnxModel(multiclass_case.model)
+    binding = bind_model(model, table, label="species")
+    predictions, probabilities = model.run(table.frame[binding.features])
+    assert probabilities is not None
+    assert model_classes(model, probabilities.shape[1], [predictions]) == [
+        "setosa", "versicolor", "virginica"]
+    assert model_classes(model, probabilities.shape[1], []) == [0, 1, 2]

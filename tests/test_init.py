@@ -92,3 +92,15 @@ def test_a_misspelled_label_suggests_the_column(binary_case: Case, tmp_path: Pat
                    "not in the data; did you mean 'churned'? (columns: age, income, score, "
                    "tenure, plan, churned)\n")
     assert not (tmp_path / "shipml.yaml").exists()
+
+
+def test_the_starter_config_binds_the_model_as_validate_does(multiclass_case: Case,
+                                                              tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]
+                                                              ) -> None:
+    output = tmp_path / "shipml.yaml"
+    code, _ = init(multiclass_case, capsys, "--output", str(output), "--label", "species")
+    assert code == 0
+    model = yaml.safe_load(output.read_text(encoding="utf-8"))["model"]
+    assert (model["task"], model["label"]) == ("multiclass", "species")
+    assert "categorical_features" not in model and "ignore_columns" not in model

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
@@ -129,6 +130,25 @@ def resolve_task(requested: str, labels: pd.Series | None, width: int | None,
             and pd.api.types.is_float_dtype(labels):
         raise ConfigError(CLASSES_WITHOUT_PROBABILITIES.format(key=where("task"), task=task))
     return task
+
+
+def model_classes(model: OnnxModel, width: int, observed: Sequence[Any]) -> list[Any]:
+    """Return the class labels in probability-column order, once the model has run: the model's
+    own where it names them (a ZipMap's keys), else the values of the ``observed`` columns
+    (labels and predictions) in sorted order where there are ``width`` of them, else
+    ``0 .. width - 1``."""
+    known = getattr(model, "classes_", None)
+    if known is not None and not np.array_equal(known, np.arange(width)):
+        return [_plain(value) for value in known]
+    values = pd.concat([pd.Series(column) for column in observed]) if observed else pd.Series()
+    ordered = sorted(_plain(value) for value in values.dropna().unique())
+    if len(ordered) == width:
+        return ordered
+    return list(range(width))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _categorical(model: OnnxModel, table: Table, features: list[str],

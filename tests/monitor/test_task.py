@@ -1,5 +1,6 @@
 """The task monitor judges by is the model's, bound to the reference the way validate binds it:
-a three-class model with ``task: auto`` is multiclass, whatever its labels look like."""
+a three-class model with ``task: auto`` is multiclass, with or without labels, and its classes
+are the labels it predicts."""
 
 from __future__ import annotations
 
@@ -33,3 +34,5 @@ def test_a_three_class_model_is_multiclass(multiclass_case: Case, tmp_path: Path
     code = main(["monitor", "--config", str(config), "--output-dir", str(folder / ".shipml")])
     result = StageResult.read(folder / ".shipml" / "results" / "monitor.json")
     assert (code, result.metrics["task"]) == (0, "multiclass"), result.summary
+    # the classes are the labels the model predicts, in its probability columns' order
+    assert [delta.name for delta in result.deltas] == ["share predicted virginica"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from shipml.binding import bind_model
+from shipml.binding import bind_model, model_classes
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.data import Table, load_table
@@ -125,7 +125,7 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
     started = time.perf_counter()
     reference_frame = inputs.reference.frame
     reference_outputs = inputs.model.run(reference_frame[inputs.features])
-    classes = _classes(inputs.model, reference_outputs[1])
+    classes = _classes(inputs, reference_outputs)
     production_outputs = _production_outputs(inputs, production, classes)
     metrics["prediction_s"] = round(time.perf_counter() - started, 3)
     frame = production.frame
@@ -262,13 +262,14 @@ def _expected_kinds(inputs: _Inputs) -> dict[str, _logs.Kind]:
             for name in inputs.features if name in frame.columns}
 
 
-def _classes(model: OnnxModel, probabilities: NDArray[Any] | None) -> list[Any] | None:
+def _classes(inputs: _Inputs,
+             reference_outputs: tuple[NDArray[Any], NDArray[Any] | None]) -> list[Any] | None:
+    predictions, probabilities = reference_outputs
     if probabilities is None:
         return None
-    try:
-        return [value.item() if hasattr(value, "item") else value for value in model.classes_]
-    except AttributeError:
-        return list(range(probabilities.shape[1]))
+    frame = inputs.reference.frame
+    observed = [frame[inputs.label]] if inputs.label in frame.columns else []
+    return model_classes(inputs.model, probabilities.shape[1], [*observed, predictions])
 
 
 def _production_outputs(inputs: _Inputs, production: _logs.Production,

@@ -6,11 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
-from shipml.binding import bind_model, predict
+from shipml.binding import bind_model, model_classes, predict
 from shipml.config import Config
 from shipml.data import Table, Task, load_table, require_label
 from shipml.errors import ConfigError
@@ -95,8 +93,8 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
 
     classes = None
     if train_predictions.probabilities is not None:
-        width = train_predictions.probabilities.shape[1]
-        classes = _classes(model, train, test, label, train_predictions, width)
+        classes = model_classes(model, train_predictions.probabilities.shape[1], [
+            train.frame[label], test.frame[label], train_predictions.labels])
     return ModelInputs(
         model=model, train=train, test=test, label=label, features=features,
         categorical=binding.categorical, task=binding.task, classes=classes,
@@ -108,20 +106,3 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
 def _predict(model: OnnxModel, table: Table, features: list[str]) -> Predictions:
     labels, probabilities = predict(model, table.frame, features, table.source)
     return Predictions(labels=labels, probabilities=probabilities)
-
-
-def _classes(model: OnnxModel, train: Table, test: Table, label: str,
-             predictions: Predictions, width: int) -> list[Any]:
-    known = getattr(model, "classes_", None)
-    if known is not None and not np.array_equal(known, np.arange(width)):
-        return [_plain(value) for value in known]
-    observed = pd.concat([train.frame[label], test.frame[label],
-                          pd.Series(predictions.labels)]).dropna().unique()
-    ordered = sorted(_plain(value) for value in observed)
-    if len(ordered) == width:
-        return ordered
-    return list(range(width))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
