@@ -15,7 +15,7 @@ from shipml.ci import Platform
 from shipml.config import Config
 from shipml.errors import ConfigError, ShipmlError
 from shipml.github import check_token
-from shipml.report.cli import OPTIONS, TOKEN_VARIABLES
+from shipml.report._options import OPTIONS, TOKEN_VARIABLES
 from shipml.report.model import KEY_PATTERN, Links, Report, build_report, marker
 from shipml.report.publish import CommentMode, PublishPlan, publish
 from shipml.report.render import (
