@@ -16,7 +16,9 @@ Usage: python bench/serve_overhead.py [--rounds 3] [--seconds 5] [--starts 5]
 
 With ``--baseline REF`` it measures only what a change to the server can move, the working tree
 and ``git archive REF scripts`` alternating in each round, side by side with their ratio:
-p50/p99 of ``/predict`` and ``/v2/models/model/infer`` at 1 connection, requests/s at 1 and 32.
+the server's CPU time per request (user + system, from /proc: what the machine's other load
+moves least), p50/p99 of ``/predict`` and ``/v2/models/model/infer`` at 1 connection,
+requests/s at 1 and 32 connections.
 Usage: python bench/serve_overhead.py --baseline HEAD [--rounds 3] [--seconds 5]
 """
 
@@ -106,6 +108,13 @@ def start_to_ready_s() -> tuple[float, float]:
     return wall, own
 
 
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds (user + system) process ``pid`` has used: less moved by other load
+    on the machine than latency is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare(baseline: str, rounds: int, seconds: float) -> int:
     """Print the HTTP figures of the working tree and of ``baseline`` side by side; return 0."""
     row_body = {"rows": example_rows(1)}
@@ -120,15 +129,26 @@ def compare(baseline: str, rounds: int, seconds: float) -> int:
             order = names if round_index % 2 == 0 else names[::-1]
             for name in order:
                 server, url = start_shipml(env=envs[name])
+                pid = server.process.pid
                 try:
+                    cpu = _cpu_seconds(pid)
                     predict = wrk(f"{url}/predict", row_body, connections=1, seconds=seconds)
+                    cpu, predict_cpu = _cpu_seconds(pid), _cpu_seconds(pid) - cpu
                     infer = wrk(f"{url}/v2/models/model/infer", v2_body, connections=1,
                                 seconds=seconds)
+                    cpu, infer_cpu = _cpu_seconds(pid), _cpu_seconds(pid) - cpu
                     loaded = wrk(f"{url}/predict", row_body, connections=32, seconds=seconds,
                                  threads=2)
+                    loaded_cpu = _cpu_seconds(pid) - cpu
                 finally:
                     server.stop()
-                for label, value in (("predict_c1_p50_ms", predict["p50_ms"]),
+                for label, value in (("predict_c1_cpu_us_per_request",
+                                      predict_cpu / predict["requests"] * 1e6),
+                                     ("infer_c1_cpu_us_per_request",
+                                      infer_cpu / infer["requests"] * 1e6),
+                                     ("predict_c32_cpu_us_per_request",
+                                      loaded_cpu / loaded["requests"] * 1e6),
+                                     ("predict_c1_p50_ms", predict["p50_ms"]),
                                      ("predict_c1_p99_ms", predict["p99_ms"]),
                                      ("predict_c1_rps", predict["rps"]),
                                      ("infer_c1_p50_ms", infer["p50_ms"]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from shipml import __version__
 from shipml.serve import _protocol
@@ -66,12 +66,17 @@ class Route:
     #: named in the list of endpoints a 404 answers with
     listed: bool = True
     segments: tuple[str, ...] = field(init=False, repr=False)
+    _parameters: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(self.path.split("/")[1:]))
+        segments = tuple(self.path.split("/")[1:])
+        object.__setattr__(self, "segments", segments)
+        object.__setattr__(self, "_parameters", any(part.startswith("{") for part in segments))
 
     def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
         """Return the path's parameters when ``segments`` is this route's path, else None."""
+        if not self._parameters:
+            return {} if segments == self.segments else None
         if len(segments) != len(self.segments):
             return None
         params = {}
@@ -89,13 +94,12 @@ class Route:
         return self.access == "open" or (self.access == "metrics" and not settings.auth_metrics)
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """The route a request's path matched: the one for its method, or the first on that path."""
 
     route: Route
     params: dict[str, str]
-    allowed: tuple[str, ...]
+    segments: tuple[str, ...]
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -178,17 +182,25 @@ ROUTES: tuple[Route, ...] = (
 ENDPOINTS: list[str] = [route.path for route in ROUTES if route.listed]
 
 
+#: the routes by their number of segments: a request is matched against these only
+_BY_LENGTH: dict[int, tuple[Route, ...]] = {
+    length: tuple(route for route in ROUTES if len(route.segments) == length)
+    for length in {len(route.segments) for route in ROUTES}}
+
+
 def find(method: str, segments: tuple[str, ...]) -> Found | None:
     """Return the route for ``method`` on the path ``segments``, else the first route on that
     path (answered 405 by :func:`check`); None when no route has that path."""
-    on_path = [(route, params) for route in ROUTES
-               if (params := route.match(segments)) is not None]
-    if not on_path:
-        return None
-    allowed = tuple(dict.fromkeys(route.method for route, _ in on_path))
-    route, params = next(((route, params) for route, params in on_path if route.method == method),
-                         on_path[0])
-    return Found(route, params, allowed)
+    first = None
+    for route in _BY_LENGTH.get(len(segments), ()):
+        params = route.match(segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return Found(route, params, segments)
+        if first is None:
+            first = Found(route, params, segments)
+    return first
 
 
 def not_found(segments: tuple[str, ...]) -> RequestError:
@@ -208,7 +220,8 @@ def check(found: Found, method: str, settings: ServeSettings) -> None:
         raise RequestError(404, NO_VERSION.format(name=name, version=version[:64]),
                            "model_version", [settings.version])
     if method != found.route.method:
-        allowed = ", ".join(found.allowed)
+        allowed = ", ".join(dict.fromkeys(route.method for route in ROUTES
+                                          if route.match(found.segments) is not None))
         raise RequestError(405, WRONG_METHOD.format(method=method[:16], allowed=allowed),
                            "method", allowed, {"Allow": allowed})
 
