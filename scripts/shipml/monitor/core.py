@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from shipml.binding import bind_model, model_classes
+from shipml.binding import bind_model, model_classes, predict
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.data import Table, load_table
@@ -124,7 +124,8 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
 
     started = time.perf_counter()
     reference_frame = inputs.reference.frame
-    reference_outputs = inputs.model.run(reference_frame[inputs.features])
+    reference_outputs = predict(inputs.model, reference_frame, inputs.features,
+                                inputs.reference.source)
     classes = _classes(inputs, reference_outputs)
     production_outputs = _production_outputs(inputs, production, classes)
     metrics["prediction_s"] = round(time.perf_counter() - started, 3)
@@ -285,13 +286,7 @@ def _production_outputs(inputs: _Inputs, production: _logs.Production,
                                           reason=f"it lacks {', '.join(missing)}"))
         empty = np.full(len(production.frame), np.nan)
         return (production.predictions if production.predictions is not None else empty), None
-    try:
-        return inputs.model.run(production.frame[inputs.features])
-    except ConfigError:
-        raise
-    except Exception as exc:  # onnxruntime's own exception types
-        raise ConfigError(f"{production.source}: onnxruntime could not run the model on the "
-                          f"production rows: {first_line(exc)}") from None
+    return predict(inputs.model, production.frame, inputs.features, production.source)
 
 
 def _performance(config: Config, section: dict[str, Any], inputs: _Inputs,
@@ -364,7 +359,7 @@ def _reference_score(config: Config, inputs: _Inputs, metric: _checks.Metric,
         raise ConfigError("monitor.labels: the reference performance needs model.label and its "
                           "column in model.test (or the reference data)")
     frame = table.frame[table.frame[inputs.label].notna()]
-    predictions, probabilities = inputs.model.run(frame[inputs.features])
+    predictions, probabilities = predict(inputs.model, frame, inputs.features, table.source)
     return _checks.score(metric, frame[inputs.label].to_numpy(), predictions, probabilities,
                          classes)
 
