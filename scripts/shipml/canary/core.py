@@ -151,7 +151,7 @@ class Runner:
         self.say(decision.line)
         target, canary = self.target, decision.state.canary
         if decision.action == "set_weight":
-            target.router.set_weight(target.workload.stable(), canary, decision.weight)
+            target.router.set_weight(decision.state.stable, canary, decision.weight)
         elif decision.action == "promote":
             target.workload.promote(canary)
         elif decision.action == "rollback":
@@ -223,7 +223,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
             runner.say(f"canary {settings.service}: resume {stored.canary.revision} at step "
                        f"{stored.step + 1}/{len(settings.plan.steps)}, weight {stored.weight}%")
             if stored.phase == "progressing":
-                runner.target.router.set_weight(workload.stable(), stored.canary, stored.weight)
+                runner.target.router.set_weight(stored.stable, stored.canary, stored.weight)
             return runner.loop(stored, lock)
         if image is None:
             raise ConfigError(NO_IMAGE)
