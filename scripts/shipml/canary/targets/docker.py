@@ -16,7 +16,6 @@ from typing import Any
 import requests
 
 from shipml.canary.engine import Revision
-from shipml.canary.targets import Target, serving_environment
 from shipml.canary.targets._docker import (
     LABEL,
     SlotTable,
@@ -26,6 +25,7 @@ from shipml.canary.targets._docker import (
     router_image,
     router_name,
 )
+from shipml.canary.targets.base import Target, serving_environment
 from shipml.canary.targets.docker_store import DockerStore
 from shipml.canary.targets.haproxy import SLOTS, HAProxyRouter
 from shipml.errors import ConfigError, InfrastructureError, first_line

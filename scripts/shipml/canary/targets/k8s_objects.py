@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from shipml.canary.targets import serving_environment
+from shipml.canary.targets.base import serving_environment
 from shipml.errors import ConfigError, did_you_mean
 
 #: a folder of upstream CRDs in the layout of shipml/canary/crds, instead of the shipped copies

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipml.canary.engine import Revision
-from shipml.canary.targets import Target
+from shipml.canary.targets.base import Target
 from shipml.canary.targets.k8s_lease import LeaseStore
 from shipml.canary.targets.k8s_objects import check_method
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
