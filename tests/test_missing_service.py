@@ -28,7 +28,7 @@ def test_a_program_on_path_is_taken_as_it_is() -> None:
 def _skips(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Attribute) and node.attr in ("skip", "skipif") and \
+        if isinstance(node, ast.Attribute) and node.attr in ("skip", "skipif", "importorskip") and \
                 isinstance(node.value, (ast.Name, ast.Attribute)) and \
                 ast.unparse(node.value) in ("pytest", "pytest.mark"):
             found.append(f"{path.relative_to(TESTS.parent)}:{node.lineno}: {ast.unparse(node)}")
