@@ -6,6 +6,7 @@ included, through real act in test_act.py and test_act_templates.py.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -169,8 +170,9 @@ def test_every_input_reaches_run_steps_only_through_shipml_env(action_dir: Path)
                 for env_name, env_value in value.items():
                     if _INPUT_REFERENCE.search(str(env_value)):
                         assert env_name.startswith("SHIPML_"), f"step {number}: {env_name}"
-                        assert re.fullmatch(r"\$\{\{ inputs\.[\w-]+ \}\}", str(env_value)), (
-                            f"step {number}: {env_name} must be exactly one input")
+                        assert re.fullmatch(r"\$\{\{ inputs\.[\w-]+( \|\| inputs\.[\w-]+)* \}\}",
+                                            str(env_value)), (
+                            f"step {number}: {env_name} must be one input (and its old names)")
             else:
                 assert key == "working-directory", f"step {number}: inputs used in {key}:"
             referenced |= names
@@ -199,31 +201,89 @@ def test_pins_agree_across_actions_and_templates() -> None:
     assert {repo: len(found) for repo, found in pins.items()} == {repo: 1 for repo in pins}
 
 
-def _validate_variables() -> set[str]:
-    from shipml.validate import cli as validate_cli
+#: inputs of every action that set no configuration key, and the variable each reaches
+_COMMON = {"config": "SHIPML_CONFIG", "output-dir": "SHIPML_OUTPUT_DIR",
+           "working-directory": None, "python-version": None}
+#: the inputs of an action that are no option of its command, and their variables
+_NOT_OPTIONS: dict[str, dict[str, str | None]] = {
+    ".": {"stages": "SHIPML_STAGES", "event": "SHIPML_EVENT", "rollout": "SHIPML_ROLLOUT",
+          "registry-username": "SHIPML_REGISTRY_USERNAME",
+          "registry-password": "SHIPML_REGISTRY_PASSWORD", "github-token": "SHIPML_GITHUB_TOKEN"},
+    "actions/build": {"registry-username": "SHIPML_REGISTRY_USERNAME",
+                      "registry-password": "SHIPML_REGISTRY_PASSWORD"},
+    "actions/canary": {"action": "SHIPML_CANARY_ACTION"},
+    "actions/monitor": {"github-token": "SHIPML_GITHUB_TOKEN"},
+    "actions/report": {"github-token": "SHIPML_GITHUB_TOKEN"},
+}
+_COMMAND_ACTIONS = [d for d in ACTION_DIRS if d.name != "setup"]
 
-    options = getattr(validate_cli, "OPTIONS", None)
-    if options is not None:
-        return {option.env for option in options}
-    return set(validate_cli.ENVIRONMENT)
+
+def _options_of(action_dir: Path) -> dict[str, tuple[str, str]]:
+    """The rule of shipml.generate.actions, said again independently: each option of the stage's
+    command is an input named after its flag (or its declared name), old names kept; at the
+    root, each option of a pipeline stage with a pipeline_input name. Input → (variable, old
+    name or "")."""
+    from shipml import stages
+    from shipml._stage import Option
+
+    def options(name: str) -> tuple[Option, ...]:
+        stage = stages.get(name)
+        assert stage is not None, f"{action_dir}: no stage {name}"
+        return tuple(importlib.import_module(stage.module).OPTIONS)
+
+    found: dict[str, tuple[str, str]] = {}
+    if action_dir == REPO:
+        for name in stages.pipeline():
+            for option in options(name):
+                if option.pipeline_input:
+                    found[option.pipeline_input] = (option.env, "")
+        return found
+    for option in options(action_dir.name):
+        name = option.input or option.flag.removeprefix("--")
+        found[name] = (option.env, "")
+        for old in option.old_inputs:
+            found[old] = (option.env, name)
+    return found
 
 
-def test_validate_action_maps_every_variable_the_cli_reads() -> None:
-    environment = _validate_variables()
+@pytest.mark.parametrize("action_dir", _COMMAND_ACTIONS, ids=_ids(_COMMAND_ACTIONS))
+def test_the_inputs_of_every_action_are_exactly_what_the_rule_gives(action_dir: Path) -> None:
+    name = str(action_dir.relative_to(REPO)) or "."
+    action = load_action(action_dir)
+    options = _options_of(action_dir)
+    others = {**_COMMON, **_NOT_OPTIONS.get(name, {})}
+    assert not set(options) & set(others), "an option input has the name of another input"
+    assert set(action["inputs"]) == set(options) | set(others)
+    (step,) = [s for s in _steps(action_dir) if s.get("id") == ("shipml" if name == "." else
+                                                                 action_dir.name)]
+    variables = {variable: str(value) for variable, value in step["env"].items()
+                 if variable != "SHIPML_EXECUTABLE"}
+    expected: dict[str, str] = {}
+    for input_name, variable in others.items():
+        if variable is not None:
+            expected[variable] = f"${{{{ inputs.{input_name} }}}}"
+    for input_name, (variable, renamed_to) in options.items():
+        spec = action["inputs"][input_name]
+        assert spec.get("required") is False and spec.get("default") == "", input_name
+        if renamed_to:
+            assert renamed_to in spec["deprecationMessage"], input_name
+            continue
+        olds = [old for old, (_, new) in options.items() if new == input_name]
+        expected[variable] = "${{ " + " || ".join(f"inputs.{n}" for n in [input_name, *olds]) + " }}"
+    assert variables == expected
 
-    stage = next(s for s in _steps(REPO / "actions" / "validate") if "run" in s and "validate" in s["run"])
-    assert environment | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR"} <= set(stage["env"])
+
+def test_every_stage_but_serve_has_an_action() -> None:
+    from shipml import stages
+
+    assert {d.name for d in _COMMAND_ACTIONS if d != REPO} == set(stages.names()) - {"serve"}
+
+
+def test_validate_and_the_all_in_one_action_keep_their_outputs() -> None:
     outputs = load_action(REPO / "actions" / "validate")["outputs"]
     assert {"status", "result", "report", "junit"} <= set(outputs)
-
-
-def test_top_level_action_runs_the_pipeline_with_every_input_wired() -> None:
-    environment = _validate_variables()
-
     stage = next(s for s in _steps(REPO) if s.get("id") == "shipml")
     assert stage["run"] == 'exec "$SHIPML_EXECUTABLE" run'
-    assert environment | {"SHIPML_CONFIG", "SHIPML_OUTPUT_DIR", "SHIPML_STAGES",
-                               "SHIPML_BASELINE_REF", "SHIPML_GITHUB_TOKEN"} <= set(stage["env"])
     outputs = load_action(REPO)["outputs"]
     assert {"status", "validate-status", "latency-status", "results-dir", "comment-url"} <= set(outputs)
 

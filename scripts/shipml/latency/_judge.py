@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
+from shipml.config import key_schema
 from shipml.measure import stats
 from shipml.measure.harness import Measurement
 from shipml.results import Check, CheckStatus
@@ -14,15 +17,56 @@ from shipml.results import Check, CheckStatus
 Verdict = Literal["pass", "fail", "inconclusive"]
 Policy = Literal["fail", "warn", "pass"]
 
-#: budget key → (figure, upper bound?, unit, sentence stem)
-BUDGET_KEYS: dict[str, tuple[str, bool, str, str]] = {
-    "p50_ms": ("p50", True, "ms", "median latency"),
-    "p90_ms": ("p90", True, "ms", "p90 latency"),
-    "p95_ms": ("p95", True, "ms", "p95 latency"),
-    "p99_ms": ("p99", True, "ms", "p99 latency"),
-    "throughput_min": ("throughput", False, "rows/s", "throughput"),
-    "memory_mb": ("memory", True, "MiB", "peak memory"),
+#: what a check's sentence calls each measured figure that is not a percentile, and its unit
+_FIGURES: dict[str, tuple[str, str]] = {
+    "throughput": ("throughput", "rows/s"),
+    "memory": ("peak memory", "MiB"),
 }
+#: a budget key is ``<figure>_<suffix>``: ``_ms``/``_mb`` bound the figure from above, ``_min``
+#: from below
+_UPPER_SUFFIXES = ("ms", "mb")
+_LOWER_SUFFIX = "min"
+UNKNOWN_BUDGET = ("schema/latency.json: budget key {key!r} is not <figure>_ms, <figure>_mb or "
+                  "<figure>_min of a figure latency measures ({figures})")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a budget key of ``latency.budgets`` bounds: a figure, from above or below."""
+
+    figure: str
+    upper: bool
+    unit: str
+    #: the figure's name in the check's sentence
+    stem: str
+
+
+def budget(key: str) -> Budget:
+    """Return what budget ``key`` (``p95_ms``, ``throughput_min``, ``memory_mb``) bounds, read
+    from its name. Raises ValueError for a name that bounds no figure latency measures."""
+    figure, _, suffix = key.rpartition("_")
+    if suffix not in (*_UPPER_SUFFIXES, _LOWER_SUFFIX):
+        raise ValueError(UNKNOWN_BUDGET.format(key=key, figures=_measured()))
+    if re.fullmatch(r"p[0-9]+", figure) and int(figure[1:]) in stats.PERCENTILES:
+        stem, unit = ("median latency" if figure == "p50" else f"{figure} latency"), "ms"
+    elif figure in _FIGURES:
+        stem, unit = _FIGURES[figure]
+    else:
+        raise ValueError(UNKNOWN_BUDGET.format(key=key, figures=_measured()))
+    return Budget(figure=figure, upper=suffix != _LOWER_SUFFIX, unit=unit, stem=stem)
+
+
+def _measured() -> str:
+    return ", ".join([*(f"p{percentile}" for percentile in stats.PERCENTILES), *_FIGURES])
+
+
+@lru_cache(maxsize=1)
+def budget_keys() -> dict[str, Budget]:
+    """Return every budget key the JSON Schema allows under ``latency.budgets.<batch>``, in its
+    order, with what it bounds (the schema is the one list of them). Raises ValueError for a key
+    that bounds no figure."""
+    per_batch = key_schema(("latency", "budgets")).get("additionalProperties") or {}
+    return {key: budget(key) for key in per_batch.get("properties") or {}}
 
 
 @dataclass(frozen=True)
@@ -104,9 +148,9 @@ def summarize(measurement: Measurement, confidence: float) -> BatchFigures:
 def budget_verdict(key: str, limit: float, figures: BatchFigures) -> Verdict:
     """Judge one budget with the interval: pass when the whole interval is inside the budget,
     fail when it is wholly outside, inconclusive when it straddles the limit."""
-    figure, upper, _, _ = BUDGET_KEYS[key]
-    interval = figures.interval(figure)
-    if upper:
+    bound = budget_keys()[key]
+    interval = figures.interval(bound.figure)
+    if bound.upper:
         if interval.high <= limit:
             return "pass"
         return "fail" if interval.low > limit else "inconclusive"
@@ -117,15 +161,16 @@ def budget_verdict(key: str, limit: float, figures: BatchFigures) -> Verdict:
 
 def budget_name(key: str, limit: float, batch_size: int) -> str:
     """Return the check's sentence, e.g. ``p95 latency at batch 1 is below 20 ms``."""
-    _, upper, unit, stem = BUDGET_KEYS[key]
-    relation = "is below" if upper else "is at least"
-    return f"{stem} at batch {batch_size} {relation} {_format_limit(limit)} {unit}"
+    bound = budget_keys()[key]
+    relation = "is below" if bound.upper else "is at least"
+    return f"{bound.stem} at batch {batch_size} {relation} {_format_limit(limit)} {bound.unit}"
 
 
 def budget_check(key: str, limit: float, figures: BatchFigures, verdict: Verdict,
                  policy: Policy, *, remeasured: int, confidence: float) -> Check:
     """Return the check record of one budget after any re-measurement."""
-    figure, upper, unit, _ = BUDGET_KEYS[key]
+    bound = budget_keys()[key]
+    figure, upper, unit = bound.figure, bound.upper, bound.unit
     interval = figures.interval(figure)
     if figure == "memory":
         described = f"peak {interval.estimate:.1f} MiB added to the process"
