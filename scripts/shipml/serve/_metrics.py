@@ -1,8 +1,12 @@
 """Prometheus metrics for the canary: every series carries ``model``, ``version`` and
 ``revision``, so one PromQL query compares stable with canary, e.g.
 
-    sum by (revision) (rate(shipml_serve_requests_total{code=~"5.."}[1m]))
-      / sum by (revision) (rate(shipml_serve_requests_total[1m]))
+    sum by (revision) (increase(shipml_serve_requests_total{code=~"5.."}[1m]))
+      / sum by (revision) (increase(shipml_serve_requests_total[1m]))
+
+The request counter of every (endpoint, code) in :data:`COUNTED_AT_START` exists at 0 from the
+first scrape: a series born at its first error has no earlier sample, so ``increase`` over it
+reads nothing, and the first windows after a start would be blind to the errors.
 
 With several worker processes the values are shared through prometheus_client's multiprocess
 files (``PROMETHEUS_MULTIPROC_DIR``, set by the server before any worker starts).
@@ -20,6 +24,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536
 LABELS = ("model", "version", "revision")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
+#: the model endpoints the canary's analysis queries, and the answers they give: each pair's
+#: request counter is created at 0 when the server starts
+MODEL_ENDPOINTS = ("predict", "infer")
+MODEL_CODES = (200, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 500, 503)
+COUNTED_AT_START = tuple((endpoint, code) for endpoint in MODEL_ENDPOINTS for code in MODEL_CODES)
 
 
 class ServerMetrics:
@@ -63,6 +72,12 @@ class ServerMetrics:
         self.info.set(1)
         self._request_children: dict[tuple[str, int], Any] = {}
         self._duration_children: dict[str, Any] = {}
+        for endpoint, code in COUNTED_AT_START:
+            self._request_children[(endpoint, code)] = self.requests.labels(
+                **labels, endpoint=endpoint, code=str(code))
+        for endpoint in MODEL_ENDPOINTS:
+            self._duration_children[endpoint] = self.request_seconds.labels(
+                **labels, endpoint=endpoint)
         if not self.multiprocess:
             from prometheus_client import ProcessCollector
 

@@ -4,6 +4,11 @@ apart by the ``revision`` label, or the user's own queries with the same placeho
 Placeholders: ``{revision}`` (the revision label), ``{window}`` (the analysis window as a
 Prometheus duration), ``{selector}`` (extra label matchers from ``prometheus.selector``, with a
 leading comma when set).
+
+Counts are ``increase`` over a window of at least two sample steps (``sample_step_s``, at least
+the scrape interval), so that every window holds two scrapes of each series; the server creates
+its request counters at 0 (:mod:`shipml.serve._metrics`). No series is no data, never zero: an
+error rate Prometheus cannot compute is inconclusive, not ``0``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ _PREDICT = 'revision="{revision}",endpoint=~"predict|infer"{selector}'
 TEMPLATES: Mapping[str, str] = {
     "requests": "sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))",
     "error_rate": (
-        "(sum(rate(shipml_serve_requests_total{{" + _PREDICT + ',code=~"5.."}}[{window}])) '
-        "or vector(0)) / sum(rate(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
+        "sum(increase(shipml_serve_requests_total{{" + _PREDICT + ',code=~"5.."}}[{window}])) '
+        "/ sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
     "mean_ms": (
         "1000 * sum(rate(shipml_serve_request_duration_seconds_sum{{" + _PREDICT + "}}[{window}]))"
         " / sum(rate(shipml_serve_request_duration_seconds_count{{" + _PREDICT + "}}[{window}]))"),
@@ -86,9 +91,16 @@ class PrometheusProvider:
             return False
         return answer.status_code == 200
 
+    def window_s(self, window_s: float) -> float:
+        """Return the window a query of ``window_s`` is evaluated over: at least two sample
+        steps, so that it holds two scrapes of every series (one scrape has no increase)."""
+        return max(window_s, 2 * self.sample_step_s)
+
     def query(self, query: str, revision: str, window_s: float) -> float | None:
-        """Return the instant value of the query, or None (no series, NaN, or no answer)."""
-        data = self._api("query", {"query": promql(query, revision, window_s, self.selector)})
+        """Return the instant value of the query over :meth:`window_s`, or None (no series, NaN,
+        or no answer)."""
+        data = self._api("query", {"query": promql(query, revision, self.window_s(window_s),
+                                                   self.selector)})
         if data is None:
             return None
         values = [_number(item["value"][1]) for item in data.get("result", [])]
