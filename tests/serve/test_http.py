@@ -499,3 +499,19 @@ def test_a_tensor_model_without_column_names_takes_rows_as_lists(multiclass_case
     assert named.json()["field"] == "rows[0]" and "model.features" in named.json()["error"]
     short = requests.post(f"{server.url}/predict", json={"rows": [[1.0, 2.0]]}, timeout=10)
     assert short.status_code == 422 and short.json()["valid"] == "6 numbers"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_model_endpoints_request_counters_exist_at_zero_before_the_first_request(
+        multiclass_case: Case, tmp_path: Path, servers: list[Server], workers: int) -> None:
+    # A series born at its first 500 has no earlier sample: increase() over it reads nothing and
+    # the canary's first analysis windows were blind to the errors (issue 19, item 2).
+    from shipml.serve._metrics import COUNTED_AT_START
+
+    write_serve_config(tmp_path, multiclass_case, workers=workers)
+    server = start_server(tmp_path)
+    servers.append(server)
+    counts = _request_counts(server)
+    for endpoint, code in COUNTED_AT_START:
+        assert counts.get((endpoint, str(code))) == 0, (endpoint, code, counts)
+    assert {code for endpoint, code in counts if endpoint == "predict"} >= {"200", "400", "500"}
