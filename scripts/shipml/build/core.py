@@ -28,6 +28,7 @@ from shipml.ci import Platform
 from shipml.config import Config
 from shipml.errors import ConfigError
 from shipml.results import Artifact, Check, Handoff, StageClock, StageResult, read_all
+from shipml.serve.settings import feature_columns
 
 log = logging.getLogger("shipml.build")
 
@@ -44,6 +45,9 @@ _REPOSITORY = re.compile(
 _SERVE_KEYS_SET_BY_IMAGE = ("model", "host", "port")
 #: what the image keeps of the ``model:`` section (the data files stay behind)
 _MODEL_KEYS = ("task", "label", "features", "categorical_features", "ignore_columns")
+#: the model's name in the image's URLs (/v2/models/NAME) unless ``serve.name`` declares one:
+#: the same for every version, whatever the model file is called (model.optimized.onnx too)
+SERVED_NAME = "model"
 
 NO_IMAGE = (
     "no image to build: set the registry and repository it is pushed to, e.g.\n"
@@ -213,7 +217,7 @@ def prepare_context(config: Config, section: Mapping[str, Any], model: Path | No
     folder.mkdir(parents=True)
     assert model is not None  # _model raised for a template build without one
     if section["runtime"] == "triton":
-        return triton_context(section, model, folder)
+        return triton_context(section, model, folder, served_name(config))
     return builtin_context(config, section, model, folder)
 
 
@@ -270,14 +274,16 @@ def builtin_context(config: Config, section: Mapping[str, Any], model: Path, fol
     return Context(folder=folder, dockerfile=folder / "Dockerfile", base_image=base_image)
 
 
-def triton_context(section: Mapping[str, Any], model: Path, folder: Path) -> Context:
+def triton_context(section: Mapping[str, Any], model: Path, folder: Path,
+                   served: str = SERVED_NAME) -> Context:
     """Write Triton's context into ``folder``: ``model_repository/<name>/config.pbtxt``,
-    ``model_repository/<name>/1/model.onnx`` and the Dockerfile."""
+    ``model_repository/<name>/1/model.onnx`` and the Dockerfile; ``<name>`` is made from
+    ``served`` (:func:`served_name`), not from the model file's stem."""
     triton = section["triton"]
     inputs, outputs = _triton.read_signature(model)
     max_batch = int(triton["max_batch_size"])
     batching = max_batch > 0 and _triton.batchable([*inputs, *outputs])
-    name = _triton.triton_name(model.stem)
+    name = _triton.triton_name(served)
     config_text = _dockerfile.render_triton_config(_dockerfile.TritonConfig(
         name=name, source=_model_file_name(model), max_batch_size=max_batch if batching else 0,
         inputs=_triton.triton_tensors(inputs, batching, model),
@@ -293,13 +299,26 @@ def triton_context(section: Mapping[str, Any], model: Path, folder: Path) -> Con
     return Context(folder=folder, dockerfile=folder / "Dockerfile", base_image=base_image)
 
 
+def served_name(config: Config) -> str:
+    """Return the model's name in the image's URLs: ``serve.name`` where the user declared one,
+    else :data:`SERVED_NAME`, never the model file's stem (which changes between versions)."""
+    return str(config.section("serve").get("name") or SERVED_NAME)
+
+
 def _image_config(config: Config, model_file: str) -> str:
     model = {key: value for key, value in config.section("model").items() if key in _MODEL_KEYS}
+    # The training data stays behind: the image carries the column names the gates bound the
+    # model's single tensor to, so that /predict takes the same named rows as outside it.
+    features, _ = feature_columns(config)
+    if features and not model.get("features"):
+        model["features"] = list(features)
     document: dict[str, Any] = {"model": {"path": f"{MODEL_FOLDER}/{model_file}", **model}}
+    serve: dict[str, Any] = {}
     if "serve" in config.written:
         # The image decides where the model is and where the server listens (its ENV).
-        document["serve"] = {key: value for key, value in config.section("serve").items()
-                             if key not in _SERVE_KEYS_SET_BY_IMAGE}
+        serve = {key: value for key, value in config.section("serve").items()
+                 if key not in _SERVE_KEYS_SET_BY_IMAGE}
+    document["serve"] = {**serve, "name": served_name(config)}
     return ("# written by shipml build: what `shipml serve` reads inside the image\n"
             + yaml.safe_dump(document, sort_keys=False))
 

@@ -107,7 +107,7 @@ def serve_settings(config: Config, environ: dict[str, str] | None = None,
     tls = serve["tls"]
     batching = serve["batching"]
     log = serve["log_predictions"]
-    features, features_source = _feature_columns(config, model)
+    features, features_source = feature_columns(config)
     return ServeSettings(
         model_path=model_path,
         name=str(serve.get("name") or _url_name(model_path.stem)),
@@ -203,9 +203,12 @@ def _check_token(token: str, where: str, position: str) -> None:
         raise ConfigError(BAD_TOKEN.format(where=where, position=position))
 
 
-def _feature_columns(config: Config, model: dict[str, Any]) -> tuple[tuple[str, ...] | None, str]:
-    """Return the column names a single-tensor model reads: ``model.features``, else the training
-    data's header without the label and ignored columns, else None (rows are then lists)."""
+def feature_columns(config: Config) -> tuple[tuple[str, ...] | None, str]:
+    """Return ``(names, source)``: the column names a single-tensor model reads and where they
+    came from: ``model.features``, else the training data's header without the label and
+    ``model.ignore_columns`` (the rule ``validate`` binds a table by), else ``(None, "")`` (rows
+    are then lists). Never raises: an unreadable training file names no columns."""
+    model = config.section("model")
     if model.get("features"):
         return tuple(str(name) for name in model["features"]), config.where("model", "features")
     train = model.get("train")
