@@ -26,7 +26,11 @@ from shipml.errors import ConfigError
 _PREDICT = 'revision="{revision}",endpoint=~"predict|infer"{selector}'
 #: the PromQL of each built-in metric of ``shipml serve``
 TEMPLATES: Mapping[str, str] = {
-    "requests": "sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))",
+    # the requests Prometheus saw between the window's first and last scrape, not extrapolated
+    # to its edges: two scrapes 0.5 s apart in a 4 s window are the few requests they saw, and
+    # canary.min_requests counts requests that were answered, not an estimate
+    "requests": ("sum(max_over_time(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}])"
+                 " - min_over_time(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
     "error_rate": (
         "sum(increase(shipml_serve_requests_total{{" + _PREDICT + ',code=~"5.."}}[{window}])) '
         "/ sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
