@@ -133,3 +133,11 @@ def test_every_one_of_and_any_of_in_the_schemas_names_what_is_valid(tmp_path: Pa
     for key, node in keys:
         for branch in (*node.get("oneOf", ()), *node.get("anyOf", ())):
             assert branch.get("description") or _valid_values(branch), (key, branch)
+
+
+def test_a_bound_is_said_as_the_schema_writes_it(tmp_path: Path) -> None:
+    # :g formatting said 1048576 as 1.04858e+06
+    path = write(tmp_path, "model:\n  inputs:\n    dims: {sequence_length: 2000000}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "a whole number from 1 to 1048576" in str(error.value), str(error.value)

@@ -373,6 +373,11 @@ _KIND_NAMES = {"integer": "a whole number", "number": "a number", "string": "tex
                "null": "null (unset)"}
 
 
+def _number(value: float) -> str:
+    # whole numbers as written (1048576, not :g's 1.04858e+06), others without trailing zeros
+    return str(int(value)) if float(value).is_integer() else f"{value:.12g}"
+
+
 def _valid_values(node: Any) -> str:
     """Return what a schema node accepts, as a user would say it: ``a whole number from 1 to
     100``, ``'auto'``, ``text or null (unset)``; '' when the node says nothing plain."""
@@ -388,11 +393,11 @@ def _valid_values(node: Any) -> str:
     high = node.get("maximum", node.get("exclusiveMaximum"))
     bounds = ""
     if "minimum" in node and "maximum" in node:
-        bounds = f" from {low:g} to {high:g}"
+        bounds = f" from {_number(low)} to {_number(high)}"
     elif low is not None:
-        bounds = f" {'of at least' if 'minimum' in node else 'above'} {low:g}"
+        bounds = f" {'of at least' if 'minimum' in node else 'above'} {_number(low)}"
     elif high is not None:
-        bounds = f" {'of at most' if 'maximum' in node else 'below'} {high:g}"
+        bounds = f" {'of at most' if 'maximum' in node else 'below'} {_number(high)}"
     said = [_KIND_NAMES.get(name, name) + (bounds if name in ("integer", "number") else "")
             for name in names]
     return " or ".join(said)
