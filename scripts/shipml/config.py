@@ -373,7 +373,7 @@ _KIND_NAMES = {"integer": "a whole number", "number": "a number", "string": "tex
                "null": "null (unset)"}
 
 
-def _number(value: float) -> str:
+def _number(value: Any) -> str:
     # whole numbers as written (1048576, not :g's 1.04858e+06), others without trailing zeros
     return str(int(value)) if float(value).is_integer() else f"{value:.12g}"
 
