@@ -4,24 +4,13 @@ scripted :class:`Raw` body goes out as it is (the HTML page a proxy or an outage
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.report.fake_github import BOT, DOCS, FakeGitHub
 
 #: GitHub's limit on client_payload's top-level properties
 MAX_PAYLOAD_PROPERTIES = 10
-
-
-@dataclass(frozen=True)
-class Raw:
-    """A scripted body sent byte for byte with its own content type, not as JSON."""
-
-    content: bytes
-    content_type: str = "text/html; charset=utf-8"
 
 
 class FakeIssues(FakeGitHub):
@@ -32,7 +21,6 @@ class FakeIssues(FakeGitHub):
         self.issues: dict[int, dict[str, Any]] = {}
         self.dispatches: list[dict[str, Any]] = []
         self._number = 0
-        self._server.RequestHandlerClass = _handler(self)
 
     def _rest(self, method: str, path: str, query: dict[str, str], body: Any
               ) -> tuple[int, dict[str, str], Any]:
@@ -117,37 +105,3 @@ def _invalid(resource: str, field: str) -> dict[str, Any]:
     return {"message": "Validation Failed", "errors": [
         {"resource": resource, "code": "missing_field", "field": field}],
         "documentation_url": DOCS, "status": "422"}
-
-
-def _handler(fake: FakeIssues) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, body = fake.handle(self.command, self.path, headers, raw)
-            if isinstance(body, Raw):
-                payload, content_type = body.content, body.content_type
-            else:
-                payload = b"" if body is None else json.dumps(body).encode()
-                content_type = "application/json; charset=utf-8" if body is not None else ""
-            self.send_response(status)
-            if content_type:
-                self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            if not isinstance(body, Raw):
-                self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler

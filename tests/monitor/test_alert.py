@@ -14,8 +14,9 @@ import pytest
 from shipml.cli import main
 from shipml.results import StageResult
 from tests.monitor.conftest import LABEL, SHIFTED, copy_example, shifted, write_config
-from tests.monitor.fake_issues import FakeIssues, Raw
+from tests.monitor.fake_issues import FakeIssues
 from tests.report.conftest import TOKEN
+from tests.report.fake_github import Raw
 
 pytestmark = pytest.mark.deepchecks
 

@@ -19,6 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 
 DOCS = "https://docs.github.com/rest"
 BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A scripted body sent byte for byte with its own content type, not as JSON (the HTML page
+    a proxy or an outage answers)."""
+
+    content: bytes
+    content_type: str = "text/html; charset=utf-8"
 HUMAN = {"login": "octocat", "id": 583231, "type": "User"}
 
 
@@ -302,14 +311,20 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, body = fake.handle(self.command, self.path, headers, raw)
-            # bytes are sent as they are (a proxy's HTML page), anything else as JSON
-            raw_answer = isinstance(body, bytes)
-            payload = body if raw_answer else b"" if body is None else json.dumps(body).encode()
+            # bytes go out as they are, a Raw with its own type, anything else as JSON
+            content_type = "application/json; charset=utf-8" if body is not None else ""
+            if isinstance(body, Raw):
+                payload, content_type = body.content, body.content_type
+            elif isinstance(body, bytes):
+                payload, content_type = body, ""
+            else:
+                payload = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
-            if body is not None and not raw_answer:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+            if content_type:
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
-            self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
+            if not isinstance(body, Raw):
+                self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
             for name, value in extra.items():
                 self.send_header(name, value)
             self.end_headers()
