@@ -141,6 +141,21 @@ def test_an_output_dir_that_cannot_be_created_names_the_variable(
     assert "environment SHIPML_OUTPUT_DIR: " in capsys.readouterr().err
 
 
+def test_the_writability_probe_never_collides_with_what_stands_in_results(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The probe was results/.probe-<pid>: two commands in one process (or anything left under
+    # that name) collided, and one was refused with "No such file or directory".
+    import os
+
+    from shipml.cli import check_output_dir, common_options
+
+    (tmp_path / "out" / "results" / f".probe-{os.getpid()}").mkdir(parents=True)
+    args = common_options().parse_args(["--output-dir", str(tmp_path / "out")])
+    assert check_output_dir(args) == tmp_path / "out"
+    assert sorted(p.name for p in (tmp_path / "out" / "results").iterdir()) == [
+        f".probe-{os.getpid()}"]
+
+
 def test_schema_output_at_a_folder_is_refused(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "--output", str(tmp_path)]) == 2

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,9 +93,10 @@ def check_output_dir(args: argparse.Namespace) -> Path:
                                                      reason="it is a file, not a folder"))
     try:
         (folder / "results").mkdir(parents=True, exist_ok=True)
-        probe = folder / "results" / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a name of its own per call: a fixed one (the pid) collided between two commands run in
+        # one process at once, one removing the other's probe
+        with tempfile.TemporaryFile(dir=folder / "results", prefix=".probe-"):
+            pass
     except OSError as exc:
         raise ConfigError(OUTPUT_DIR_UNUSABLE.format(
             source=source, path=folder, reason=exc.strerror or first_line(exc))) from None
