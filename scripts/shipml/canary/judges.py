@@ -8,8 +8,8 @@ No value is not a pass: a missing canary or stable value is ``inconclusive``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -31,6 +31,9 @@ class MetricResult:
     #: no value at all (a source that did not answer, no series): never counted as a pass, under
     #: any ``inconclusive`` policy; False for a thin window (too few requests or samples)
     missing: bool = False
+    #: further figures of the judgement, by name (the quality judge's interval, discordant pairs
+    #: and p-value): recorded per step in the result and shown in the report
+    figures: Mapping[str, float | int | None] = field(default_factory=dict)
 
     def describe(self) -> str:
         """Return the log fragment of this result: name, value, threshold, verdict."""
