@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,64 @@ def test_a_file_a_stage_will_write_that_cannot_be_written_is_exit_2_before_any_w
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
     assert (target / "keep").is_file() if how == "folder" else target.read_text() == "a user's file"
+
+
+def _without(tmp_path: Path, module: str) -> dict[str, str]:
+    """Return an environment in which importing ``module`` fails as it does when its
+    distribution is not installed: a package of that name first on PYTHONPATH raises
+    ModuleNotFoundError, whatever the venv holds."""
+    shadow = tmp_path / "shadow" / module
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n",
+        encoding="utf-8")
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "shadow"), "COSIGN_PASSWORD": "not-a-secret"}
+
+
+@pytest.mark.parametrize(("module", "argv", "extra"), [
+    ("docker", ["canary", "status"], "canary"),
+    ("docker", ["build", "--model", "model.onnx"], "build"),
+    # nacl comes from pynacl, in both sign and canary: keygen is told the smaller one
+    ("nacl", ["keygen", "--output-key-prefix", "cosign"], "sign"),
+])
+def test_a_command_whose_extra_is_missing_exits_2_with_the_pip_line(
+        tmp_path: Path, module: str, argv: list[str], extra: str) -> None:
+    (tmp_path / "model.onnx").write_bytes((example_dir() / "model.onnx").read_bytes())
+    (tmp_path / "shipml.yaml").write_text(
+        "build:\n  image: 127.0.0.1:5000/never/pushed\n  tags: [{type: raw, value: dev}]\n",
+        encoding="utf-8")
+    completed = subprocess.run([sys.executable, "-m", "shipml", *argv, "--output-dir", "out"],
+                               env=_without(tmp_path, module), cwd=tmp_path, capture_output=True,
+                               text=True, check=False)
+    command = argv[0]
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr == (
+        f"shipml {command}: {module} is not installed: shipml {command} needs shipml[{extra}]; "
+        f'add it with\n  pip install "shipml[{extra}]"\n')
+    if command in ("canary", "build"):
+        result = json.loads((tmp_path / "out" / "results" / f"{command}.json").read_text())
+        assert result["error"]["kind"] == "config" and result["error"]["exit_code"] == 2
+
+
+def test_a_missing_module_no_extra_provides_is_still_a_bug(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shipml.validate.core
+
+    def crash(*_: object) -> None:
+        raise ModuleNotFoundError("No module named 'shipml_helpers'", name="shipml_helpers")
+
+    monkeypatch.setattr(shipml.validate.core, "run_validate", crash)
+    code = main(["validate", "--model", "m.onnx", "--output-dir", str(tmp_path / "out")])
+    assert code == 3
+    assert ("shipml validate: internal error: ModuleNotFoundError: No module named 'shipml_helpers'"
+            in capsys.readouterr().err)
+
+
+def test_the_extras_come_from_the_package_metadata() -> None:
+    from shipml.cli import extra_providing
+
+    assert extra_providing("deepchecks.tabular", "monitor") == "validate"
+    assert extra_providing("docker", "run") == "build"  # the smaller of build and canary
+    assert extra_providing("prometheus_client", "serve") == "serve"
+    assert extra_providing("kubernetes_validate", "run") == "canary"
+    assert extra_providing("shipml_helpers", "canary") is None

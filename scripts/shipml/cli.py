@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -42,10 +43,17 @@ CANCELLED = (
     "cancelled by {signal} before it finished: nothing was judged; run it again (a CI cancel, "
     "a step timeout or a Jenkins abort sends this signal)"
 )
+MISSING_EXTRA = (
+    "{module} is not installed: shipml {command} needs shipml[{extra}]; add it with\n"
+    '  pip install "shipml[{extra}]"'
+)
 OUTPUT_DIR_UNUSABLE = (
     "{source}: {path} cannot hold results: {reason}; choose a folder shipml may create and "
     "write (default .shipml)"
 )
+
+#: extras of shipml's metadata that no command asks a user to install
+_NOT_USER_EXTRAS = frozenset({"dev"})
 
 log = logging.getLogger("shipml")
 
@@ -197,7 +205,7 @@ def _run_handler(args: argparse.Namespace, handler: Handler, debug: bool,
     try:
         if gate or getattr(args, "writes_results", False) or stages.files(args.command):
             check_stage_files(check_output_dir(args), args.command)
-        return handler(args)
+        return _call(handler, args)
     except (Cancelled, KeyboardInterrupt) as exc:
         cancel = exc if isinstance(exc, Cancelled) else Cancelled(signal.SIGINT)
         message = CANCELLED.format(signal=cancel.signal_name)
@@ -223,6 +231,71 @@ def _run_handler(args: argparse.Namespace, handler: Handler, debug: bool,
         if gate:
             record_error(args, StageError("internal", EXIT_INFRA, message), clock)
         return EXIT_INFRA
+
+
+def _call(handler: Handler, args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
+    except ModuleNotFoundError as exc:
+        extra = extra_providing(exc.name or "", args.command)
+        if extra is None:
+            raise
+        raise ConfigError(MISSING_EXTRA.format(
+            module=(exc.name or "").split(".")[0], command=args.command, extra=extra)) from None
+
+
+def _extra_requirements() -> dict[str, list[str]]:
+    """Return the distributions each extra of the installed shipml requires, by extra, read from
+    its metadata (pyproject's optional-dependencies); empty when shipml has no metadata."""
+    import importlib.metadata
+
+    try:
+        requires = importlib.metadata.requires("shipml") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    found: dict[str, list[str]] = {}
+    for requirement in requires:
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", requirement)
+        if name and extra and extra.group(1) not in _NOT_USER_EXTRAS:
+            found.setdefault(extra.group(1), []).append(name.group(1))
+    return found
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def extra_providing(module: str, command: str) -> str | None:
+    """Return the extra of shipml that installs the top-level module of ``module`` for
+    ``command``, or None when none does (a bug, not a missing extra).
+
+    An extra provides a module when it requires a distribution of that name, or the installed
+    but broken distribution that holds it. Of several, the one named like ``command`` wins, else
+    the smallest (``keygen`` is told ``sign``, not ``canary``). When none matches by name
+    (``nacl`` comes from ``pynacl``), the extra named like ``command`` does if one of its
+    distributions is missing.
+    """
+    import importlib.metadata
+
+    top = module.split(".")[0]
+    if not top:
+        return None
+    extras = _extra_requirements()
+    holders = {_normalized(top)} | {
+        _normalized(name) for name in importlib.metadata.packages_distributions().get(top, [])}
+    matching = [extra for extra, names in extras.items()
+                if holders & {_normalized(name) for name in names}]
+    if command in matching:
+        return command
+    if matching:
+        return min(matching, key=lambda extra: (len(extras[extra]), extra))
+    for name in extras.get(command, []):
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            return command
+    return None
 
 
 def record_error(args: argparse.Namespace, error: StageError, clock: StageClock) -> None:
