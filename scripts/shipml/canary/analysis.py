@@ -120,11 +120,19 @@ class AnalysisRound:
                         self.note, missing=bool(missing) or not self.results)
 
 
+#: why a round had too little data: the canary's requests in its window
+STARVED = ("the canary served {requests:.0f} requests in the last {window:g}s; "
+           "canary.min_requests is {min_requests}")
+#: added to the round's note when the canary served none: nothing to judge without live traffic
+NO_TRAFFIC = "; send traffic to {target}; the analysis judges live requests"
+
+
 def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider], *,
             canary: str, stable: str, window_s: float, sample_window_s: float,
-            min_requests: int) -> AnalysisRound:
+            min_requests: int, traffic_to: str = "the service") -> AnalysisRound:
     """Measure and judge every metric once; return the round. Only ConfigError (a query
-    Prometheus refuses) escapes: any missing value is an inconclusive result."""
+    Prometheus refuses) escapes: any missing value is an inconclusive result. A window without
+    a single canary request says, in the round's note, to send traffic to ``traffic_to``."""
     started = time.perf_counter()
     offline: dict[str, str] = {}
     for kind in {spec.provider for spec in specs}:
@@ -137,8 +145,8 @@ def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider]
     if counter is not None and counter not in offline:
         requests_seen = providers[counter].query("requests", canary, window_s)
         if requests_seen is None or requests_seen < min_requests:
-            starved = (f"the canary served {requests_seen or 0:.0f} requests in the last "
-                       f"{window_s:g}s; canary.min_requests is {min_requests}")
+            starved = STARVED.format(requests=requests_seen or 0, window=window_s,
+                                     min_requests=min_requests)
     # A window with some requests, fewer than min_requests, is thin; one without any is missing.
     thin = bool(starved) and bool(requests_seen)
     results = []
@@ -149,8 +157,10 @@ def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider]
         if thin and why == starved:
             result = replace(result, missing=False)
         results.append(result)
+    note = starved + (NO_TRAFFIC.format(target=traffic_to) if starved and not requests_seen
+                      else "")
     return AnalysisRound(tuple(results), requests_seen, time.perf_counter() - started,
-                         note=starved)
+                         note=note)
 
 
 def _judge(spec: MetricSpec, provider: MetricProvider, why: str, *, canary: str, stable: str,

@@ -60,6 +60,10 @@ UNPUSHED_PREFLIGHT = ("{where}: the image to roll out, {image}, is a local image
                       "not pushed): no registry holds a signature of it to verify; push it "
                       "(build.push: true, the default) and sign it, or leave canary.public_key "
                       "unset")
+PROMETHEUS_CONFIG_DOCKER_ONLY = (
+    "--print-prometheus-config: canary.target.type is {kind}; the printed configuration is the "
+    "docker target's (its slots on 127.0.0.1); on kubernetes scrape the pods with your "
+    "Prometheus' kubernetes_sd_configs")
 PINNED = ("canary: {image} resolved to {verified} in its registry, whose signature verified; "
           "only that digest runs (never an image of the same tag on the target)")
 
@@ -77,6 +81,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("action", nargs="?", choices=ACTIONS, default=None, metavar="ACTION",
                         help="run (default), status, promote, abort or resume ($SHIPML_CANARY_ACTION)")
+    parser.add_argument("--print-prometheus-config", action="store_true",
+                        help="docker target: print the prometheus.yml that scrapes both slots "
+                             "(from canary.target.docker and canary.prometheus) and exit")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -90,6 +97,8 @@ def run_cli(args: argparse.Namespace) -> int:
     args.action = _action(args.action)
     config = stage_config(args, OPTIONS)
     settings = core.read_settings(config)
+    if args.print_prometheus_config:
+        return _print_prometheus_config(settings)
     output = _cli.output_dir(args)
     if args.action == "status":
         return _status(settings, config)
@@ -153,6 +162,18 @@ def _status(settings: Any, config: Config) -> int:
     if state.reason:
         print(f"  reason  {state.reason}")
     print(json.dumps(state.to_dict(), sort_keys=True))
+    return EXIT_OK
+
+
+def _print_prometheus_config(settings: Any) -> int:
+    """Print the Prometheus configuration of the docker target's slots; return 0. Raises
+    ConfigError for another target."""
+    from shipml.canary.targets.docker_prometheus import scrape_config
+
+    if settings.target_type != "docker":
+        raise ConfigError(PROMETHEUS_CONFIG_DOCKER_ONLY.format(kind=settings.target_type))
+    print(scrape_config(settings.service, settings.target, settings.prometheus,
+                        min_requests=settings.plan.min_requests), end="")
     return EXIT_OK
 
 

@@ -179,7 +179,8 @@ class Runner:
                          stable=stable, window_s=self.settings.plan.window_s,
                          sample_window_s=max(self.settings.sample_window_s,
                                              self.now() - state.step_started_at),
-                         min_requests=self.settings.plan.min_requests)
+                         min_requests=self.settings.plan.min_requests,
+                         traffic_to=self.target.describe())
         if self.rounds is not None:
             self.rounds.append(round_)
         return round_
