@@ -62,7 +62,7 @@ def test_a_model_answering_500_on_30_percent_is_rolled_back_within_the_failure_l
     result = _result(service)
     assert code == 1 and result["metrics"]["phase"] == "rolled_back"
     assert result["metrics"]["final_weight"] == 0
-    assert result["summary"].startswith("rolled back at 20%: error-rate")
+    assert result["summary"].startswith("rolled back at step 1 (20%): error-rate — ")
     first_bad = min(at for at, code in load.failed() if at >= started)
     # failure_limit 2 × interval 2 s, plus a window to fill and the drain of 1 s
     assert ended - first_bad <= 2 * 2 + 4 + 3, (ended - first_bad, result["metrics"]["decisions"])
@@ -92,7 +92,7 @@ def test_a_slower_model_is_rolled_back_by_the_latency_judge(
         code = _run(config)
     result = _result(service)
     assert code == 1, result["summary"]
-    assert result["summary"].startswith("rolled back at 20%: latency-shift")
+    assert result["summary"].startswith("rolled back at step 1 (20%): latency-shift — ")
 
 
 def test_no_promotion_while_prometheus_is_down(service: Service, images: dict[str, str]) -> None:

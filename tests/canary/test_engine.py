@@ -87,7 +87,8 @@ def test_failures_up_to_the_limit_roll_back_and_the_line_names_value_and_thresho
                           "failure 1/2: hold at 10%")
     second = engine.decide(PLAN, first.state, _round("fail", 0.3), 2.0)
     assert (second.action, second.weight, second.state.phase) == ("rollback", 0, "rolled_back")
-    assert second.state.reason.startswith("rolled back at 10%: error-rate")
+    assert second.state.reason == ("rolled back at step 1 (10%): error-rate — 0 ≤ 0.01 — after "
+                                   "2 analyses, 2 failed")
 
 
 def test_no_data_never_moves_forward_and_times_out_into_rollback() -> None:
@@ -143,6 +144,124 @@ def test_the_state_survives_its_stored_form() -> None:
     assert engine.RolloutState.from_dict(state.to_dict(), "x") == state
     with pytest.raises(ConfigError, match="x: the stored rollout state cannot be read"):
         engine.RolloutState.from_dict({"version": 1, "phase": "flying"}, "x")
+
+
+# --- what each step records: the story of the rollout -------------------------------------------
+
+
+def _quality(verdict: str, canary: float, stable: float) -> MetricResult:
+    points = (stable - canary) * 100
+    return MetricResult("quality", "canary accuracy is not worse than stable's by more than 0.02",
+                        verdict, canary, stable, 0.02,  # type: ignore[arg-type]
+                        f"canary accuracy {canary:.3f} vs stable {stable:.3f}, {points:.1f} "
+                        "points worse", figures={"low": -0.05, "high": -0.012, "drop": 0.031,
+                                                 "discordant": 41, "p_value": 0.003,
+                                                 "agreement": 0.95})
+
+
+def test_a_rollback_reads_as_one_naming_the_metric_and_counting_every_analysis() -> None:
+    plan = Plan(**{**PLAN.__dict__, "failure_limit": 1})
+    state = engine.begin(plan, "svc", NEW, OLD, now=0.0).state
+    for now, verdict in ((1.0, "inconclusive"), (2.0, "inconclusive")):
+        state = engine.decide(plan, state, _round(verdict, None), now).state
+    failing = _quality("fail", 0.871, 0.902)
+    error_rate = _round("pass").results[0]
+    decision = engine.decide(plan, state, Verdicts("fail", (error_rate, failing), 0.0, 12.0), 3.0)
+    assert decision.action == "rollback"
+    assert decision.state.reason == (
+        "rolled back at step 1 (10%): quality — canary accuracy 0.871 vs stable 0.902, 3.1 points "
+        "worse — after 3 analyses, 1 failed, 2 inconclusive")
+    (record,) = decision.state.history
+    assert (record.rounds, record.failed, record.inconclusive, record.status) == (3, 1, 2, "fail")
+    assert record.metrics == (error_rate, failing) and record.failing == failing
+    assert record.reason.startswith("rolled back: quality — canary accuracy 0.871")
+
+
+def test_a_step_keeps_the_failure_a_later_passing_round_followed() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    failing = _quality("fail", 0.871, 0.902)
+    state = engine.decide(PLAN, state, Verdicts("fail", (failing,)), 1.0).state
+    passing = _quality("pass", 0.90, 0.902)
+    moved = engine.decide(PLAN, state, Verdicts("pass", (passing,)), 2.0)
+    assert moved.action == "set_weight"
+    first = moved.state.history[0]
+    assert (first.status, first.metrics, first.failing) == ("pass", (passing,), failing)
+    assert moved.state.history[1] == engine.StepRecord(1, 50)
+
+
+def test_a_step_timeout_says_which_metric_had_no_data_and_counts_the_inconclusive() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    nothing = absolute("prediction-agreement", None, minimum=0.99,
+                       why_missing="both revisions answered 422")
+    for now in range(1, 11):
+        decision = engine.decide(PLAN, state, Verdicts("inconclusive", (nothing,), missing=True),
+                                 float(now))
+        state = decision.state
+    assert decision.action == "rollback"
+    assert state.reason == (
+        "rolled back at step 1 (10%): no conclusive analysis within 10s (prediction-agreement — "
+        "no data: both revisions answered 422) — after 10 analyses, 0 failed, 10 inconclusive")
+    assert state.history[-1].failing is None and state.history[-1].metrics == (nothing,)
+
+
+def test_abort_and_promote_by_hand_say_so_in_the_step() -> None:
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=0.0).state
+    aborted = engine.command(PLAN, state, "abort", 1.0).state
+    assert aborted.reason == "aborted by hand at step 1 (10%)"
+    assert (aborted.history[-1].status, aborted.history[-1].reason) == ("fail", "aborted by hand")
+    promoted = engine.command(PLAN, state, "promote", 1.0).state
+    assert promoted.history[-1].reason == "promoted by hand"
+
+
+def test_every_metric_result_and_its_figures_survive_the_stored_form() -> None:
+    import json
+
+    state = engine.begin(PLAN, "svc", NEW, OLD, now=5.0).state
+    odd = MetricResult("four-xx", "canary 4xx rate is at most stable's", "pass", float("nan"),
+                       0.0, None, "", "ratio", figures={"requests": 120, "nan": float("inf")})
+    state = engine.decide(PLAN, state, Verdicts("fail", (_quality("fail", 0.871, 0.902), odd)),
+                          6.0).state
+    stored = json.loads(json.dumps(state.to_dict(), allow_nan=False))
+    again = engine.RolloutState.from_dict(stored, "x")
+    record = again.history[-1]
+    assert record.failing == _quality("fail", 0.871, 0.902)
+    assert record.metrics[0].figures == {"low": -0.05, "high": -0.012, "drop": 0.031,
+                                         "discordant": 41, "p_value": 0.003, "agreement": 0.95}
+    assert record.metrics[1].canary is None and record.metrics[1].figures == {
+        "requests": 120, "nan": None}
+    assert again.to_dict() == stored
+
+
+#: a rollout state as shipml stored it before steps recorded their metrics: a later job resumes it
+EARLIER_STATE = {
+    "canary": {"image": "img@sha256:" + "b" * 64, "revision": "svc-new"}, "failures": 1,
+    "history": [{"error_rate": 0.3, "failed": 1, "p95_ms": 12.0, "rounds": 2, "status": "pass",
+                 "step": 0, "weight": 10},
+                {"error_rate": None, "failed": 0, "p95_ms": None, "rounds": 0,
+                 "status": "running", "step": 1, "weight": 50}],
+    "passed_in_step": 0, "phase": "progressing", "reason": "", "service": "svc",
+    "stable": {"image": "img@sha256:" + "a" * 64, "revision": "svc-old"}, "started_at": 1000.0,
+    "step": 1, "step_started_at": 1010.0, "updated_at": 1010.0, "version": 1, "weight": 50}
+
+
+def test_a_state_stored_by_an_earlier_shipml_still_loads_and_moves_on() -> None:
+    state = engine.RolloutState.from_dict(EARLIER_STATE, "x")
+    first = state.history[0]
+    assert (first.rounds, first.failed, first.error_rate, first.status) == (2, 1, 0.3, "pass")
+    assert (first.inconclusive, first.metrics, first.failing, first.reason) == (0, (), None, "")
+    decision = engine.decide(PLAN, state, _round("fail", 0.4), 1011.0)
+    assert decision.action == "rollback"
+    assert decision.state.reason.endswith("after 1 analysis, 1 failed (failure 2/2 of the "
+                                          "rollout)")
+
+
+@pytest.mark.parametrize("history", [[{"weight": 10}], [{"step": 0, "weight": 10,
+                                                          "metrics": [{"name": "m"}]}],
+                                     [{"step": 0, "weight": 10, "failing": "error-rate"}]])
+def test_a_step_record_that_is_not_one_is_refused_naming_the_source(
+        history: list[object]) -> None:
+    with pytest.raises(ConfigError, match="x: the stored rollout state cannot be read"):
+        engine.RolloutState.from_dict({**EARLIER_STATE, "history": history}, "x")
 
 
 # --- judges -------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ target and stores the state there, so a later job continues where this one stopp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from shipml.canary.judges import MetricResult
@@ -48,8 +49,9 @@ class Revision:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """What happened at one step: its weight, analyses run and failed, the canary's last error
-    rate and p95 there, and how the step ended (``pass``, ``fail``, ``running``)."""
+    """What happened at one step: its weight, analyses run, failed and inconclusive, the
+    canary's last error rate and p95 there, how the step ended (``pass``, ``fail``,
+    ``running``), the last analysis round's metric results and the metric that failed it."""
 
     step: int
     weight: int
@@ -58,6 +60,85 @@ class StepRecord:
     error_rate: float | None = None
     p95_ms: float | None = None
     status: str = "running"
+    #: analyses that counted as inconclusive (after the ``inconclusive`` policy)
+    inconclusive: int = 0
+    #: every metric of the step's last analysis round, as judged (value, stable's, figures)
+    metrics: tuple[MetricResult, ...] = ()
+    #: the first failing metric of the step's last failed round: why the step failed
+    failing: MetricResult | None = None
+    #: why the step ended when not by passing its analysis (rolled back, aborted, promoted by
+    #: hand), in words
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready mapping stored on the target (every metric result whole, so a
+        metric another judge adds is kept without knowing it; no NaN or infinity)."""
+        return {"step": self.step, "weight": self.weight, "rounds": self.rounds,
+                "failed": self.failed, "inconclusive": self.inconclusive,
+                "error_rate": _finite(self.error_rate), "p95_ms": _finite(self.p95_ms),
+                "status": self.status,
+                "metrics": [metric_to_dict(result) for result in self.metrics],
+                "failing": metric_to_dict(self.failing) if self.failing else None,
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> StepRecord:
+        """Return the record stored as ``record`` (an earlier shipml stored no
+        ``inconclusive``, ``metrics``, ``failing`` or ``reason``). Raises KeyError, TypeError or
+        ValueError for a record that is not one."""
+        failing = record.get("failing")
+        return cls(step=int(record["step"]), weight=int(record["weight"]),
+                   rounds=int(record.get("rounds", 0)), failed=int(record.get("failed", 0)),
+                   error_rate=_optional_float(record.get("error_rate")),
+                   p95_ms=_optional_float(record.get("p95_ms")),
+                   status=str(record.get("status", "running")),
+                   inconclusive=int(record.get("inconclusive", 0)),
+                   metrics=tuple(metric_from_dict(item) for item in record.get("metrics") or ()),
+                   failing=metric_from_dict(failing) if failing else None,
+                   reason=str(record.get("reason") or ""))
+
+    @property
+    def tally(self) -> str:
+        """Return the step's analyses in words: ``3 analyses, 1 failed`` (and how many were
+        inconclusive, when any were)."""
+        noun = "analysis" if self.rounds == 1 else "analyses"
+        text = f"{self.rounds} {noun}, {self.failed} failed"
+        return text + (f", {self.inconclusive} inconclusive" if self.inconclusive else "")
+
+
+def metric_to_dict(result: MetricResult) -> dict[str, Any]:
+    """Return ``result`` as a JSON-ready mapping of all its fields (non-finite numbers as
+    None)."""
+    record: dict[str, Any] = {}
+    for item in fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, Mapping):
+            value = {str(key): _finite(figure) for key, figure in value.items()}
+        record[item.name] = _finite(value)
+    return record
+
+
+def metric_from_dict(record: Mapping[str, Any]) -> MetricResult:
+    """Return the metric result stored as ``record`` (keys this version does not know are
+    left out). Raises TypeError or ValueError when it is not one."""
+    if not isinstance(record, Mapping):
+        raise TypeError(f"a metric result is a mapping, not {type(record).__name__}")
+    known = {item.name for item in fields(MetricResult)}
+    values = {key: value for key, value in record.items() if key in known}
+    if values.get("verdict") not in ("pass", "fail", "inconclusive"):
+        raise ValueError(f"metric verdict {values.get('verdict')!r}")
+    values["figures"] = dict(values.get("figures") or {})
+    return MetricResult(**values)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -92,7 +173,7 @@ class RolloutState:
             "started_at": self.started_at, "step_started_at": self.step_started_at,
             "updated_at": self.updated_at, "failures": self.failures,
             "passed_in_step": self.passed_in_step, "reason": self.reason,
-            "history": [record.__dict__ for record in self.history],
+            "history": [record.to_dict() for record in self.history],
         }
 
     @classmethod
@@ -116,7 +197,7 @@ class RolloutState:
                 updated_at=float(record["updated_at"]), failures=int(record.get("failures", 0)),
                 passed_in_step=int(record.get("passed_in_step", 0)),
                 reason=str(record.get("reason") or ""),
-                history=tuple(StepRecord(**item) for item in record.get("history") or []))
+                history=tuple(StepRecord.from_dict(item) for item in record.get("history") or []))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: the stored rollout state cannot be read ({exc}); "
                               "remove it with `shipml canary abort` or by hand") from None
@@ -188,10 +269,14 @@ def decide(plan: Plan, state: RolloutState, round_: Verdicts, now: float) -> Dec
     if counted == "fail":
         failures = state.failures + 1
         if failures >= plan.failure_limit:
-            reason = _first_failure(round_) or "inconclusive analyses"
+            why = _first_failure(round_) or (
+                _because(record.failing) if record.failing
+                else "inconclusive analyses counted as failures (canary.inconclusive: fail)")
+            tally = record.tally + (f" (failure {failures}/{plan.failure_limit} of the rollout)"
+                                    if failures > record.failed else "")
             nxt = replace(state, phase="rolled_back", weight=0, failures=failures, updated_at=now,
-                          reason=f"rolled back at {state.weight}%: {reason}",
-                          history=_close(record, "fail", state.history))
+                          reason=f"rolled back at {_at(state)}: {why} — after {tally}",
+                          history=_close(record, "fail", state.history, f"rolled back: {why}"))
             return Decision(nxt, "rollback", f"{head} → {verdict}, failure {failures}/"
                                              f"{plan.failure_limit}: roll back to weight 0")
         nxt = replace(state, failures=failures, updated_at=now,
@@ -200,11 +285,14 @@ def decide(plan: Plan, state: RolloutState, round_: Verdicts, now: float) -> Dec
                                      f"{plan.failure_limit}: hold at {state.weight}%")
     if counted == "inconclusive":
         if now - state.step_started_at >= plan.step_timeout_s:
+            why = f"no conclusive analysis within {format_duration(plan.step_timeout_s)}"
+            unsure = next((result for result in round_.results
+                           if result.verdict == "inconclusive"), None)
+            if unsure is not None:
+                why += f" ({_because(unsure)})"
             nxt = replace(state, phase="rolled_back", weight=0, updated_at=now,
-                          reason=(f"rolled back at {state.weight}%: step {state.step + 1} found "
-                                  f"no conclusive analysis within "
-                                  f"{format_duration(plan.step_timeout_s)}"),
-                          history=_close(record, "fail", state.history))
+                          reason=f"rolled back at {_at(state)}: {why} — after {record.tally}",
+                          history=_close(record, "fail", state.history, f"rolled back: {why}"))
             return Decision(nxt, "rollback", f"{head} → inconclusive past the step timeout "
                                              f"{format_duration(plan.step_timeout_s)}: roll back")
         nxt = replace(state, updated_at=now, history=_replace_last(state.history, record))
@@ -238,13 +326,15 @@ def command(plan: Plan, state: RolloutState, verb: Command, now: float) -> Decis
     where = _where(plan, state)
     if verb == "promote":
         nxt = replace(state, phase="promoted", weight=100, updated_at=now,
-                      reason=f"promoted by hand at {state.weight}%",
-                      history=_close(state.history[-1], "pass", state.history))
+                      reason=f"promoted by hand at {_at(state)}",
+                      history=_close(state.history[-1], "pass", state.history,
+                                     "promoted by hand"))
         return Decision(nxt, "promote", f"{where}: promote by hand → weight 100%, canary is stable")
     if verb == "abort":
         nxt = replace(state, phase="aborted", weight=0, updated_at=now,
-                      reason=f"aborted by hand at {state.weight}%",
-                      history=_close(state.history[-1], "fail", state.history))
+                      reason=f"aborted by hand at {_at(state)}",
+                      history=_close(state.history[-1], "fail", state.history,
+                                     "aborted by hand"))
         return Decision(nxt, "rollback", f"{where}: abort by hand → weight 0")
     if state.phase != "paused":
         raise ConfigError(f"the rollout on {state.service} is {state.phase}, not paused; "
@@ -278,25 +368,38 @@ def _where(plan: Plan, state: RolloutState) -> str:
     return f"canary {state.service} step {state.step + 1}/{len(plan.steps)} weight {state.weight}%"
 
 
+def _at(state: RolloutState) -> str:
+    return f"step {state.step + 1} ({state.weight}%)"
+
+
 def _record(state: RolloutState, verdict: str, round_: Verdicts) -> StepRecord:
+    """Return the step's record with one more analysis round counted as ``verdict`` (after the
+    ``inconclusive`` policy): its metric results kept, and the first of them that failed."""
     last = state.history[-1] if state.history else StepRecord(state.step, state.weight)
+    failing = next((result for result in round_.results if result.verdict == "fail"), None)
     return replace(last, rounds=last.rounds + 1, failed=last.failed + (verdict == "fail"),
+                   inconclusive=last.inconclusive + (verdict == "inconclusive"),
                    error_rate=round_.error_rate if round_.error_rate is not None
                    else last.error_rate,
-                   p95_ms=round_.p95_ms if round_.p95_ms is not None else last.p95_ms)
+                   p95_ms=round_.p95_ms if round_.p95_ms is not None else last.p95_ms,
+                   metrics=round_.results, failing=failing or last.failing)
 
 
 def _replace_last(history: tuple[StepRecord, ...], record: StepRecord) -> tuple[StepRecord, ...]:
     return (*history[:-1], record)
 
 
-def _close(record: StepRecord, status: str, history: tuple[StepRecord, ...]
-           ) -> tuple[StepRecord, ...]:
-    return _replace_last(history, replace(record, status=status))
+def _close(record: StepRecord, status: str, history: tuple[StepRecord, ...],
+           reason: str = "") -> tuple[StepRecord, ...]:
+    return _replace_last(history, replace(record, status=status, reason=reason))
 
 
 def _first_failure(round_: Verdicts) -> str:
     for result in round_.results:
         if result.verdict == "fail":
-            return f"{result.name} {result.detail}"
+            return _because(result)
     return ""
+
+
+def _because(result: MetricResult) -> str:
+    return f"{result.name} — {result.detail}" if result.detail else result.name
