@@ -14,6 +14,7 @@ from shipml.errors import EXIT_OK, ConfigError
 from shipml.results import Check, StageClock, handed_on, is_local_image_id
 
 if TYPE_CHECKING:
+    from shipml.canary.engine import Revision, RolloutState
     from shipml.config import Config
 
 IMAGE = Option("--image", ("canary", "image"), "SHIPML_CANARY_IMAGE",
@@ -145,6 +146,9 @@ def _action(given: str | None) -> str:
 
 
 def _status(settings: Any, config: Config) -> int:
+    """Print where the stored rollout stands: its phase, the stable revision now (after a
+    promotion, the canary it promoted), each step's analyses and why it ended; then the stored
+    state as JSON. Returns 0."""
     from shipml.canary.targets import build_target
 
     target = build_target(settings.target_type, settings.service, settings.target, config.where)
@@ -152,17 +156,42 @@ def _status(settings: Any, config: Config) -> int:
     if state is None:
         print(f"shipml canary: no rollout stored on {target.describe()}")
         return EXIT_OK
-    stable = target.workload.stable()
-    print(f"shipml canary: {settings.service}: {state.phase.replace('_', ' ')} at step "
-          f"{state.step + 1}/{len(settings.plan.steps)}, weight {state.weight}%")
-    print(f"  canary  {state.canary.revision} ({state.canary.image})")
-    if stable is not None:
-        print(f"  stable  {stable.revision} ({stable.image})")
-    print(f"  failures {state.failures}/{settings.plan.failure_limit}")
-    if state.reason:
-        print(f"  reason  {state.reason}")
+    for line in status_lines(state, len(settings.plan.steps), settings.plan.failure_limit,
+                             target.workload.stable()):
+        print(line)
     print(json.dumps(state.to_dict(), sort_keys=True))
     return EXIT_OK
+
+
+def status_lines(state: RolloutState, steps: int, failure_limit: int,
+                 running: Revision | None) -> list[str]:
+    """Return the lines of ``shipml canary status`` for the stored ``state``: the stable is the
+    promoted canary once the rollout promoted it, else the state's stable; ``running`` (what the
+    target serves as stable) is named too when it differs."""
+    lines = [f"shipml canary: {state.service}: {state.phase.replace('_', ' ')} at step "
+             f"{state.step + 1}/{steps}, weight {state.weight}%"]
+    stable: Revision | None = state.canary
+    if state.phase == "promoted":
+        before = state.stable
+        lines.append(f"  stable  {state.canary.revision} ({state.canary.image}), promoted by "
+                     "this rollout" + (f"; before it: {before.revision}"
+                                       if before and before.revision != state.canary.revision
+                                       else ""))
+    else:
+        stable = state.stable or running
+        ended = {"rolled_back": ", rolled back", "aborted": ", aborted"}.get(state.phase, "")
+        lines.append(f"  canary  {state.canary.revision} ({state.canary.image}){ended}")
+        if stable is not None:
+            lines.append(f"  stable  {stable.revision} ({stable.image})")
+    if running is not None and stable is not None and running.revision != stable.revision:
+        lines.append(f"  the target serves {running.revision} ({running.image}) as its stable")
+    lines.append(f"  failures {state.failures}/{failure_limit}")
+    for record in state.history:
+        lines.append(f"  step {record.step + 1} ({record.weight}%): {record.status}, "
+                     f"{record.tally}" + (f"; {record.reason}" if record.reason else ""))
+    if state.reason:
+        lines.append(f"  reason  {state.reason}")
+    return lines
 
 
 def _print_prometheus_config(settings: Any) -> int:

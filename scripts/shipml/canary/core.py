@@ -140,9 +140,9 @@ class Runner:
     rounds: list[AnalysisRound] | None = None
 
     def say(self, line: str) -> None:
-        """Print and keep one decision line."""
+        """Print one decision line, once (stdout only: a runner or act that shows both streams
+        would show a second copy written to the log), and keep it for the result."""
         print(line, flush=True)
-        log.info(line)
         if self.lines is not None:
             self.lines.append(line)
 
@@ -287,8 +287,9 @@ def _check_pinned(stored: RolloutState) -> None:
 
 def stage_result(state: RolloutState | None, clock: StageClock, runner: Runner | None,
                  *, preflight: tuple[Check, ...] = (), summary: str | None = None) -> StageResult:
-    """Return the canary's stage result: a check per step and per last-round metric, the steps
-    table and the weight / error rate / p95 series."""
+    """Return the canary's stage result: a check per step (how it ended and why) and per metric
+    of the last analysis, the steps table, the per-step table of every metric's canary and
+    stable values with its figures, and the weight / error rate / p95 series."""
     checks = list(preflight)
     if state is None:
         return StageResult(stage="canary", status="fail", summary=summary or "not rolled out",
@@ -298,29 +299,33 @@ def stage_result(state: RolloutState | None, clock: StageClock, runner: Runner |
         status: Any = {"pass": "pass", "fail": "fail"}.get(record.status, "warn")
         checks.append(Check(f"step {record.step + 1} at {record.weight}% traffic passed its "
                             "analysis", status, observed=record.rounds, threshold=None,
-                            detail=f"{record.rounds} analyses, {record.failed} failed"))
+                            detail=_step_story(record)))
     rounds = runner.rounds if runner and runner.rounds else []
-    if rounds:
-        for result in rounds[-1].results:
-            status = {"pass": "pass", "fail": "fail"}.get(result.verdict, "warn")
-            checks.append(Check(result.sentence, status, observed=result.canary,
-                                threshold=result.threshold, detail=result.detail,
-                                group="last analysis"))
+    # The stored state keeps each step's last round: a resumed or manual run has it too.
+    last = next((record.metrics for record in reversed(state.history) if record.metrics), ())
+    for result in last:
+        status = {"pass": "pass", "fail": "fail"}.get(result.verdict, "warn")
+        checks.append(Check(result.sentence, status, observed=result.canary,
+                            threshold=result.threshold, detail=result.detail,
+                            group="last analysis"))
     status_of = {"promoted": "pass", "rolled_back": "fail", "aborted": "fail",
                  "paused": "skipped", "progressing": "skipped"}
     stage_status: Any = status_of[state.phase]
     text = summary or _summary(state)
-    labels = tuple(f"{r.step + 1}: {r.weight}%" for r in state.history)
-    table = Table(
+    labels = tuple(_step_label(r) for r in state.history)
+    steps = Table(
         title="Promotion steps",
         columns=(Column("step", "step"), Column("weight", "traffic weight", "%"),
                  Column("rounds", "analyses"), Column("failed", "failed"),
+                 Column("inconclusive", "inconclusive"),
                  Column("error_rate_pct", "error rate", "%"), Column("p95_ms", "p95", "ms"),
-                 Column("status", "status")),
+                 Column("status", "status"), Column("reason", "why")),
         rows=tuple({"step": r.step + 1, "weight": r.weight, "rounds": r.rounds,
-                    "failed": r.failed,
+                    "failed": r.failed, "inconclusive": r.inconclusive,
                     "error_rate_pct": None if r.error_rate is None else r.error_rate * 100,
-                    "p95_ms": r.p95_ms, "status": r.status} for r in state.history))
+                    "p95_ms": r.p95_ms, "status": r.status, "reason": r.reason}
+                   for r in state.history))
+    analysis = _analysis_table(state)
     series: tuple[Series, ...] = ()
     if state.history:
         series = (
@@ -340,19 +345,70 @@ def stage_result(state: RolloutState | None, clock: StageClock, runner: Runner |
         "failures": state.failures, "reason": state.reason,
         "analyses": len(rounds),
         "analysis_s_mean": sum(analysis_s) / len(analysis_s) if analysis_s else None,
-        "steps": [record.__dict__ for record in state.history],
+        "steps": [record.to_dict() for record in state.history],
         "decisions": list(runner.lines or []) if runner else [],
     }
+    tables = tuple(table for table in (steps, analysis) if table.rows)
     return StageResult(stage="canary", status=stage_status, summary=text,
                        started_at=clock.started_at, duration_s=clock.elapsed(),
-                       metrics=metrics, checks=tuple(checks), tables=(table,) if state.history
-                       else (), series=series)
+                       metrics=metrics, checks=tuple(checks), tables=tables, series=series)
+
+
+def _step_label(record: engine.StepRecord) -> str:
+    return f"{record.step + 1}: {record.weight}%"
+
+
+def _step_story(record: engine.StepRecord) -> str:
+    """Return how a step ended in words: why it failed (the metric, its value against the
+    stable's) and its analyses counted."""
+    if record.reason:
+        return f"{record.reason} — {record.tally}"
+    if record.failing is not None and record.status != "pass":
+        return f"{record.failing.name} — {record.failing.detail} — {record.tally}"
+    return record.tally
+
+
+def _analysis_table(state: RolloutState) -> Table:
+    """Return the per-step table of the last analysis of each step: every metric (whatever its
+    judge) with its verdict, canary and stable values and further figures (a quality judge's
+    interval and discordant pairs, agreement), and the failure that ended a step when a later
+    round passed."""
+    rows: list[dict[str, Any]] = []
+    for record in state.history:
+        shown = list(record.metrics)
+        if record.failing is not None and record.failing not in shown:
+            shown.append(record.failing)
+        for result in shown:
+            earlier = result is record.failing and result not in record.metrics
+            unit = f" ({result.unit})" if result.unit and result.unit != "ratio" else ""
+            rows.append({"step": _step_label(record), "metric": f"{result.name}{unit}",
+                         "verdict": result.verdict + (" (an earlier analysis)" if earlier else ""),
+                         "canary": result.canary, "stable": result.stable,
+                         "figures": _figures(result.figures), "detail": result.detail})
+    return Table(
+        title="Analysis per step (the step's last analysis)",
+        columns=(Column("step", "step"), Column("metric", "metric"), Column("verdict", "verdict"),
+                 Column("canary", "canary"), Column("stable", "stable"),
+                 Column("figures", "figures"), Column("detail", "detail")),
+        rows=tuple(rows))
+
+
+def _figures(figures: Mapping[str, float | int | None]) -> str:
+    return ", ".join(f"{name} {_figure(value)}" for name, value in figures.items())
+
+
+def _figure(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _summary(state: RolloutState) -> str:
     if state.phase == "promoted":
-        return f"{state.canary.revision} promoted to 100%" + (
-            f" ({state.reason})" if state.reason and "first deploy" in state.reason else "")
+        text = f"{state.canary.revision} promoted to 100%, now the stable of {state.service}"
+        if state.reason and ("first deploy" in state.reason or "by hand" in state.reason):
+            text += f" ({state.reason})"
+        return text
     if state.phase == "paused":
         return (f"paused at step {state.step + 1} ({state.weight}%): run `shipml canary resume` "
                 "or `shipml canary promote`")
@@ -362,10 +418,12 @@ def _summary(state: RolloutState) -> str:
 
 
 def summary_of(round_: AnalysisRound | None) -> str:
-    """Return a one-line analysis summary (an action output)."""
+    """Return a one-line analysis summary (an action output): each metric's name, canary value
+    and verdict."""
     if round_ is None:
         return ""
-    return "; ".join(f"{r.name} {r.verdict}" for r in round_.results)
+    return "; ".join(f"{r.name} {_figure(r.canary)} {r.verdict}" if r.canary is not None
+                     else f"{r.name} {r.verdict}" for r in round_.results)
 
 
 __all__ = ["Decision", "Runner", "Settings", "Verdicts", "make_runner", "manual", "read_settings",
