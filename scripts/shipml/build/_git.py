@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from shipml.build.tags import GitContext
-from shipml.ci import Platform, event_field, read_event
+from shipml.ci import Platform, event_field, read_event, remote_url, repository_url
 
 _PR_REF = re.compile(r"^refs/pull/(\d+)/")
 
@@ -33,13 +32,14 @@ def detect_provenance(platform: Platform, cwd: Path, default_branch: str | None)
     """
     env = platform.environ
     if platform.name in ("github", "act"):
-        return _github(platform, env, default_branch)
+        return _github(platform, env, cwd, default_branch)
     if platform.name == "jenkins":
         return _jenkins(env, cwd, default_branch)
     return _local(cwd, default_branch)
 
 
-def _github(platform: Platform, env: Mapping[str, str], default_branch: str | None) -> Provenance:
+def _github(platform: Platform, env: Mapping[str, str], cwd: Path,
+            default_branch: str | None) -> Provenance:
     path = env.get("GITHUB_EVENT_PATH") or ""
     repository: dict[str, Any] = event_field(read_event(path), path, "repository") or {}
     ref = env.get("GITHUB_REF", "")
@@ -57,12 +57,14 @@ def _github(platform: Platform, env: Mapping[str, str], default_branch: str | No
     license_found = repository.get("license")
     license_record: dict[str, Any] = license_found if isinstance(license_found, dict) else {}
     spdx = str(license_record.get("spdx_id") or "")
-    server = env.get("GITHUB_SERVER_URL", "https://github.com")
-    name = env.get("GITHUB_REPOSITORY", "") or str(repository.get("full_name") or "")
+    full_name = str(repository.get("full_name") or "")
+    # GITHUB_REPOSITORY, else the event's repository, else the checkout's remote (act)
+    source = repository_url(env) or repository_url({**env, "GITHUB_REPOSITORY": full_name},
+                                                   _git(cwd, "remote", "get-url", "origin"))
     return Provenance(
         git=GitContext(sha=env.get("GITHUB_SHA", ""), branch=branch, tag=tag, pr_number=pr_number,
                        default_branch=default_branch or str(repository.get("default_branch") or "main")),
-        source=f"{server}/{name}" if name else "",
+        source=source,
         licenses="" if spdx in ("", "NOASSERTION") else spdx,
     )
 
@@ -78,7 +80,7 @@ def _jenkins(env: Mapping[str, str], cwd: Path, default_branch: str | None) -> P
         git=GitContext(sha=sha, branch=branch, tag=tag,
                        pr_number=int(change) if change.isdigit() else None,
                        default_branch=default_branch or "main"),
-        source=_public_url(env.get("GIT_URL") or _git(cwd, "remote", "get-url", "origin")),
+        source=remote_url(env.get("GIT_URL") or _git(cwd, "remote", "get-url", "origin")),
     )
 
 
@@ -88,7 +90,7 @@ def _local(cwd: Path, default_branch: str | None) -> Provenance:
     branch = "" if tag else _git(cwd, "symbolic-ref", "--short", "-q", "HEAD")
     return Provenance(
         git=GitContext(sha=sha, branch=branch, tag=tag, default_branch=default_branch or "main"),
-        source=_public_url(_git(cwd, "remote", "get-url", "origin")),
+        source=remote_url(_git(cwd, "remote", "get-url", "origin")),
     )
 
 
@@ -106,20 +108,3 @@ def _git(cwd: Path, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return completed.stdout.strip() if completed.returncode == 0 else ""
-
-
-def _public_url(url: str) -> str:
-    # A remote URL may carry a token (https://x-access-token:…@github.com/…): never in a label.
-    if not url:
-        return ""
-    if url.startswith("git@") and ":" in url:
-        host, path = url[4:].split(":", 1)
-        return f"https://{host}/{path.removesuffix('.git')}"
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https", "ssh", "git"):
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        scheme = "https" if parts.scheme in ("ssh", "git") else parts.scheme
-        return urlunsplit((scheme, host, parts.path.removesuffix(".git"), "", ""))
-    return ""

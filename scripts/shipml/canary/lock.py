@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shipml.ci import repository_url
 from shipml.errors import ConfigError
 
 HELD = ("another shipml canary holds the rollout of {service}: {holder}, lease renewed "
@@ -64,8 +65,9 @@ def me(lease_s: float, now: float, environ: Mapping[str, str] | None = None) -> 
     env = os.environ if environ is None else environ
     host = socket.gethostname()
     if env.get("GITHUB_RUN_ID"):
-        where = (f"GitHub Actions run {env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
-                 f"{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env['GITHUB_RUN_ID']}")
+        repository = repository_url(env)
+        where = (f"GitHub Actions run {repository}/actions/runs/{env['GITHUB_RUN_ID']}"
+                 if repository else f"GitHub Actions run {env['GITHUB_RUN_ID']}")
     elif env.get("BUILD_URL"):
         where = f"Jenkins build {env['BUILD_URL']}"
     else:

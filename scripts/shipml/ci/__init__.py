@@ -8,6 +8,7 @@ no other module writes workflow commands, step outputs or summaries itself. The 
 from __future__ import annotations
 
 from shipml.ci._guard import neutralize
+from shipml.ci._links import remote_url, repository_name, repository_url
 from shipml.ci._platform import (
     ActPlatform,
     GitHubPlatform,
@@ -33,4 +34,7 @@ __all__ = [
     "guard_output",
     "neutralize",
     "read_event",
+    "remote_url",
+    "repository_name",
+    "repository_url",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from shipml.ci._guard import command_stream, guard_streams
+from shipml.ci._links import repository_url
 from shipml.errors import ConfigError, ShipmlError
 
 AnnotationLevel = Literal["error", "warning", "notice"]
@@ -176,12 +177,12 @@ class GitHubPlatform(Platform):
         )
 
     def run_url(self) -> str | None:
-        server = self.environ.get("GITHUB_SERVER_URL", "https://github.com")
-        repository = self.environ.get("GITHUB_REPOSITORY")
-        run_id = self.environ.get("GITHUB_RUN_ID")
-        if not (repository and run_id):
+        # no link where GITHUB_REPOSITORY is no owner/name (act sets it to a local remote)
+        repository = repository_url(self.environ)
+        run_id = self.environ.get("GITHUB_RUN_ID", "")
+        if not (repository and run_id.isdigit()):
             return None
-        return f"{server}/{repository}/actions/runs/{run_id}"
+        return f"{repository}/actions/runs/{run_id}"
 
 
 class ActPlatform(GitHubPlatform):
