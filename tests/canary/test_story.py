@@ -137,6 +137,13 @@ def test_status_names_the_promoted_canary_as_the_stable() -> None:
                          f"  stable  svc-old ({OLD.image})"]
     assert "  step 2 (50%): fail, 2 analyses, 2 failed; rolled back: quality — canary accuracy " \
            "0.871 vs stable 0.902, 3.1 points worse than stable" in back
+    # KServe's spec names the canary while it takes a share: the stable is still the state's
+    moving = status_lines(state, 3, 2, NEW)
+    assert moving[1:3] == [f"  canary  svc-new ({NEW.image})", f"  stable  svc-old ({OLD.image})"]
+    assert not any("as its stable" in line for line in moving)
+    # once ended, a target whose stable is not the state's says so
+    assert f"  the target serves svc-old ({OLD.image}) as its stable" in status_lines(
+        promoted, 3, 2, OLD)
 
 
 # --- for real: docker, HAProxy, Prometheus, under load, read as act reads it --------------------

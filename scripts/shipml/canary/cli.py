@@ -167,7 +167,7 @@ def status_lines(state: RolloutState, steps: int, failure_limit: int,
                  running: Revision | None) -> list[str]:
     """Return the lines of ``shipml canary status`` for the stored ``state``: the stable is the
     promoted canary once the rollout promoted it, else the state's stable; ``running`` (what the
-    target serves as stable) is named too when it differs."""
+    target serves as stable) is named too when it differs after the rollout ended."""
     lines = [f"shipml canary: {state.service}: {state.phase.replace('_', ' ')} at step "
              f"{state.step + 1}/{steps}, weight {state.weight}%"]
     stable: Revision | None = state.canary
@@ -183,7 +183,10 @@ def status_lines(state: RolloutState, steps: int, failure_limit: int,
         lines.append(f"  canary  {state.canary.revision} ({state.canary.image}){ended}")
         if stable is not None:
             lines.append(f"  stable  {stable.revision} ({stable.image})")
-    if running is not None and stable is not None and running.revision != stable.revision:
+    # While a rollout moves, the state's stable is the one traffic is split with (KServe's
+    # spec already names the canary); once it ended, the target's stable must be the state's.
+    if state.final and running is not None and stable is not None \
+            and running.revision != stable.revision:
         lines.append(f"  the target serves {running.revision} ({running.image}) as its stable")
     lines.append(f"  failures {state.failures}/{failure_limit}")
     for record in state.history:
