@@ -85,6 +85,20 @@ def test_error_handoff_and_figures_round_trip(tmp_path: Path) -> None:
     assert record["handoff"] == [{"kind": "model", "path": "m.onnx", "sha256": "ab" * 32}]
 
 
+def test_a_series_point_without_a_value_round_trips(tmp_path: Path) -> None:
+    import math
+
+    from shipml.results import Series
+
+    # a canary promoted at its last step has no error rate for that step
+    result = StageResult(stage="canary", status="pass", summary="", started_at="", duration_s=0.0,
+                         series=(Series("Canary error rate per step", "step", "error rate %",
+                                        ("1: 50%", "2: 100%"), (0.0, math.nan)),))
+    assert json.loads(result.to_json())["series"][0]["values"] == [0.0, None]
+    back = StageResult.read(result.write(tmp_path))
+    assert back.series[0].values[0] == 0.0 and math.isnan(back.series[0].values[1])
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("error", {"kind": "oops", "exit_code": 2},
      "error.kind is 'oops'; valid: config, infrastructure, internal"),

@@ -417,7 +417,9 @@ def _read_series(record: Mapping[str, Any]) -> Series:
     if kind not in ("line", "bar"):
         raise ValueError(f"series kind {kind!r} is not line or bar")
     categories = tuple(str(c) for c in record["categories"])
-    values = tuple(float(v) for v in record["values"])
+    # a point without a value (a canary step that ended before its first analysis) is written
+    # as null, as every non-finite figure is
+    values = tuple(math.nan if v is None else float(v) for v in record["values"])
     if len(categories) != len(values):
         raise ValueError(f"series {record.get('title')!r} has {len(categories)} categories "
                          f"and {len(values)} values")
