@@ -3,10 +3,12 @@
 A log record (see :mod:`shipml.serve._predlog`) holds one request: ``inputs`` as named columns
 (``{"mean_radius": [14.2, 9.8]}``; ``/v2`` records name the tensor instead), ``outputs``
 (``predictions`` and ``probabilities``, or ``/v2`` tensors), ``version``, ``request_id`` and
-``ts``. Lines are read one at a time and gathered in column chunks, so a million records take
-what their values take, not a million dictionaries. A line that cannot be read is skipped and
-counted; too many of them make the input unusable. A line longer than ``monitor.logs.max_line_mb``
-is such a line: it is read past in pieces of that size, never held whole.
+``ts``. A file is read in blocks of whole lines: pyarrow's JSON reader turns a block of the
+server's usual records into columns (:mod:`shipml.monitor._columnar`); a block that holds
+anything else is read line by line, and each line that cannot be read is skipped and counted;
+too many of them make the input unusable. A line longer than ``monitor.logs.max_line_mb`` is such
+a line: it is read past in pieces of that size, never held whole. Past ``monitor.max_rows`` rows,
+a seeded uniform sample of that many is kept (:class:`_Sample`), and the result says so.
 
 A float JSON has no number for is written as the string ``"NaN"``, ``"Infinity"`` or
 ``"-Infinity"`` (proto3's JSON mapping); logs written before that hold bare ``NaN`` (Python's
@@ -20,18 +22,22 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from shipml.errors import ConfigError
+from shipml.monitor._columnar import Block, Lines, Part, TooLong, read_block, split_lines
+from shipml.monitor._values import NON_FINITE, Kind, conform
+
+__all__ = ["NON_FINITE", "Kind", "Production", "Window", "conform", "conform_table",
+           "find_log_files", "parse_time", "read_logs", "sample_table", "wrong_type"]
 
 _loads: Callable[[bytes], Any]
 try:  # parsing the log is most of a monitor run: orjson reads a line about four times faster
@@ -75,18 +81,15 @@ VALID = {
 }
 BAD_TIME = ("{key}: {value!r} is neither an ISO-8601 time (2026-11-24T08:00:00Z) nor a duration "
             "back from now (30m, 24h, 7d)")
-#: rows gathered in Python lists before they become a DataFrame chunk
+#: rows the line reader gathers in Python lists before they become a DataFrame chunk
 CHUNK_ROWS = 65536
 #: corrupt lines quoted in messages
 EXAMPLES = 3
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GLOB = re.compile(r"[*?\[]")
-#: the strings the prediction log writes for non-finite floats (proto3's JSON mapping)
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-#: what a column holds, as the reference has it
-Kind = Literal["number", "text"]
-_CONTAINERS = (dict, list, tuple, np.ndarray)
+#: how the result says that the rows were sampled
+SAMPLED = "sampled {kept:,} of {read:,} rows (uniform, seeded by monitor.random_state)"
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,16 @@ class Production:
     versions: dict[str, int] = field(default_factory=dict)
     first_ts: str = ""
     last_ts: str = ""
+    #: the rows read before a sample of monitor.max_rows was drawn (0: not sampled)
+    sampled_from: int = 0
+    #: seconds reading took (None: not timed)
+    read_s: float | None = None
+
+    @property
+    def sampling(self) -> str:
+        """Return how the rows were sampled ("sampled 1,000,000 of 3,412,007 rows …"), or ''."""
+        return SAMPLED.format(kept=len(self.frame), read=self.sampled_from) \
+            if self.sampled_from else ""
 
 
 def parse_time(value: str, key: str, now: _dt.datetime) -> _dt.datetime:
@@ -172,16 +185,20 @@ def _rotation(path: Path) -> int:
 
 def read_logs(files: Sequence[Path], key: str, window: Window, *, version: str | None,
               max_corrupt_rate: float, max_line_bytes: int = 64 * 2**20,
-              expected: Mapping[str, Kind] | None = None, reference: str = "") -> Production:
+              expected: Mapping[str, Kind] | None = None, reference: str = "",
+              max_rows: int | None = None, seed: int = 0) -> Production:
     """Read the prediction records of ``files`` within ``window`` (and of ``version``).
 
     A line longer than ``max_line_bytes`` is corrupt. ``expected`` gives the kind of each column
     the reference (``reference``, its name) has: a number column gets its non-finite strings as
-    floats. Returns the rows with their logged outputs. Raises ConfigError when no record is
-    left, when the share of corrupt lines is over ``max_corrupt_rate``, or when a column holds a
-    value its kind does not take (naming the file and line).
+    floats. Past ``max_rows`` rows a uniform sample of that many, drawn with ``seed``, is kept
+    (``sampled_from`` says of how many). Returns the rows with their logged outputs. Raises
+    ConfigError when no record is left, when the share of corrupt lines is over
+    ``max_corrupt_rate``, or when a column holds a value its kind does not take (naming the file
+    and line).
     """
-    reader = _Reader(window, version, max_line_bytes, key, expected or {}, reference)
+    reader = _Reader(window, version, max_line_bytes, key, expected or {}, reference,
+                     _Sample(max_rows, seed))
     for path in files:
         if window.since is not None and _modified(path) < window.since:
             continue  # written before the window opened: every record in it is older
@@ -210,52 +227,19 @@ def read_logs(files: Sequence[Path], key: str, window: Window, *, version: str |
     return reader.result(", ".join(str(p) for p in files), tuple(str(p) for p in files))
 
 
+def sample_table(production: Production, max_rows: int, seed: int) -> Production:
+    """Return ``production`` (a table of rows) with a uniform sample of ``max_rows`` of its rows,
+    in their order, drawn with ``seed``, when it has more; else ``production`` itself."""
+    rows = len(production.frame)
+    if rows <= max_rows:
+        return production
+    chosen = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+    return replace(production, frame=production.frame.iloc[chosen].reset_index(drop=True),
+                   sampled_from=rows)
+
+
 def _modified(path: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(path.stat().st_mtime, tz=_dt.timezone.utc)
-
-
-def conform(values: pd.Series, kind: Kind, *, numbers_as_text: bool = False
-            ) -> tuple[pd.Series, int]:
-    """Return ``values`` as a column of ``kind`` takes them (a number column as floats, the
-    non-finite strings and booleans included), and the position of the first value it does not
-    take (-1 when there is none). ``numbers_as_text``: text that reads as a number is one (a
-    CSV column with one cell of text is read as text throughout)."""
-    dtype_kind = values.dtype.kind
-    if kind == "text":
-        if dtype_kind != "O":
-            return values, -1
-        for position, value in enumerate(values.to_numpy()):
-            if isinstance(value, _CONTAINERS):
-                return values, position
-        return values, -1
-    if dtype_kind in "iuf":
-        return values, -1
-    if dtype_kind == "b":
-        return values.astype(np.float64), -1
-    numbers = np.empty(len(values), dtype=np.float64)
-    for position, value in enumerate(values.to_numpy(dtype=object)):
-        if value is None:
-            numbers[position] = math.nan
-        elif type(value) is str:
-            number = NON_FINITE.get(value)
-            if number is None and numbers_as_text:
-                try:
-                    number = float(value)
-                except ValueError:
-                    pass
-            if number is None:
-                return values, position
-            numbers[position] = number
-        elif isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
-            try:
-                numbers[position] = float(value)
-            except OverflowError:  # an integer past float's range: as far out as a float goes
-                numbers[position] = math.inf if value > 0 else -math.inf
-        elif value is pd.NA or value is pd.NaT:
-            numbers[position] = math.nan
-        else:
-            return values, position
-    return pd.Series(numbers, index=values.index, name=values.name), -1
 
 
 def wrong_type(key: str, place: str, column: str, value: Any, kind: Kind, reference: str) -> str:
@@ -297,16 +281,18 @@ def _kind_of(value: Any) -> str:
 
 
 class _Reader:
-    """Gathers records line by line into column chunks."""
+    """Reads log files block by block: pyarrow's JSON reader for blocks of the server's usual
+    records, the line reader for any other block (it says which line is wrong and why)."""
 
     def __init__(self, window: Window, version: str | None, max_line_bytes: int, key: str,
-                 expected: Mapping[str, Kind], reference: str) -> None:
+                 expected: Mapping[str, Kind], reference: str, sample: _Sample) -> None:
         self.window = window
         self.version = version
         self.max_line_bytes = max_line_bytes
         self.key = key
         self.expected = expected
         self.reference = reference
+        self.sample = sample
         self.lines = self.records = self.rows = 0
         self.corrupt = self.outside_window = self.other_versions = 0
         self.examples: list[str] = []
@@ -314,45 +300,84 @@ class _Reader:
         self.all_versions: set[str] = set()
         self.first_seen = self.last_seen = ""
         self.first_ts = self.last_ts = ""
-        self._chunks: list[pd.DataFrame] = []
+        self.has_predictions = True
+        self.has_probabilities = True
+        # the line reader's rows not yet a part, gathered in Python lists
         self._columns: dict[str, list[Any]] = {}
         self._chunk_rows = 0
         self._predictions: list[Any] = []
         self._probabilities: list[Any] = []
-        self._has_predictions = True
-        self._has_probabilities = True
+        self._chunk_predictions = self._chunk_probabilities = True
         self._request_ids: list[str] = []
         self._request_rows: list[int] = []
-        #: where each row of the chunk comes from: its line, and the file of each run of rows
+        #: where each row of the chunk comes from: its file and line
         self._chunk_lines: list[int] = []
-        self._chunk_files: list[tuple[int, Path]] = []
+        self._path = Path()
 
     def read(self, path: Path) -> None:
-        # Binary lines of at most `limit` bytes: a longer one is never held whole in memory.
-        limit = self.max_line_bytes + 1
+        """Read the records of ``path`` into the sample, corrupt lines counted."""
         too_long = TOO_LONG.format(limit=self.max_line_bytes / 2**20)
-        self._chunk_files.append((self._chunk_rows, path))
         with path.open("rb") as stream:
-            readline = stream.readline
-            number = 0
-            while True:
-                line = readline(limit)
-                if not line:
-                    break
-                number += 1
-                problem = ""
-                if len(line) == limit and line[-1:] != b"\n":
-                    while line and line[-1:] != b"\n":
-                        line = readline(limit)
-                    problem = too_long
-                elif not line.strip():
+            for lines in split_lines(stream, self.max_line_bytes):
+                if isinstance(lines, TooLong):
+                    self.lines += 1
+                    self._corrupt(path, lines.number, too_long)
                     continue
-                self.lines += 1
-                problem = problem or self._record(line, number)
-                if problem:
-                    self.corrupt += 1
-                    if len(self.examples) < EXAMPLES:
-                        self.examples.append(f"{path}:{number}: {problem}")
+                block = read_block(lines.data, since=self.window.since, until=self.window.until,
+                                   version=self.version, expected=self.expected)
+                if block is None:
+                    self._by_line(path, lines)
+                else:
+                    self._count(block)
+
+    def _corrupt(self, path: Path, number: int, problem: str) -> None:
+        self.corrupt += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(f"{path}:{number}: {problem}")
+
+    def _count(self, block: Block) -> None:
+        self.lines += block.lines
+        self.records += block.records
+        self.outside_window += block.outside_window
+        self.other_versions += block.other_versions
+        self.all_versions |= block.all_versions
+        for name, count in block.versions.items():
+            self.versions[name] = self.versions.get(name, 0) + count
+        self._seen(*block.seen)
+        self._kept(*block.kept)
+        if block.part is not None:
+            self._keep(block.part)
+
+    def _seen(self, first: str, last: str) -> None:
+        if first:
+            self.first_seen = min(self.first_seen, first) if self.first_seen else first
+            self.last_seen = max(self.last_seen, last)
+
+    def _kept(self, first: str, last: str) -> None:
+        if first:
+            self.first_ts = min(self.first_ts, first) if self.first_ts else first
+            self.last_ts = max(self.last_ts, last)
+
+    def _keep(self, part: Part) -> None:
+        self.rows += len(part)
+        self.has_predictions = self.has_predictions and part.predictions is not None
+        self.has_probabilities = self.has_probabilities and part.probabilities is not None
+        self.sample.add(part)
+
+    def _by_line(self, path: Path, lines: Lines) -> None:
+        """Read a block line by line: the rows of its records, its corrupt lines said."""
+        self._path = path
+        pieces = lines.data.split(b"\n")
+        if lines.data.endswith(b"\n"):
+            pieces.pop()
+        for offset, line in enumerate(pieces):
+            if not line.strip():
+                continue
+            self.lines += 1
+            problem = self._record(line, lines.first + offset)
+            if problem:
+                self._corrupt(path, lines.first + offset, problem)
+        self.flush()
 
     def _record(self, line: bytes, number: int) -> str:
         try:
@@ -378,9 +403,7 @@ class _Reader:
         predictions, probabilities = _outputs(outputs, count)
         stamp = str(record.get("ts") or "")
         self.records += 1
-        if stamp:
-            self.first_seen = min(self.first_seen, stamp) if self.first_seen else stamp
-            self.last_seen = max(self.last_seen, stamp)
+        self._seen(stamp, stamp)
         if not self.window.is_open:
             try:
                 moment = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -399,9 +422,7 @@ class _Reader:
             self.other_versions += 1
             return ""
         self.versions[version] = self.versions.get(version, 0) + 1
-        if stamp:
-            self.first_ts = min(self.first_ts, stamp) if self.first_ts else stamp
-            self.last_ts = max(self.last_ts, stamp)
+        self._kept(stamp, stamp)
         self._add(columns, count, predictions, probabilities, str(record.get("request_id") or ""),
                   number)
         return ""
@@ -427,12 +448,12 @@ class _Reader:
                 if name not in columns:
                     kept.extend([None] * count)
         if predictions is None:
-            self._has_predictions = False
-        elif self._has_predictions:
+            self._chunk_predictions = False
+        elif self._chunk_predictions:
             self._predictions.extend(predictions)
         if probabilities is None:
-            self._has_probabilities = False
-        elif self._has_probabilities:
+            self._chunk_probabilities = False
+        elif self._chunk_probabilities:
             self._probabilities.extend(probabilities)
         if count == 1:
             self._request_ids.append(request_id)
@@ -443,12 +464,11 @@ class _Reader:
             self._request_rows.extend(range(count))
             self._chunk_lines.extend([number] * count)
         self._chunk_rows += count
-        self.rows += count
         if self._chunk_rows >= CHUNK_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        """Turn the rows gathered so far into a chunk, each column as its kind takes it.
+        """Turn the rows the line reader gathered into a part, each column as its kind takes it.
 
         Raises ConfigError naming the file, line and column of a value its kind does not take."""
         if self._chunk_rows:
@@ -458,44 +478,133 @@ class _Reader:
                     continue
                 column, bad = conform(chunk[name], kind)
                 if bad >= 0:
-                    raise ConfigError(wrong_type(self.key, self._place(bad), name,
-                                                 chunk[name].iloc[bad], kind, self.reference))
+                    raise ConfigError(wrong_type(self.key, f"{self._path}:{self._chunk_lines[bad]}",
+                                                 name, chunk[name].iloc[bad], kind,
+                                                 self.reference))
                 if column is not chunk[name]:
                     chunk[name] = column
-            self._chunks.append(chunk)
+            self._keep(Part(
+                frame=chunk,
+                predictions=_logged(self._predictions) if self._chunk_predictions else None,
+                probabilities=(_probabilities(self._probabilities)
+                               if self._chunk_probabilities else None),
+                request_ids=np.asarray(self._request_ids, dtype=object),
+                request_rows=np.asarray(self._request_rows, dtype=np.int64)))
         self._columns = {}
         self._chunk_rows = 0
         self._chunk_lines = []
-        self._chunk_files = self._chunk_files[-1:]
-        if self._chunk_files:
-            self._chunk_files[0] = (0, self._chunk_files[0][1])
-
-    def _place(self, row: int) -> str:
-        path = next(path for start, path in reversed(self._chunk_files) if start <= row)
-        return f"{path}:{self._chunk_lines[row]}"
+        self._predictions, self._probabilities = [], []
+        self._chunk_predictions = self._chunk_probabilities = True
+        self._request_ids, self._request_rows = [], []
 
     def result(self, source: str, files: tuple[str, ...]) -> Production:
+        """Return the rows read (the sample of them past max_rows) and what was counted."""
         self.flush()
-        frame = pd.concat(self._chunks, ignore_index=True, sort=False, copy=False) \
-            if len(self._chunks) > 1 else self._chunks[0]
-        self._chunks = []
-        predictions = _numbers(self._predictions) if self._has_predictions else None
+        parts = self.sample.parts()
+        frame = _concat([part.frame for part in parts])
+        predictions = None
+        if self.has_predictions:
+            arrays = [part.predictions for part in parts if part.predictions is not None]
+            if all(array.dtype.kind in "iufb" for array in arrays):
+                predictions = np.concatenate(arrays)
+            else:  # text, or a regressor's non-finite strings among numbers
+                predictions = _numbers(np.concatenate(
+                    [array.astype(object) for array in arrays]).tolist())
         probabilities = None
-        if self._has_probabilities:
-            try:
-                probabilities = np.asarray(self._probabilities, dtype=np.float64)
-            except ValueError:  # rows with different numbers of classes: not usable
-                probabilities = None
-            if probabilities is not None and probabilities.ndim != 2:
-                probabilities = None
+        if self.has_probabilities:
+            matrices = [part.probabilities for part in parts if part.probabilities is not None]
+            if len({matrix.shape[1] for matrix in matrices}) == 1:
+                probabilities = np.concatenate(matrices)
         return Production(
             frame=frame, source=source, predictions=predictions, probabilities=probabilities,
-            request_ids=np.asarray(self._request_ids, dtype=object),
-            request_rows=np.asarray(self._request_rows, dtype=np.int64),
+            request_ids=np.concatenate([part.request_ids for part in parts]),
+            request_rows=np.concatenate([part.request_rows for part in parts]),
             files=files, lines=self.lines, records=self.records, corrupt=self.corrupt,
             corrupt_examples=tuple(self.examples), outside_window=self.outside_window,
             other_versions=self.other_versions, versions=dict(self.versions),
-            first_ts=self.first_ts, last_ts=self.last_ts)
+            first_ts=self.first_ts, last_ts=self.last_ts,
+            sampled_from=self.rows if self.sample.sampled else 0)
+
+
+class _Sample:
+    """A uniform sample of at most ``limit`` rows of the parts added, in their order: each row
+    draws a key from a generator seeded with ``seed`` and the ``limit`` rows with the smallest
+    keys are kept (a bottom-k sample: every set of ``limit`` rows is equally likely). Memory
+    holds at most twice ``limit`` rows between trims."""
+
+    def __init__(self, limit: int | None, seed: int) -> None:
+        self.limit = limit
+        self._random = np.random.default_rng(seed)
+        self._parts: list[tuple[Part, NDArray[Any]]] = []
+        self._held = 0
+        self._threshold = 1.0
+        self.sampled = False
+
+    def add(self, part: Part) -> None:
+        """Add ``part``'s rows; trim to the smallest keys when more than twice limit are held."""
+        if self.limit is None:
+            self._parts.append((part, np.empty(0)))
+            return
+        keys = self._random.random(len(part))
+        if self.sampled:
+            chosen = np.flatnonzero(keys < self._threshold)
+            part, keys = part.take(chosen), keys[chosen]
+        self._parts.append((part, keys))
+        self._held += len(part)
+        if self._held > 2 * self.limit:
+            self._trim()
+
+    def _trim(self) -> None:
+        assert self.limit is not None
+        keys = np.concatenate([part_keys for _, part_keys in self._parts])
+        if len(keys) <= self.limit:
+            return
+        self._threshold = float(np.partition(keys, self.limit)[self.limit])
+        trimmed = []
+        for part, part_keys in self._parts:
+            chosen = np.flatnonzero(part_keys < self._threshold)
+            trimmed.append((part.take(chosen), part_keys[chosen]))
+        self._parts = [(part, part_keys) for part, part_keys in trimmed if len(part)]
+        self._held = sum(len(part) for part, _ in self._parts)
+        self.sampled = True
+
+    def parts(self) -> list[Part]:
+        """Return the sampled parts (every part when no more than limit rows were added)."""
+        if self.limit is not None and self._held > self.limit:
+            self._trim()
+        return [part for part, _ in self._parts]
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Return the frames one after the other, column by column (pd.concat of many frames spends
+    longer merging its blocks); a column a frame lacks is null in its rows."""
+    if len(frames) == 1:
+        return frames[0]
+    names = list(dict.fromkeys(name for frame in frames for name in frame.columns))
+    columns: dict[str, NDArray[Any]] = {}
+    for name in names:
+        present = [frame[name].to_numpy() for frame in frames if name in frame.columns]
+        numbers = all(values.dtype.kind in "iuf" for values in present)
+        columns[name] = np.concatenate([
+            frame[name].to_numpy() if name in frame.columns
+            else np.full(len(frame), np.nan if numbers else None,
+                         dtype=np.float64 if numbers else object)
+            for frame in frames])
+    return pd.DataFrame(columns, copy=False)
+
+
+def _logged(values: list[Any]) -> NDArray[Any]:
+    """Return one chunk's logged predictions: numbers as numbers, anything else as objects."""
+    array = np.asarray(values)
+    return array if array.dtype.kind in "iufb" else np.array(values, dtype=object)
+
+
+def _probabilities(rows: list[Any]) -> NDArray[Any] | None:
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError):  # rows with different numbers of classes: not usable
+        return None
+    return matrix if matrix.ndim == 2 else None
 
 
 def _numbers(values: list[Any]) -> NDArray[Any]:

@@ -6,7 +6,8 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,17 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
     clock = StageClock()
     section = config.section(STAGE)
     moment = now or _dt.datetime.now(_dt.timezone.utc)
-    drift_plan = _drift.build(config)  # a typo in a check fails before any data is read
-    inputs = _load_inputs(config)
-    production = _production(config, section, moment, inputs)
+    # deepchecks' import (seconds of Python) runs beside the reading of the log (pyarrow's
+    # threads, without the GIL), so the log costs little more than the import alone
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipml-monitor-plan") as pool:
+        planned = pool.submit(_drift.build, config)
+        try:
+            inputs = _load_inputs(config)
+            production = _production(config, section, moment, inputs)
+        except BaseException:
+            planned.result()  # a mistake in monitor.checks is said first, as ever
+            raise
+        drift_plan = planned.result()
     checks: list[Check] = []
     checks += _checks.judge_columns(
         list(production.frame.columns), inputs.features, production.source,
@@ -155,6 +164,8 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
     all_checks = [*drift_checks, *checks]
     status = stage_status(all_checks, section["fail_on"])
     summary = _summary(status, drifted, len(inputs.features), drift, rows, all_checks)
+    if production.sampled_from:
+        summary += f"; {production.sampling}"
     result = StageResult(
         stage=STAGE, status=status, summary=summary, started_at=clock.started_at,
         duration_s=clock.elapsed(), metrics=metrics, checks=tuple(all_checks),
@@ -231,7 +242,8 @@ def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
         table = load_table(config.resolve_path(section["production"], STAGE, "production"), key)
         frame = _logs.conform_table(table.frame, expected, key, table.source,
                                     inputs.reference.source)
-        return _logs.Production(frame=frame, source=table.source)
+        return _logs.sample_table(_logs.Production(frame=frame, source=table.source),
+                                  section["max_rows"], section["random_state"])
     if not logs["path"]:
         raise ConfigError(_logs.NO_INPUT)
     key = config.where(STAGE, "logs", "path")
@@ -245,11 +257,13 @@ def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
     production = _logs.read_logs(files, key, window, version=logs["version"],
                                  max_corrupt_rate=logs["max_corrupt_rate"],
                                  max_line_bytes=int(logs["max_line_mb"] * 2**20),
-                                 expected=expected, reference=inputs.reference.source)
-    log.info("monitor: %d rows from %d records in %d files (%d corrupt lines skipped) in %.1f s",
+                                 expected=expected, reference=inputs.reference.source,
+                                 max_rows=section["max_rows"], seed=section["random_state"])
+    seconds = time.perf_counter() - started
+    log.info("monitor: %d rows from %d records in %d files (%d corrupt lines skipped) in %.1f s%s",
              len(production.frame), production.records, len(files), production.corrupt,
-             time.perf_counter() - started)
-    return production
+             seconds, f"; {production.sampling}" if production.sampled_from else "")
+    return replace(production, read_s=round(seconds, 3))
 
 
 def _expected_kinds(inputs: _Inputs) -> dict[str, _logs.Kind]:
@@ -374,6 +388,10 @@ def _base_metrics(production: _logs.Production, inputs: _Inputs, config: Config,
               if production.lines else "(a table: no timestamps)")
     return {
         "rows": len(production.frame),
+        # "sampled 1,000,000 of 3,412,007 rows (…)" past monitor.max_rows, else None
+        "sampling": production.sampling or None,
+        "rows_read": production.sampled_from or len(production.frame),
+        "read_s": production.read_s,
         "source": production.source,
         "files": list(production.files),
         "log_lines": production.lines,
@@ -552,6 +570,7 @@ def _message(result: StageResult, key: str, alert: dict[str, Any], platform: Pla
         "state": _alert.state_line("drift" if drifted else "clear"),
         "key": key, "drifted": drifted, "summary": result.summary,
         "rows": metrics.get("rows"), "source": metrics.get("source"),
+        "sampling": metrics.get("sampling"),
         "window": metrics.get("window"), "versions": versions,
         "reference": metrics.get("reference"), "reference_rows": metrics.get("reference_rows"),
         "run_url": platform.run_url() or "", "checked_at": metrics.get("checked_at"),
