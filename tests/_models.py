@@ -249,3 +249,145 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("encoder") / "encoder.onnx"
     export_encoder(path)
     return path
+
+
+def _export_sklearn(model: Any, sample: np.ndarray, path: Path, *, doc: str = "") -> Path:
+    """Export a fitted scikit-learn model with ``skl2onnx.to_onnx`` as a user would (one ``X``
+    input, ``zipmap: False`` for classifiers); ``doc`` changes the file's bytes, not its
+    answers."""
+    import warnings
+
+    from skl2onnx import to_onnx
+
+    options = {"zipmap": False} if hasattr(model, "predict_proba") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exported = to_onnx(model, sample[:1], options=options, target_opset=17)
+    if doc:
+        exported.doc_string = doc
+    path.write_bytes(exported.SerializeToString())
+    return path
+
+
+def quality_classification_data(seed: int = 3, rows: int = 8000, test_rows: int = 2000
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Return features (float32, six columns) and binary labels of a mostly linear problem with
+    a small curve in it (a boosted model learns it, a logistic regression does not)."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((rows, 6)).astype(np.float32)
+    logit = 8 * (features[:, 0] + 0.8 * features[:, 1] - 0.6 * features[:, 2]
+                 + 0.4 * features[:, 3] + 0.4 * (features[:, 0] ** 2 - 1))
+    labels = (logit + rng.logistic(size=rows) > 0).astype(int)
+    return features, labels
+
+
+def export_quality_classifiers(folder: Path, *, test_rows: int = 2000) -> dict[str, Path]:
+    """Write ``train.csv`` and ``test.csv`` (columns f0-f5, label ``y``; ``test_rows`` test rows)
+    of one seeded dataset into ``folder`` and export real models trained on it; return their
+    paths by role:
+
+    - ``stable``: a logistic regression (test accuracy about 0.92);
+    - ``better``: a gradient-boosted model retrained on the same rows (about 0.94), whose answers
+      differ from the stable's on about 7% of the test rows;
+    - ``worse``: the stable with its intercept moved until it is 2-3 points less accurate;
+    - ``shifted``: a logistic regression trained on the labels flipped;
+    - ``repackaged``: the stable exported again (other bytes, the same answers).
+    """
+    import pandas as pd
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = quality_classification_data(test_rows=test_rows)
+    train_x, train_y = features[:-test_rows], labels[:-test_rows]
+    test_x, test_y = features[-test_rows:], labels[-test_rows:]
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(6)])
+    frame["y"] = labels
+    frame[:-test_rows].to_csv(folder / "train.csv", index=False)
+    frame[-test_rows:].to_csv(folder / "test.csv", index=False)
+    stable = LogisticRegression(max_iter=500).fit(train_x, train_y)
+    paths = {"stable": _export_sklearn(stable, test_x, folder / "stable.onnx"),
+             "repackaged": _export_sklearn(stable, test_x, folder / "repackaged.onnx",
+                                           doc="re-exported")}
+    better = GradientBoostingClassifier(random_state=0, n_estimators=150, max_depth=3)
+    paths["better"] = _export_sklearn(better.fit(train_x, train_y), test_x, folder / "better.onnx")
+    accuracy = float((stable.predict(test_x) == test_y).mean())
+    worse = LogisticRegression(max_iter=500).fit(train_x, train_y)
+    for shift in np.arange(0.05, 10, 0.05):
+        worse.intercept_ = stable.intercept_ + shift
+        if accuracy - float((worse.predict(test_x) == test_y).mean()) >= 0.025:
+            break
+    paths["worse"] = _export_sklearn(worse, test_x, folder / "worse.onnx")
+    shifted = LogisticRegression(max_iter=500).fit(train_x, 1 - train_y)
+    paths["shifted"] = _export_sklearn(shifted, test_x, folder / "shifted.onnx")
+    return paths
+
+
+def export_quality_regressors(folder: Path, *, test_rows: int = 2000) -> dict[str, Path]:
+    """Write ``train.csv`` and ``test.csv`` (columns f0-f3, label ``y``) of a seeded regression
+    problem into ``folder``; return the paths of a linear regression (``stable``) and of the
+    same model with its intercept moved until its mean absolute error is 20% higher
+    (``worse``)."""
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(5)
+    rows = test_rows * 2
+    features = rng.standard_normal((rows, 4)).astype(np.float32)
+    target = features @ np.array([3.0, -2.0, 1.0, 0.5]) + rng.normal(0, 1.0, rows)
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(4)])
+    frame["y"] = target
+    frame[:-test_rows].to_csv(folder / "train.csv", index=False)
+    frame[-test_rows:].to_csv(folder / "test.csv", index=False)
+    test_x, test_y = features[-test_rows:], target[-test_rows:]
+    stable = LinearRegression().fit(features[:-test_rows], target[:-test_rows])
+    error = float(np.abs(stable.predict(test_x) - test_y).mean())
+    worse = LinearRegression().fit(features[:-test_rows], target[:-test_rows])
+    for shift in np.arange(0.01, 5, 0.01):
+        worse.intercept_ = stable.intercept_ + shift
+        if float(np.abs(worse.predict(test_x) - test_y).mean()) >= 1.2 * error:
+            break
+    return {"stable": _export_sklearn(stable, test_x, folder / "stable.onnx"),
+            "worse": _export_sklearn(worse, test_x, folder / "worse.onnx")}
+
+
+def export_base_branch_classifiers(folder: Path) -> dict[str, Path]:
+    """Write ``train.csv`` and ``test.csv`` (six numeric columns f0..f5, label ``y``, 3000 rows
+    each) and three classifiers trained on them as a user exports one (``skl2onnx.to_onnx`` on
+    a numpy array: one ``X`` input, ``zipmap: False``): ``base.onnx`` (logistic regression,
+    about 0.92 test accuracy), ``worse.onnx`` (logistic regression trained while f3 was drowned
+    in noise: about 3 points less accurate) and ``retrained.onnx`` (an MLP: as accurate, other
+    bytes, answers that differ on about 1% of the rows). Returns the three paths by name."""
+    import warnings
+
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(21)
+    rows = 6000
+    features = rng.standard_normal((rows, 6)).astype(np.float32)
+    weights = np.array([1.5, -1.0, 0.8, 0.6, 0.0, 0.0])
+    target = ((features @ weights + rng.normal(0, 0.5, rows)) > 0).astype(int)
+    train_x, train_y = features[:3000], target[:3000]
+    drowned = train_x.copy()
+    drowned[:, 3] += np.random.default_rng(5).normal(0, 2.0, 3000).astype(np.float32)
+    models = {
+        "base": LogisticRegression().fit(train_x, train_y),
+        "worse": LogisticRegression().fit(drowned, train_y),
+        "retrained": MLPClassifier(hidden_layer_sizes=(16,), max_iter=600,
+                                   random_state=0).fit(train_x, train_y),
+    }
+    paths = {}
+    for name, model in models.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_model = to_onnx(model, train_x[:1], options={"zipmap": False},
+                                 target_opset={"": 17, "ai.onnx.ml": 3})
+        paths[name] = folder / f"{name}.onnx"
+        paths[name].write_bytes(onnx_model.SerializeToString())
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(6)])
+    frame["y"] = target
+    frame[:3000].to_csv(folder / "train.csv", index=False)
+    frame[3000:].to_csv(folder / "test.csv", index=False)
+    return paths

@@ -73,7 +73,9 @@ def test_a_model_answering_500_on_30_percent_is_rolled_back_within_the_failure_l
 def test_a_model_with_wrong_predictions_is_rolled_back_by_the_probe(
         service: Service, images: dict[str, str]) -> None:
     _deploy_stable(service, images)
-    config = service.config(images["shuffled"], probe={"enabled": True, "rows": 20})
+    # the agreement judge, on when its threshold is set (a figure otherwise)
+    config = service.config(images["shuffled"], probe={"enabled": True, "rows": 20,
+                                                        "min_agreement": 0.99})
     with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)):
         code = _run(config)
     result = _result(service)

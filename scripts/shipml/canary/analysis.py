@@ -17,10 +17,12 @@ from typing import Any, Literal
 from shipml.canary import judges
 from shipml.canary.engine import Verdicts
 from shipml.canary.judges import MetricResult
-from shipml.canary.providers import MetricProvider, check_type
+from shipml.canary.providers import Explains, MetricProvider, PairedSource, check_type
 from shipml.errors import ConfigError, did_you_mean
 
-Judge = Literal["absolute", "relative", "mann-whitney"]
+Judge = Literal["absolute", "relative", "mann-whitney", "paired", "figure"]
+#: the judges a metric of ``canary.metrics`` may name (``paired``, the quality judge, comes from
+#: ``canary.quality``; ``figure``, agreement without a threshold, from ``canary.probe``)
 JUDGES: tuple[Judge, ...] = ("absolute", "relative", "mann-whitney")
 
 
@@ -41,6 +43,12 @@ class MetricSpec:
     min_samples: int = 4
     min_effect: float = 0.0
     unit: str = ""
+    #: paired: the largest drop of quality that passes, at ``confidence``, over ``looks`` analyses
+    max_drop: float = 0.01
+    confidence: float = 0.95
+    looks: int = 1
+    #: paired: ``model.task`` (auto: as the binding infers it)
+    task: str = "auto"
 
 
 def metric_specs(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[MetricSpec, ...]:
@@ -165,6 +173,12 @@ def analyse(specs: Sequence[MetricSpec], providers: Mapping[str, MetricProvider]
 
 def _judge(spec: MetricSpec, provider: MetricProvider, why: str, *, canary: str, stable: str,
            window_s: float, sample_window_s: float) -> MetricResult:
+    if spec.judge == "paired":
+        return _paired(spec, provider, why, canary=canary, stable=stable)
+    if spec.judge == "figure":
+        value = None if why else provider.query(spec.query, canary, window_s)
+        return judges.figure(spec.name, value, unit=spec.unit,
+                             why_missing=why or _why_none(provider, canary, stable))
     if spec.judge == "mann-whitney":
         if why:
             return judges.mann_whitney(spec.name, None, None, alpha=spec.alpha,
@@ -177,8 +191,34 @@ def _judge(spec: MetricSpec, provider: MetricProvider, why: str, *, canary: str,
     value = None if why else provider.query(spec.query, canary, window_s)
     if spec.judge == "relative":
         base = None if why else provider.query(spec.query, stable, window_s)
+        if not why and (value is None or base is None):
+            why = _why_none(provider, canary, stable)
         return judges.relative(spec.name, value, base, max_ratio=spec.max_ratio,
                                min_ratio=spec.min_ratio, slack=spec.slack, unit=spec.unit,
                                why_missing=why)
+    if not why and value is None:
+        why = _why_none(provider, canary, stable)
     return judges.absolute(spec.name, value, maximum=spec.maximum, minimum=spec.minimum,
                            unit=spec.unit, why_missing=why)
+
+
+def _paired(spec: MetricSpec, provider: MetricProvider, why: str, *, canary: str,
+            stable: str) -> MetricResult:
+    outcomes = None
+    if not why and isinstance(provider, PairedSource):
+        try:
+            outcomes = provider.outcomes(canary, stable, spec.task)
+        except ConfigError as error:
+            why = str(error)
+    if outcomes is None and not why:
+        why = _why_none(provider, canary, stable)
+    return judges.paired_quality(spec.name, outcomes, max_drop=spec.max_drop,
+                                 confidence=spec.confidence, looks=spec.looks, why_missing=why)
+
+
+def _why_none(provider: MetricProvider, canary: str, stable: str) -> str:
+    """Return why a source that answers gave no value, in its own words (the server's 4xx
+    message to the probe's rows), canary first; empty when it cannot say."""
+    if not isinstance(provider, Explains):
+        return ""
+    return provider.why_none(canary) or provider.why_none(stable)

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from shipml.canary.engine import Decision, RolloutState, Verdicts
 from shipml.canary.lock import Lock, me
 from shipml.canary.plan import Plan, plan_from_section
 from shipml.canary.providers import MetricProvider, build_provider
+from shipml.canary.providers.probe import ProbeRecord
 from shipml.canary.targets import Target, build_target, check_type
 from shipml.config import Config
 from shipml.errors import ConfigError
@@ -39,6 +40,14 @@ NO_METRICS = ("{where}: no metric to analyse and the probe is off; every analysi
 NOT_PINNED = ("the stored rollout of {service} names the image {image}, a tag and not a digest "
               "(an older shipml wrote it); it cannot continue, since the tag may name another "
               "image now: `shipml canary abort`, then roll out the image by its digest")
+NO_LABELS = ("canary.quality.enabled is true but the test set has no labels: set model.label to "
+             "the label column of model.test, e.g.\n  model:\n    test: data/test.csv\n"
+             "    label: churned")
+QUALITY_NEEDS_PROBE = ("canary.quality.enabled is true but the probe is off, and the quality judge "
+                       "compares the probe's answers with the labels; set probe.enabled: auto "
+                       "(docker) and model.test, or quality.enabled: auto")
+#: the most rows one analysis sends to each revision, however large the test set
+MAX_PROBE_CHUNK = 10000
 PROBE_NEEDS_URLS = ("canary.probe.enabled is true but the kubernetes target gives the probe no "
                     "address of each revision (pods are not reachable from the runner); set "
                     "probe.enabled: auto (on for docker only) or false")
@@ -58,6 +67,10 @@ class Settings:
     probe_rows: tuple[Mapping[str, Any], ...]
     lease_s: float
     sample_window_s: float
+    #: each probe row's label (model.label), None without labels
+    probe_labels: tuple[Any, ...] | None = None
+    #: rows the probe sends per analysis, rotating through the test set (0: every row)
+    probe_chunk: int = 0
 
 
 def read_settings(config: Config) -> Settings:
@@ -84,11 +97,20 @@ def read_settings(config: Config) -> Settings:
         raise ConfigError(NO_TEST_ROWS)
     if enabled is True and kind == "kubernetes":
         raise ConfigError(PROBE_NEEDS_URLS)
+    labels: tuple[Any, ...] | None = None
+    chunk = 0
     if (enabled is True or (enabled == "auto" and kind == "docker")) and test:
-        rows = _probe_rows(config, int(probe["rows"]))
-        specs = (*specs, *metric_specs(
-            [{"name": "prediction-agreement", "provider": "probe", "query": "agreement",
-              "min": probe["min_agreement"]}], where("canary", "probe")))
+        rows, labels = _probe_rows(config)
+        looks = planned_analyses(plan)
+        chunk = min(len(rows), MAX_PROBE_CHUNK,
+                    max(int(probe["rows"]), math.ceil(len(rows) / looks)))
+        quality = _quality_spec(config, labels, looks)
+        if quality is None:
+            labels = None
+        specs = (*specs, *_agreement_specs(probe, quality is None, where), *(
+            (quality,) if quality is not None else ()))
+    if section["quality"]["enabled"] is True and not rows:
+        raise ConfigError(QUALITY_NEEDS_PROBE)
     if not specs:
         raise ConfigError(NO_METRICS.format(where=where("canary", "metrics")))
     service = str(section["service"] or _default_service(config))
@@ -98,7 +120,7 @@ def read_settings(config: Config) -> Settings:
                           "analysis intervals; the holder renews it once per interval")
     return Settings(service=service, plan=plan, specs=specs, target_type=kind,
                     target=target.get(kind) or {}, prometheus=section["prometheus"], probe=probe,
-                    probe_rows=rows, lease_s=lease,
+                    probe_rows=rows, lease_s=lease, probe_labels=labels, probe_chunk=chunk,
                     sample_window_s=max(plan.window_s, 3 * float(
                         section["prometheus"].get("sample_step_s", 10))))
 
@@ -110,7 +132,9 @@ def _default_service(config: Config) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", Path(str(model)).stem.lower()).strip("-") or "model"
 
 
-def _probe_rows(config: Config, count: int) -> tuple[Mapping[str, Any], ...]:
+def _probe_rows(config: Config) -> tuple[tuple[Mapping[str, Any], ...], tuple[Any, ...] | None]:
+    """Return every row of ``model.test`` as the probe sends it (the label left out) and each
+    row's label (None when ``model.label`` is unset or not a column of the test set)."""
     import json
 
     from shipml.data import load_table
@@ -120,10 +144,54 @@ def _probe_rows(config: Config, count: int) -> tuple[Mapping[str, Any], ...]:
                        config.where("model", "test"))
     frame = table.frame
     label = model.get("label")
+    labels: tuple[Any, ...] | None = None
     if label and label in frame.columns:
+        labels = tuple(json.loads(frame[label].to_json(orient="values")))
         frame = frame.drop(columns=[label])
-    rows = json.loads(frame.head(count).to_json(orient="records"))
-    return tuple(rows)
+    rows = json.loads(frame.to_json(orient="records"))
+    return tuple(rows), labels
+
+
+def planned_analyses(plan: Plan) -> int:
+    """Return how many analyses a rollout of ``plan`` makes when every one passes: per step
+    below 100%, one per interval of its pause (at least one; one for a manual step)."""
+    count = 0
+    for step in plan.steps:
+        if step.weight >= 100:
+            continue
+        pause = step.pause_s
+        count += 1 if pause is None else max(1, math.ceil(pause / plan.interval_s - 1e-9))
+    return max(1, count)
+
+
+def _agreement_specs(probe: Mapping[str, Any], alone: bool, where: Any
+                     ) -> tuple[MetricSpec, ...]:
+    """Return the agreement metric: judged against ``probe.min_agreement`` when it is set, else
+    a figure of its own only when no quality judge shows it (``alone``)."""
+    threshold = probe.get("min_agreement")
+    if threshold is None:
+        if not alone:
+            return ()
+        return (MetricSpec(name="prediction-agreement", provider="probe", query="agreement",
+                           judge="figure", unit="ratio"),)
+    return metric_specs([{"name": "prediction-agreement", "provider": "probe",
+                          "query": "agreement", "min": threshold}], where("canary", "probe"))
+
+
+def _quality_spec(config: Config, labels: tuple[Any, ...] | None, looks: int
+                  ) -> MetricSpec | None:
+    """Return the paired quality judge of ``canary.quality``, or None when it is off (``auto``:
+    on when the test set has labels). Raises ConfigError when it is on without labels."""
+    quality = config.section("canary")["quality"]
+    enabled = quality["enabled"]
+    if enabled is False or (enabled == "auto" and labels is None):
+        return None
+    if labels is None:
+        raise ConfigError(NO_LABELS)
+    return MetricSpec(name="quality", provider="probe", query="quality", judge="paired",
+                      max_drop=float(quality["max_drop"]),
+                      confidence=float(quality["confidence"]), looks=looks,
+                      task=str(config.section("model").get("task") or "auto"))
 
 
 @dataclass
@@ -138,6 +206,8 @@ class Runner:
     sleep: Callable[[float], None] = time.sleep
     lines: list[str] | None = None
     rounds: list[AnalysisRound] | None = None
+    #: the probe's paired record of each (stable, canary) pair of revisions, across rounds
+    records: dict[tuple[str, str], ProbeRecord] = field(default_factory=dict)
 
     def say(self, line: str) -> None:
         """Print one decision line, once (stdout only: a runner or act that shows both streams
@@ -186,12 +256,22 @@ class Runner:
         return round_
 
     def providers_for(self, state: RolloutState) -> dict[str, MetricProvider]:
-        """Return the providers, the probe pointed at the revisions that run now."""
+        """Return the providers, the probe pointed at the revisions that run now with the
+        rollout's paired record of them (kept across rounds: the probe is built anew each)."""
         found = dict(self.providers)
-        if any(spec.provider == "probe" for spec in self.settings.specs):
+        settings = self.settings
+        if any(spec.provider == "probe" for spec in settings.specs):
+            stable = state.stable.revision if state.stable else ""
+            key = (stable, state.canary.revision)
+            if key not in self.records:
+                self.records[key] = ProbeRecord(stable, state.canary.revision,
+                                                total=len(settings.probe_rows),
+                                                chunk=settings.probe_chunk
+                                                or len(settings.probe_rows))
             found["probe"] = build_provider(
-                "probe", self.settings.probe, endpoints=self.target.workload.endpoints(),
-                rows=self.settings.probe_rows, max_age_s=self.settings.plan.interval_s / 2)
+                "probe", settings.probe, endpoints=self.target.workload.endpoints(),
+                rows=settings.probe_rows, max_age_s=settings.plan.interval_s / 2,
+                labels=settings.probe_labels, record=self.records[key])
         return found
 
 

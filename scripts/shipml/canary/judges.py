@@ -192,3 +192,79 @@ def _median(values: Sequence[float]) -> float:
     if len(ordered) % 2:
         return float(ordered[middle])
     return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class PairedOutcomes:
+    """The rollout's paired record against the labels: per paired row, whether each revision
+    answered correctly (1.0 or 0.0, classification) or its absolute error (regression);
+    ``complete`` once every test row is paired; ``agreement`` the share of paired rows whose
+    predictions match."""
+
+    task: Task
+    canary: tuple[float, ...]
+    stable: tuple[float, ...]
+    complete: bool
+    agreement: float | None
+
+
+def paired_quality(name: str, outcomes: PairedOutcomes | None, *, max_drop: float,
+                   confidence: float, looks: int, why_missing: str = "") -> MetricResult:
+    """Judge the canary's quality against the stable's on the same labelled rows with
+    :mod:`shipml.paired` (exact McNemar for classifiers, Wilcoxon signed-rank for regressors):
+    ``fail`` when it is worse by more than ``max_drop`` at ``confidence`` (split over ``looks``),
+    ``inconclusive`` while too few rows differ to decide, else ``pass``. The judgement's figures
+    (values, interval, drop, discordant pairs, p-value, agreement) go into ``figures``."""
+    from shipml.paired import alpha_of, judge_classification, judge_regression
+
+    alpha = alpha_of(confidence, max(1, looks))
+    if outcomes is None or not outcomes.canary:
+        sentence = (f"canary quality against the labels is not worse than stable's by more than "
+                    f"{max_drop:g} (paired, {confidence:g} confidence)")
+        return MetricResult(name, sentence, "inconclusive", None, None, max_drop,
+                            f"no canary data: {why_missing or 'no labelled pairs yet'}",
+                            missing=True)
+    if outcomes.task == "classification":
+        judgement = judge_classification([bool(value) for value in outcomes.canary],
+                                         [bool(value) for value in outcomes.stable],
+                                         max_drop=max_drop, alpha=alpha, confidence=confidence,
+                                         complete=outcomes.complete)
+        bound = f"{max_drop * 100:g} accuracy points"
+        counted = "discordant"
+    else:
+        judgement = judge_regression(outcomes.canary, outcomes.stable, max_drop=max_drop,
+                                     alpha=alpha, confidence=confidence,
+                                     complete=outcomes.complete)
+        bound = f"{max_drop * 100:g}% more mean absolute error"
+        counted = "informative"
+    sentence = (f"canary {judgement.metric} is not worse than stable's by more than {bound} "
+                f"(paired, {confidence:g} confidence)")
+    shown = f"stable {_fmt(judgement.baseline)}"
+    if judgement.low is not None and judgement.high is not None:
+        shown += f", drop in [{_fmt(judgement.low)}, {_fmt(judgement.high)}]"
+    agreement = "" if outcomes.agreement is None else f"; agreement {outcomes.agreement:.4g}"
+    figures: dict[str, float | int | None] = {
+        "canary": judgement.candidate, "stable": judgement.baseline, "drop": judgement.drop,
+        "low": judgement.low, "high": judgement.high, counted: judgement.informative,
+        "pairs": judgement.pairs, "p_value": judgement.p_value, "alpha": judgement.alpha,
+        "agreement": outcomes.agreement}
+    return MetricResult(name, sentence, judgement.verdict, judgement.candidate,
+                        judgement.baseline, max_drop,
+                        f"{judgement.metric}, {shown}; {judgement.detail}{agreement}",
+                        figures=figures)
+
+
+def figure(name: str, value: float | None, *, unit: str = "", why_missing: str = ""
+           ) -> MetricResult:
+    """Report ``value`` without a threshold: ``pass`` with a value, ``inconclusive`` (no data)
+    without one."""
+    sentence = f"canary {name} is measured (a figure, no threshold)"
+    if value is None or not math.isfinite(value):
+        return MetricResult(name, sentence, "inconclusive", None, None, None,
+                            f"no canary data{': ' + why_missing if why_missing else ''}", unit,
+                            missing=True)
+    return MetricResult(name, sentence, "pass", value, None, None, "a figure, no threshold",
+                        unit)

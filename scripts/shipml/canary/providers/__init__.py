@@ -9,9 +9,12 @@ the ``provider`` key of each metric (``prometheus`` or ``probe``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shipml.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from shipml.canary.judges import PairedOutcomes
 
 PROVIDER_TYPES = ("prometheus", "probe")
 
@@ -38,6 +41,26 @@ class MetricProvider(Protocol):
     def samples(self, query: str, revision: str, window_s: float) -> list[float] | None:
         """Return per-interval values of ``query`` for ``revision`` over the last ``window_s``
         seconds, or None when there is no data."""
+        ...
+
+
+@runtime_checkable
+class Explains(Protocol):
+    """A source that can say why a revision gave no value (the probe: the server's own 4xx)."""
+
+    def why_none(self, revision: str) -> str:
+        """Return why ``revision`` gave nothing to measure; empty when it did."""
+        ...
+
+
+@runtime_checkable
+class PairedSource(Protocol):
+    """A source of the paired record against the labels (the probe), for the quality judge."""
+
+    def outcomes(self, canary: str, stable: str, requested_task: str = "auto",
+                 where: str = "model.task") -> PairedOutcomes | None:
+        """Return the canary's and stable's outcomes on the same labelled rows; None without
+        any. Raises ConfigError when ``model.task`` contradicts the model's answers."""
         ...
 
 

@@ -34,6 +34,10 @@ TEMPLATES: Mapping[str, str] = {
     "error_rate": (
         "sum(increase(shipml_serve_requests_total{{" + _PREDICT + ',code=~"5.."}}[{window}])) '
         "/ sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
+    # the share the revision refused (4xx): a new revision that rejects what clients send
+    "client_error_rate": (
+        "sum(increase(shipml_serve_requests_total{{" + _PREDICT + ',code=~"4.."}}[{window}])) '
+        "/ sum(increase(shipml_serve_requests_total{{" + _PREDICT + "}}[{window}]))"),
     "mean_ms": (
         "1000 * sum(rate(shipml_serve_request_duration_seconds_sum{{" + _PREDICT + "}}[{window}]))"
         " / sum(rate(shipml_serve_request_duration_seconds_count{{" + _PREDICT + "}}[{window}]))"),
@@ -42,7 +46,8 @@ TEMPLATES: Mapping[str, str] = {
         "(rate(shipml_serve_request_duration_seconds_bucket{{" + _PREDICT + "}}[{window}])))")
        for q in ("50", "90", "95", "99")},
 }
-UNITS: Mapping[str, str] = {"requests": "", "error_rate": "ratio", "mean_ms": "ms", "p50_ms": "ms",
+UNITS: Mapping[str, str] = {"requests": "", "error_rate": "ratio", "client_error_rate": "ratio",
+                            "mean_ms": "ms", "p50_ms": "ms",
                             "p90_ms": "ms", "p95_ms": "ms", "p99_ms": "ms"}
 
 
