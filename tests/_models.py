@@ -391,3 +391,65 @@ def export_base_branch_classifiers(folder: Path) -> dict[str, Path]:
     frame[:3000].to_csv(folder / "train.csv", index=False)
     frame[3000:].to_csv(folder / "test.csv", index=False)
     return paths
+
+
+def export_base_branch_classifiers(folder: Path) -> dict[str, Path]:
+    """Write ``train.csv`` and ``test.csv`` (six numeric columns f0..f5, label ``y``, 3000 rows
+    each) and three classifiers trained on them as a user exports one (``skl2onnx.to_onnx`` on
+    a numpy array: one ``X`` input, ``zipmap: False``): ``base.onnx`` (logistic regression,
+    about 0.92 test accuracy), ``worse.onnx`` (logistic regression trained while f3 was drowned
+    in noise: about 3 points less accurate) and ``retrained.onnx`` (an MLP: as accurate, other
+    bytes, answers that differ on about 1% of the rows). Returns the three paths by name."""
+    import warnings
+
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(21)
+    rows = 6000
+    features = rng.standard_normal((rows, 6)).astype(np.float32)
+    weights = np.array([1.5, -1.0, 0.8, 0.6, 0.0, 0.0])
+    target = ((features @ weights + rng.normal(0, 0.5, rows)) > 0).astype(int)
+    train_x, train_y = features[:3000], target[:3000]
+    drowned = train_x.copy()
+    drowned[:, 3] += np.random.default_rng(5).normal(0, 2.0, 3000).astype(np.float32)
+    models = {
+        "base": LogisticRegression().fit(train_x, train_y),
+        "worse": LogisticRegression().fit(drowned, train_y),
+        "retrained": MLPClassifier(hidden_layer_sizes=(16,), max_iter=600,
+                                   random_state=0).fit(train_x, train_y),
+    }
+    paths = {}
+    for name, model in models.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_model = to_onnx(model, train_x[:1], options={"zipmap": False},
+                                 target_opset={"": 17, "ai.onnx.ml": 3})
+        paths[name] = folder / f"{name}.onnx"
+        paths[name].write_bytes(onnx_model.SerializeToString())
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(6)])
+    frame["y"] = target
+    frame[:3000].to_csv(folder / "train.csv", index=False)
+    frame[3000:].to_csv(folder / "test.csv", index=False)
+    return paths
+
+
+def build_model_image(folder: Path, model: Path, repository: str, tag: str, *, train: Path,
+                      test: Path, label: str, base_image: str) -> str:
+    """Build ``model`` into ``repository:tag`` with ``shipml build`` from the config a user
+    writes (``model: {path, train, test, label}``, no ``features``); return the image's tag.
+
+    Raises AssertionError when the build fails.
+    """
+    from shipml.cli import main
+
+    config = folder / f"build-{tag}.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"path": str(model), "train": str(train), "test": str(test), "label": label},
+        "build": {"image": repository, "base_image": base_image, "push": False,
+                  "tags": [{"type": "raw", "value": tag}]}}), encoding="utf-8")
+    assert main(["build", "--config", str(config), "--output-dir",
+                 str(folder / f".shipml-{tag}")]) == 0, f"shipml build of {model.name} failed"
+    return f"{repository}:{tag}"

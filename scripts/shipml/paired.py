@@ -134,9 +134,11 @@ def _exact_signed_rank(positive: float, count: int) -> float:
 
 def judge_classification(candidate_correct: Sequence[bool], baseline_correct: Sequence[bool],
                          *, max_drop: float, alpha: float, confidence: float,
-                         complete: bool = False) -> PairedJudgement:
+                         complete: bool = False,
+                         names: tuple[str, str] = ("canary", "stable")) -> PairedJudgement:
     """Judge a classifier from which rows each model answered correctly (same rows, same order).
-    ``complete`` says the rows are all there will be (the whole test set): never inconclusive.
+    ``complete`` says the rows are all there will be (the whole test set): never inconclusive;
+    ``names`` are the candidate's and the baseline's in the detail's counts.
 
     Raises ValueError when the two sequences differ in length.
     """
@@ -156,8 +158,8 @@ def judge_classification(candidate_correct: Sequence[bool], baseline_correct: Se
     spread = math.sqrt(max(discordant - (baseline_only - candidate_only) ** 2 / pairs, 0.0)) / pairs
     low, high = _interval(drop, spread, confidence)
     p_value = mcnemar_exact(baseline_only, candidate_only)
-    counted = f"{discordant} discordant of {pairs} rows ({baseline_only} only stable right, " \
-              f"{candidate_only} only canary right)"
+    counted = f"{discordant} discordant of {pairs} rows ({baseline_only} only {names[1]} " \
+              f"right, {candidate_only} only {names[0]} right)"
     # The share of rows on which the two can differ bounds the drop, whatever the test says.
     bound = _upper_share(discordant, pairs, confidence)
     return _decide("accuracy", candidate, baseline, drop, low, high, pairs, discordant, p_value,

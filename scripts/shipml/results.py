@@ -232,7 +232,8 @@ class Series:
 @dataclass(frozen=True)
 class Delta:
     """A figure of this change against its baseline (``interval``: a confidence interval of
-    the ratio candidate/baseline, when measured)."""
+    the ratio candidate/baseline, when measured; a change whose interval holds 1 is noise;
+    ``note``: the comparison in the stage's own words, e.g. its test and interval)."""
 
     name: str
     baseline: float
@@ -240,13 +241,15 @@ class Delta:
     unit: str = ""
     higher_is_better: bool = False
     interval: tuple[float, float] | None = None
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready mapping of this delta."""
         return {"name": self.name, "baseline": _json_scalar(self.baseline),
                 "candidate": _json_scalar(self.candidate), "unit": self.unit,
                 "higher_is_better": self.higher_is_better,
-                "interval": list(self.interval) if self.interval else None}
+                "interval": list(self.interval) if self.interval else None,
+                "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -433,7 +436,8 @@ def _read_delta(record: Mapping[str, Any]) -> Delta:
     return Delta(name=str(record["name"]), baseline=float(record["baseline"]),
                  candidate=float(record["candidate"]), unit=str(record.get("unit") or ""),
                  higher_is_better=bool(record.get("higher_is_better", False)),
-                 interval=(float(interval[0]), float(interval[1])) if interval else None)
+                 interval=(float(interval[0]), float(interval[1])) if interval else None,
+                 note=str(record.get("note") or ""))
 
 
 def _scalar(value: Any) -> Scalar:

@@ -145,10 +145,10 @@ def test_git_ref_that_git_would_read_as_an_option(
 def test_git_show_is_told_where_options_end() -> None:
     import inspect
 
-    from shipml.latency import _baseline
+    from shipml import baseline
 
     assert '["show", "--end-of-options", f"{git_ref}:{inside}"]' in inspect.getsource(
-        _baseline.resolve_baseline)
+        baseline.resolve_baseline)
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,37 @@ def test_predictions_are_computed_once_not_per_check(binary_case: Case, tmp_path
     # bind_model's sample (the width of the probability output), then train once, test once:
     # deepchecks never called the model itself
     assert calls == [SAMPLE_ROWS, 1100, 500]
+
+
+def test_a_threshold_condition_shows_the_value_it_saw_not_only_its_name(
+        weak_case: Case, tmp_path: Path) -> None:
+    # deepchecks says "Failed for metrics: ['accuracy']"; the record says what was measured.
+    checks = [{"check": "SingleDatasetPerformance", "params": {"scorers": ["accuracy"]},
+               "conditions": [{"condition": "greater_than", "params": {"threshold": 0.85}},
+                              {"condition": "greater_than", "params": {"threshold": 0.1}}]}]
+    code, result = run(weak_case, tmp_path, {"suites": [], "checks": checks})
+    assert code == 1
+    low, high = (c for c in result["checks"] if "Test Dataset" in c["name"])
+    assert (low["status"], high["status"]) == ("fail", "pass")
+    assert low["detail"] == "Failed for metrics: ['accuracy']"
+    seen = re.fullmatch(r"accuracy (0\.\d{3}) < 0\.85", low["observed"])
+    assert seen is not None, low["observed"]
+    assert high["observed"] == f"accuracy {seen.group(1)} > 0.1"
+    assert low["threshold"] == 0.85
+
+
+def test_deepchecks_own_page_shows_a_warn_only_check_as_a_warning(
+        drift_case: Case, tmp_path: Path) -> None:
+    drift_case.write_config({"suites": [], "html": True, "warn_only": ["FeatureDrift"],
+                             "checks": [{"check": "FeatureDrift", "conditions": [
+                                 {"condition": "drift_score_less_than",
+                                  "params": {"max_allowed_numeric_score": 0.2}}]}]})
+    out = tmp_path / "out"
+    code = main(["validate", "--config", str(drift_case.config), "--output-dir", str(out)])
+    assert code == 0
+    result = json.loads((out / "results" / "validate.json").read_text())
+    assert [c["status"] for c in result["checks"]] == ["warn"]
+    page = (out / "artifacts" / "validate.html").read_text()
+    # deepchecks' condition icons: a red cross for a failure, an orange "!" for a warning
+    assert "color: red;text-align: center" not in page
+    assert "color: orange;text-align: center" in page

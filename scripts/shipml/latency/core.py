@@ -11,11 +11,12 @@ from typing import Any, cast
 
 import numpy as np
 
+from shipml.baseline import resolve_baseline
 from shipml.ci import Platform
 from shipml.config import Config
 from shipml.errors import ConfigError
 from shipml.latency import _judge
-from shipml.latency._baseline import compare_inputs, resolve_baseline
+from shipml.latency._baseline import compare_inputs
 from shipml.latency._html import render_html
 from shipml.measure import stats
 from shipml.measure.harness import (
@@ -107,7 +108,7 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
     regression_batches = [int(b) for b in (baseline_cfg.get("batch_sizes") or batch_sizes[:1])]
 
     with Harness(settings) as harness:
-        baseline = resolve_baseline(config, model_path, harness.workdir)
+        baseline = resolve_baseline(config, STAGE, model_path, harness.workdir)
         if baseline is not None:
             baseline_inputs = model_inputs(baseline[0], config.where(STAGE, "baseline"))
             compare_inputs(baseline_inputs, plan.inputs, baseline[1], str(model_path),
@@ -162,7 +163,7 @@ def run_latency(config: Config, output_dir: Path, platform: Platform) -> Latency
         duration_s=clock.elapsed(), metrics=metrics, checks=tuple(checks),
         artifacts=tuple(artifacts), tables=(figures_table(figures),),
         series=distribution_series(metrics["distribution"]),
-        deltas=regression_deltas(regression),
+        deltas=regression_deltas(regression, figures),
     )
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,14 +199,27 @@ def distribution_series(distribution: Mapping[str, list[list[float]]]) -> tuple[
     return tuple(charts)
 
 
-def regression_deltas(regression: Mapping[str, Mapping[str, Any]]) -> tuple[Delta, ...]:
+def regression_deltas(regression: Mapping[str, Mapping[str, Any]],
+                      figures: Mapping[int, _judge.BatchFigures]) -> tuple[Delta, ...]:
     """Return the p50 of baseline and candidate per compared batch size, with the interval of
-    their ratio (candidate/baseline)."""
-    return tuple(
-        Delta(name=f"p50 latency at batch {batch}", baseline=float(record["baseline_p50_ms"]),
-              candidate=float(record["candidate_p50_ms"]), unit="ms", higher_is_better=False,
-              interval=(float(record["ci_low"]), float(record["ci_high"])))
-        for batch, record in sorted(regression.items(), key=lambda item: int(item[0])))
+    their ratio (candidate/baseline).
+
+    One figure is shown once: where the figures table has the batch, the candidate's p50 is that
+    table's, and the baseline's is it over the interleaved ratio of medians (interleaved runs
+    time both slower or faster alike, so their own p50s differ from the table's while their
+    ratio holds)."""
+    deltas = []
+    for batch, record in sorted(regression.items(), key=lambda item: int(item[0])):
+        candidate = float(record["candidate_p50_ms"])
+        baseline = float(record["baseline_p50_ms"])
+        measured = figures.get(int(batch))
+        if measured is not None and float(record["ratio"]) > 0:
+            candidate = round(measured.percentiles[50].estimate, 6)
+            baseline = round(candidate / float(record["ratio"]), 6)
+        deltas.append(Delta(name=f"p50 latency at batch {batch}", baseline=baseline,
+                            candidate=candidate, unit="ms", higher_is_better=False,
+                            interval=(float(record["ci_low"]), float(record["ci_high"]))))
+    return tuple(deltas)
 
 
 def _percentile_label(quantile: float) -> str:

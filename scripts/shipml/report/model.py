@@ -67,6 +67,13 @@ class StageSection:
         return tuple(t for t in self.result.tables if t.columns and t.rows)
 
     @property
+    def ordered_checks(self) -> tuple[Check, ...]:
+        """Return every check, failures and errors first, then warnings, then the rest (each in
+        the stage's order)."""
+        return (*self.failures, *self.warnings,
+                *(c for c in self.result.checks if c.status not in ("fail", "error", "warn")))
+
+    @property
     def groups(self) -> dict[str, list[Check]]:
         """Return the checks by group ('' for ungrouped), in first-seen order."""
         grouped: dict[str, list[Check]] = {}
@@ -192,10 +199,18 @@ def percent_change(delta: Delta) -> float:
 
 
 def improvement(delta: Delta) -> bool | None:
-    """Return True when ``delta`` is an improvement, False when worse, None when unchanged."""
-    if math.isclose(delta.candidate, delta.baseline):
+    """Return True when ``delta`` is an improvement, False when worse, None when unchanged or
+    within the noise of its measurement (:func:`within_noise`)."""
+    if math.isclose(delta.candidate, delta.baseline) or within_noise(delta):
         return None
     return (delta.candidate > delta.baseline) == delta.higher_is_better
+
+
+def within_noise(delta: Delta) -> bool:
+    """Return True when ``delta`` changed but its measurement's own interval of
+    candidate/baseline holds 1: a change noise alone could give, neither better nor worse."""
+    return (delta.interval is not None and not math.isclose(delta.candidate, delta.baseline)
+            and delta.interval[0] <= 1.0 <= delta.interval[1])
 
 
 def axis_range(series: Series) -> tuple[float, float]:

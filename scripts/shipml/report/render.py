@@ -34,6 +34,7 @@ from shipml.report.model import (
     marker,
     numeric_column,
     percent_change,
+    within_noise,
 )
 from shipml.results import StageResult
 
@@ -92,7 +93,8 @@ def _environment(template_dir: Path | None, autoescape: bool) -> jinja2.Environm
     )
     env.filters.update(cell=md_cell, md=md_text, pre=pre_text, line=one_line, url=md_url,
                        num=number, mark=status_mark, pct=percent, change=percent_change,
-                       improvement=improvement, axis=axis_range, numeric=numeric_column,
+                       improvement=improvement, noise=within_noise, axis=axis_range,
+                       numeric=numeric_column,
                        mermaid_label=mermaid_label, new_detail=new_detail)
     return env
 

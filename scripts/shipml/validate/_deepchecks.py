@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from shipml.config import Config
 from shipml.errors import ConfigError
 from shipml.validate import suite
+from shipml.validate._baseline import baseline_section
 from shipml.validate._inputs import ModelInputs
 
 log = logging.getLogger("shipml.validate")
@@ -65,11 +66,12 @@ def build_plan(config: Config) -> suite.SuitePlan:
     severities = explicit.severities
 
     if not selected:
-        if not section["pytest"]:
+        if not section["pytest"] and baseline_section(config) is None:
             raise ConfigError(
                 f"{config.where('validate', 'suites')}: nothing to run: no suites, no checks "
-                f"(after exclude_checks) and no pytest model tests; name a suite "
-                f"({', '.join(SUITE_NAMES)}), add checks or set validate.pytest"
+                f"(after exclude_checks), no pytest model tests and no baseline; name a suite "
+                f"({', '.join(SUITE_NAMES)}), add checks, set validate.pytest or "
+                f"validate.baseline"
             )
         return suite.SuitePlan(suite=None, severities={}, config_lines={})
     for check in selected:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
 
-from shipml.binding import bind_model, model_classes, predict
+from shipml.binding import ModelBinding, bind_model, model_classes, predict
 from shipml.config import Config
 from shipml.data import Table, Task, load_table, require_label
 from shipml.errors import ConfigError
@@ -66,18 +67,13 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
     train_path = config.resolve_path(require(section, "train", config), "model", "train")
     test_path = config.resolve_path(require(section, "test", config), "model", "test")
 
-    model = OnnxModel(model_path, key=config.where("model", "path"),
-                      features=section.get("features"), batch_size=batch_size)
+    model = open_model(config, model_path, config.where("model", "path"), batch_size)
     train = load_table(train_path, config.where("model", "train"))
     test = load_table(test_path, config.where("model", "test"))
     require_label(train, label, config.where("model", "label"))
     require_label(test, label, config.where("model", "label"))
 
-    binding = bind_model(model, train, label=label,
-                         ignore_columns=section.get("ignore_columns") or [],
-                         categorical=section.get("categorical_features"),
-                         task=section.get("task", "auto"),
-                         where=lambda key: config.where("model", key))
+    binding = bind(config, model, train)
     features = binding.features
     missing_in_test = [c for c in features if c not in test.columns]
     if missing_in_test:
@@ -87,8 +83,8 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
         )
 
     started = time.perf_counter()
-    train_predictions = _predict(model, train, features)
-    test_predictions = _predict(model, test, features)
+    train_predictions = predict_table(model, train, features)
+    test_predictions = predict_table(model, test, features)
     prediction_seconds = time.perf_counter() - started
 
     classes = None
@@ -103,6 +99,30 @@ def load_inputs(config: Config, batch_size: int) -> ModelInputs:
     )
 
 
-def _predict(model: OnnxModel, table: Table, features: list[str]) -> Predictions:
+def open_model(config: Config, path: Path, key: str, batch_size: int) -> OnnxModel:
+    """Return the model at ``path`` (``key``: where it is configured) with ``model.features``.
+
+    Raises ConfigError when it is missing or not ONNX."""
+    return OnnxModel(path, key=key, features=config.section("model").get("features"),
+                     batch_size=batch_size)
+
+
+def bind(config: Config, model: OnnxModel, train: Table) -> ModelBinding:
+    """Return how ``model`` reads ``train`` under the ``model`` section's keys (label, ignored
+    and categorical columns, task).
+
+    Raises ConfigError as :func:`shipml.binding.bind_model` does."""
+    section = config.section("model")
+    return bind_model(model, train, label=section.get("label"),
+                      ignore_columns=section.get("ignore_columns") or [],
+                      categorical=section.get("categorical_features"),
+                      task=section.get("task", "auto"),
+                      where=lambda key: config.where("model", key))
+
+
+def predict_table(model: OnnxModel, table: Table, features: list[str]) -> Predictions:
+    """Return ``model``'s predictions for ``table``'s rows (its ``features`` columns).
+
+    Raises ConfigError naming the model and the table when onnxruntime cannot run them."""
     labels, probabilities = predict(model, table.frame, features, table.source)
     return Predictions(labels=labels, probabilities=probabilities)

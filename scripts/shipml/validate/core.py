@@ -22,6 +22,7 @@ from shipml.results import (
     stage_status,
 )
 from shipml.validate import _deepchecks
+from shipml.validate._baseline import compare_with_baseline
 from shipml.validate._inputs import load_inputs
 from shipml.validate._parallel import start_workers
 from shipml.validate._pytest import model_test_env, run_model_tests
@@ -62,6 +63,9 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
              "predictions in %.2f s", inputs.task, len(inputs.train.frame),
              len(inputs.test.frame), len(inputs.features), len(inputs.categorical),
              inputs.prediction_seconds)
+    # Before deepchecks' minutes: a baseline that cannot be read is bad input, said at once.
+    comparison = compare_with_baseline(config, inputs, section["batch_size"])
+    baseline_checks = [comparison.check()] if comparison is not None else []
 
     importance = None
     importance_seconds = 0.0
@@ -98,7 +102,7 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
             "validate", "pytest"), cwd=config.base_dir, junit_path=pytest_junit, environ=env)
         pytest_checks = tests.checks
 
-    checks = tuple(outcome.checks + pytest_checks)
+    checks = tuple(outcome.checks + pytest_checks + baseline_checks)
     status = stage_status(checks, section["fail_on"])
     counts = count_by_status(checks)
     metrics: dict[str, Any] = {
@@ -117,16 +121,25 @@ def run_validate(config: Config, output_dir: Path, platform: Platform) -> Valida
         "deepchecks_s": round(deepchecks_seconds, 3),
         "workers": int(workers),
     }
+    deltas = []
+    if comparison is not None:
+        metrics["baseline"] = comparison.to_metrics()
+        delta = comparison.delta()
+        deltas = [delta] if delta is not None else []
     summary = _summary(checks, counts)
+    if comparison is not None:
+        summary += f"; {baseline_checks[0].observed}"
     junit_path = artifacts_dir / "validate.junit.xml"
     artifacts.append(Artifact(name="validate.junit.xml", path=str(junit_path)))
     result = StageResult(
         stage=STAGE, status=status, summary=summary, started_at=clock.started_at,
         duration_s=clock.elapsed(), metrics=metrics, checks=checks, artifacts=tuple(artifacts),
+        deltas=tuple(deltas),
     )
     junit_path.parent.mkdir(parents=True, exist_ok=True)
     junit_path.write_text(render_junit(result, [
         ("shipml.validate.deepchecks", outcome.checks), ("shipml.validate.pytest", pytest_checks),
+        ("shipml.validate.baseline", baseline_checks),
     ]), encoding="utf-8")
     result_path = result.write(output_dir)
     # The command's conclusion annotates the checks that did not pass (shipml._stage).

@@ -268,12 +268,16 @@ def read_outcome(plan: SuitePlan, suite_result: Any) -> Outcome:
                     valid=given.valid))
             if status == "fail" and index < len(levels) and levels[index] == "warn":
                 status = "warn"
+                # deepchecks' own HTML page shows what shipml concluded: a warning.
+                condition_result.category = ConditionCategory.WARN
             params = conditions[index].params if index < len(conditions) else {}
+            threshold = _threshold(params, condition_result.name)
             outcome.checks.append(Check(
                 name=f"{result.get_header()}: {condition_result.name}",
                 status=status,
-                observed=_short(condition_result.details),
-                threshold=_threshold(params, condition_result.name),
+                observed=_observed(condition_result.details, condition_result.name,
+                                   result.value, threshold),
+                threshold=threshold,
                 detail=condition_result.details,
                 group=check_name,
             ))
@@ -304,6 +308,46 @@ def _threshold(params: dict[str, Any], sentence: str) -> Any:
             return value
         return float(value) if "." in value else int(value)
     return ", ".join(f"{key}={value}" for key, value in shown.items())
+
+
+def _observed(details: str, sentence: str, value: Any, threshold: Any) -> str:
+    """Return what a condition saw: its details, or, where they name no figure ("Failed for
+    metrics: ['accuracy']"), the value of each metric they name against the threshold
+    ("accuracy 0.500 < 0.85")."""
+    text = _short(details)
+    if re.search(r"\d", text):
+        return text
+    figures = _metric_figures(text, sentence, value, threshold)
+    return _short(figures) if figures else text
+
+
+def _metric_figures(details: str, sentence: str, value: Any, threshold: Any) -> str:
+    import pandas as pd
+
+    if not isinstance(value, pd.DataFrame) or not {"Metric", "Value"} <= set(value.columns):
+        return ""
+    metrics = [str(name) for name in value["Metric"].unique()]
+    named = [name for name in metrics if f"'{name}'" in details] or metrics
+    lowered = sentence.lower()
+    shown = []
+    for name in named:
+        rows = value[value["Metric"].astype(str) == name]
+        figures = pd.to_numeric(rows["Value"], errors="coerce").dropna()
+        if figures.empty:
+            continue
+        # the figure nearest to failing: the lowest under "greater than", the highest under
+        # "less than"
+        where = figures.idxmax() if "less" in lowered else figures.idxmin()
+        figure = float(figures[where])
+        label = name
+        if "Class" in rows.columns and not pd.isna(rows.at[where, "Class"]) and len(rows) > 1:
+            label += f" (class {rows.at[where, 'Class']})"
+        text = f"{label} {figure:.3f}" if abs(figure) < 10 else f"{label} {figure:.4g}"
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            relation = "<" if figure < threshold else (">" if figure > threshold else "=")
+            text += f" {relation} {threshold:g}"
+        shown.append(text)
+    return "; ".join(shown)
 
 
 def _short(text: str, limit: int = 160) -> str:
