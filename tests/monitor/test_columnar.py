@@ -172,8 +172,8 @@ def _split(data: bytes, limit: int) -> list[tuple[int, str]]:
             numbered.append((item.number, "(too long)"))
             continue
         assert isinstance(item, Lines) and len(item.data) <= limit + _columnar.BLOCK_BYTES
-        pieces = item.data.decode().split("\n")
-        if item.data.endswith(b"\n"):
+        pieces = bytes(item.data).decode().split("\n")
+        if bytes(item.data).endswith(b"\n"):
             pieces.pop()
         numbered += [(item.first + offset, line) for offset, line in enumerate(pieces)]
     return numbered

@@ -14,6 +14,7 @@ block the line reader's speed, never the other records.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -41,7 +42,7 @@ _TEXTS = pa.schema([("ts", pa.string()), ("version", pa.string()), ("request_id"
 class Lines:
     """Whole lines of a log file, none longer than the limit; ``first`` is the first's number."""
 
-    data: bytes
+    data: bytes | memoryview
     first: int
 
 
@@ -93,11 +94,12 @@ class Block:
 
 
 def split_lines(stream: BinaryIO, limit: int) -> Iterator[Lines | TooLong]:
-    """Yield the stream's lines as blocks of whole lines, and each line longer than ``limit``
-    bytes (its newline not counted) as :class:`TooLong`, read past in pieces: at most ``limit``
-    bytes of a line and ``BLOCK_BYTES`` are held at once."""
+    """Yield the lines of ``stream`` (a file: it seeks) as blocks of whole lines, and each line
+    longer than ``limit`` bytes (its newline not counted) as :class:`TooLong`, read past in
+    pieces: at most ``limit`` bytes of a line and ``BLOCK_BYTES`` are held at once. A block is a
+    view of what was read, not a copy: the line a read cuts short is read again with the next."""
     read_size = max(1, min(BLOCK_BYTES, limit + 1))
-    pending = b""
+    pending = b""  # a line longer than one read, begun in earlier reads (at most limit bytes)
     number = 1
     skipping = False
     while True:
@@ -106,25 +108,33 @@ def split_lines(stream: BinaryIO, limit: int) -> Iterator[Lines | TooLong]:
             break
         if skipping:
             end = chunk.find(b"\n")
-            if end < 0:
-                continue
-            chunk, skipping = chunk[end + 1:], False
-        data = pending + chunk if pending else chunk
-        last = data.rfind(b"\n")
-        complete, pending = (data[:last + 1], data[last + 1:]) if last >= 0 else (b"", data)
-        del data
-        if complete:
-            yield from _checked(complete, number, limit)
-            number += complete.count(b"\n")
-        if len(pending) > limit:
-            yield TooLong(number)
-            number += 1
-            pending, skipping = b"", True
+            if end >= 0:
+                stream.seek(end + 1 - len(chunk), io.SEEK_CUR)
+                skipping = False
+            continue
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            if len(pending) + len(chunk) > limit:
+                yield TooLong(number)
+                number += 1
+                pending, skipping = b"", True
+            else:
+                pending += chunk
+            continue
+        stream.seek(last + 1 - len(chunk), io.SEEK_CUR)
+        lines = number
+        number += chunk.count(b"\n", 0, last + 1)
+        if pending:  # the end of a line longer than one read, then whole lines
+            block: bytes | memoryview = pending + chunk[:last + 1]
+            pending = b""
+        else:
+            block = memoryview(chunk)[:last + 1]
+        yield from _checked(block, lines, limit)
     if pending:
         yield from _checked(pending, number, limit)
 
 
-def _checked(data: bytes, first: int, limit: int) -> Iterator[Lines | TooLong]:
+def _checked(data: bytes | memoryview, first: int, limit: int) -> Iterator[Lines | TooLong]:
     """Yield ``data`` (whole lines) as blocks around its lines longer than ``limit``."""
     if len(data) <= limit + 1:
         yield Lines(data, first)
@@ -143,7 +153,7 @@ def _checked(data: bytes, first: int, limit: int) -> Iterator[Lines | TooLong]:
         yield Lines(data[start:], first + line)
 
 
-def _parse(data: bytes) -> pa.Table:
+def _parse(data: bytes | memoryview) -> pa.Table:
     buffer = pa.py_buffer(data)
     parse = pj.ParseOptions(explicit_schema=_TEXTS)
     try:
@@ -196,7 +206,7 @@ def _lengths(column: pa.ChunkedArray) -> NDArray[Any]:
     return np.asarray(pc.fill_null(pc.list_value_length(column), -1).to_numpy(), dtype=np.int64)
 
 
-def read_block(data: bytes, *, since: Any, until: Any, version: str | None,
+def read_block(data: bytes | memoryview, *, since: Any, until: Any, version: str | None,
                expected: Mapping[str, Kind]) -> Block | None:
     """Return what the block of lines ``data`` holds: records, window and version counts, and
     the rows of the records in the window ``[since, until]`` (aware datetimes or None) and of

@@ -367,8 +367,9 @@ class _Reader:
     def _by_line(self, path: Path, lines: Lines) -> None:
         """Read a block line by line: the rows of its records, its corrupt lines said."""
         self._path = path
-        pieces = lines.data.split(b"\n")
-        if lines.data.endswith(b"\n"):
+        data = bytes(lines.data)
+        pieces = data.split(b"\n")
+        if data.endswith(b"\n"):
             pieces.pop()
         for offset, line in enumerate(pieces):
             if not line.strip():
