@@ -238,3 +238,24 @@ def test_a_regressor_twenty_percent_worse_fails_and_unlabelled_rows_are_left_out
     line = comparison_line(judgement, 0.95)
     assert line.startswith("mean absolute error ") and ": 20% worse [" in line
     assert "150 of 150 rows with different errors" in line
+
+
+def test_a_regressor_with_a_fifth_more_error_than_the_base_branchs_fails(
+        tmp_path: Path) -> None:
+    from tests._models import export_quality_regressors
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    models = export_quality_regressors(folder)
+    quality = {"base": models["stable"], "worse": models["worse"],
+               "train": folder / "train.csv", "test": folder / "test.csv"}
+    config = pull_request(tmp_path, quality, "worse", {"validate": {"baseline": {
+        "git_ref": "main", "max_drop": 0.1}}})
+    code, result, comment = validate(config, tmp_path)
+    assert code == 1
+    figures = result["metrics"]["baseline"]
+    assert figures["metric"] == "mean absolute error" and figures["verdict"] == "fail"
+    assert figures["drop"] == pytest.approx(0.2, abs=0.01)
+    assert result["checks"][0]["name"].startswith(
+        "mean absolute error is at most 10% worse than the baseline's")
+    assert "rows with different errors" in comment and "🔴 worse" in comment
