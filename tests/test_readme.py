@@ -25,6 +25,8 @@ DOCS = REPO / "docs"
 MAX_README_LINES = 250
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
+#: the upload step of the workflow templates, which the quick start's act commands stand in for
+UPLOAD_ARTIFACT = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"
 
 def documented(text: str) -> dict[str, tuple[set[str], set[str]]]:
     """Return, per action section (``## name`` with a ``uses:`` line) of an actions reference
@@ -60,12 +62,25 @@ def test_the_readme_starts_with_the_two_commands() -> None:
 
 
 def test_the_readme_shows_the_exact_act_commands() -> None:
+    # tests/actions/test_act_quickstart.py runs the pull-request one as written
     text = README.read_text(encoding="utf-8")
-    assert ("act pull_request -e EVENT.json -P ubuntu-latest=-self-hosted \\\n"
-            "  --local-repository OWNER/shipml@v1=$HOME/src/shipml") in text
-    assert ("act push -e PUSH.json -P ubuntu-latest=-self-hosted \\\n"
-            "  --local-repository OWNER/shipml@v1=$HOME/src/shipml \\\n"
+    offline = ("  --local-repository OWNER/shipml@v1=$HOME/src/shipml \\\n"
+               f"  --local-repository {UPLOAD_ARTIFACT}=$HOME/src/shipml/workflow-templates/act/"
+               "upload-artifact")
+    kept = '--env SHIPML_OUTPUT_DIR="$PWD/.shipml"'
+    assert (f"act pull_request -e EVENT.json -P ubuntu-latest=-self-hosted {kept} \\\n"
+            f"{offline}\n") in text
+    assert (f"act push -e PUSH.json -P ubuntu-latest=-self-hosted {kept} \\\n{offline} \\\n"
             "  -s COSIGN_PRIVATE_KEY=\"$(cat cosign.key)\" -s COSIGN_PASSWORD") in text
+
+
+def test_the_act_stand_in_is_for_the_upload_step_every_template_pins() -> None:
+    pinned = {line.split("uses: ")[1].split()[0]
+              for template in (REPO / "workflow-templates").glob("*.yml")
+              for line in template.read_text(encoding="utf-8").splitlines()
+              if "uses: actions/upload-artifact@" in line}
+    assert pinned == {UPLOAD_ARTIFACT}
+    assert (REPO / "workflow-templates" / "act" / "upload-artifact" / "action.yml").is_file()
 
 
 def test_the_readme_is_short() -> None:

@@ -218,21 +218,43 @@ def _registry_defaults(properties: dict[str, Any]) -> None:
         node["default"] = value
 
 
+#: act in host mode with -b binds nothing and copies nothing: the job starts in an empty folder
+ACT_EMPTY_WORKSPACE = (
+    "{source}: config file {chosen} not found: the workspace {workspace} is empty. act in host "
+    "mode (-P ubuntu-latest=-self-hosted) with -b (--bind) neither copies nor binds your "
+    "checkout; run act without -b. To keep the results and reports after act, pass "
+    "--env SHIPML_OUTPUT_DIR=\"$PWD/.shipml\" (the workflow templates hand it to output-dir)")
+
+
 def find_config(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
     """Return the config file to read: ``--config``, ``SHIPML_CONFIG`` or ``./shipml.yaml``.
 
-    An explicit path that does not exist raises ConfigError; a missing default file returns None.
+    An explicit path that does not exist raises ConfigError; a missing default file returns None,
+    except under act in an empty workspace (``act -b`` in host mode), which raises ConfigError.
     """
     env = os.environ if environ is None else environ
     chosen = explicit or env.get("SHIPML_CONFIG") or ""
+    source = "--config" if explicit else "environment SHIPML_CONFIG"
     if chosen:
         path = Path(chosen)
         if not path.is_file():
-            source = "--config" if explicit else "environment SHIPML_CONFIG"
+            _refuse_an_empty_act_workspace(source, chosen, env)
             raise ConfigError(f"{source}: config file {chosen} not found")
         return path
     default = Path(DEFAULT_CONFIG_NAME)
+    if not default.is_file():
+        _refuse_an_empty_act_workspace("the default", DEFAULT_CONFIG_NAME, env)
     return default if default.is_file() else None
+
+
+def _refuse_an_empty_act_workspace(source: str, chosen: str, env: Mapping[str, str]) -> None:
+    """Raise ConfigError when this runs under act in a workspace that holds nothing."""
+    workspace = env.get("GITHUB_WORKSPACE", "")
+    if env.get("ACT", "").lower() != "true" or not workspace or not Path(workspace).is_dir():
+        return
+    if not any(Path(workspace).iterdir()):
+        raise ConfigError(ACT_EMPTY_WORKSPACE.format(source=source, chosen=chosen,
+                                                     workspace=workspace))
 
 
 def load_config(path: Path | None, overrides: Iterable[Override] = ()) -> Config:
