@@ -49,7 +49,7 @@ def missing_services() -> list[str]:
     try:
         import docker
     except ImportError:
-        return ["shipml[build,sign,canary] (bash .ci/demo installs them)"]
+        return ["shipml[build,sign] (bash .ci/demo installs them)"]
     try:
         client = docker.from_env(timeout=10)
         client.ping()
