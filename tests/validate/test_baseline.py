@@ -259,3 +259,15 @@ def test_a_regressor_with_a_fifth_more_error_than_the_base_branchs_fails(
     assert result["checks"][0]["name"].startswith(
         "mean absolute error is at most 10% worse than the baseline's")
     assert "rows with different errors" in comment and "🔴 worse" in comment
+
+
+def test_the_baseline_ref_and_max_drop_flags_set_the_keys(
+        tmp_path: Path, quality: dict[str, Path]) -> None:
+    config = pull_request(tmp_path, quality, "worse", {})
+    out = tmp_path / "out"
+    code = main(["validate", "--config", str(config), "--output-dir", str(out),
+                 "--baseline-ref", "main", "--max-drop", "0.05"])
+    result = json.loads((out / "results" / "validate.json").read_text())
+    assert code == 0
+    assert result["metrics"]["baseline"]["max_drop"] == 0.05
+    assert result["metrics"]["baseline"]["source"] == "main:models/model.onnx"

@@ -18,6 +18,13 @@ OPTIONS = (
            pipeline_input="fail-on"),
     Option("--pytest", ("validate", "pytest"), "SHIPML_PYTEST", "model tests to run", "PATH",
            pipeline_input="pytest"),
+    Option("--baseline", ("validate", "baseline", "path"), "SHIPML_VALIDATE_BASELINE",
+           "baseline ONNX file to judge quality against, or its path at --baseline-ref", "PATH"),
+    Option("--baseline-ref", ("validate", "baseline", "git_ref"), "SHIPML_VALIDATE_BASELINE_REF",
+           "git ref to read the baseline from, e.g. origin/main", "REF"),
+    Option("--max-drop", ("validate", "baseline", "max_drop"), "SHIPML_MAX_DROP",
+           "how much worse than the baseline passes: 0.01 = one accuracy point (a regressor: "
+           "a mean absolute error 1.01 times the baseline's)", "FRACTION"),
 )
 
 
