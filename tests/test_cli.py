@@ -93,6 +93,10 @@ def test_demo_runs_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFix
     assert "ready to ship: 3 of 3 stages passed" in (tmp_path / "demo" / "report" / "report.md").read_text()
     assert "shipml run: validate passed, optimize passed, latency passed, report passed" in out
     assert "shipml demo: all gates passed" in out
+    # without --release it ends with the one line that says how to get the release half
+    from shipml.commands.demo import RELEASE_HINT
+
+    assert out.rstrip().splitlines()[-1] == RELEASE_HINT
     for name in ("model.onnx", "train.csv", "test.csv", "shipml.yaml"):
         assert (example_dir() / name).is_file()
 
@@ -397,3 +401,12 @@ def test_the_extras_come_from_the_package_metadata() -> None:
     assert extra_providing("prometheus_client", "serve") == "serve"
     assert extra_providing("kubernetes_validate", "run") == "canary"
     assert extra_providing("shipml_helpers", "canary") is None
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"shipml {importlib.metadata.version('shipml')}\n"

@@ -3,8 +3,9 @@
 #
 #   setup.sh plan      resolve the interpreter, the venv path and the key; say whether the venv on
 #                      disk is already ready (for a workflow that caches the venv itself)
-#   setup.sh install   create the venv and pip-install shipml[EXTRAS], unless the stamp file in
-#                      the venv already holds the same key, in which case pip does not run at all
+#   setup.sh install   create the venv and install shipml[EXTRAS] with uv (pip-installed from PyPI
+#                      when it is not on PATH) or, when uv cannot be had or fails, pip; unless the
+#                      stamp file in the venv already holds the same key: then nothing is installed
 #
 # Every action that needs shipml runs this script as its one setup step ("--- shipml setup ---" in
 # each action.yml; a composite action cannot `uses:` a sibling local action portably). The actions
@@ -19,6 +20,10 @@
 #   SHIPML_SETUP_PYTHON  the interpreter that creates the venv (default: python3 on PATH)
 #   SHIPML_SETUP_ADD_TO_PATH  "true": put `shipml` (and only it, not the venv's python) on the
 #                        PATH of later steps through $GITHUB_PATH
+#   SHIPML_SETUP_INSTALLER  auto (default: uv when it can be had, else pip), uv or pip
+#   UV_CACHE_DIR, PIP_CACHE_DIR  the installers' caches, as the job's environment sets them; by
+#                        default uv's and pip's own (~/.cache, or XDG_CACHE_HOME: reused wherever
+#                        the home folder outlives the job, a self-hosted runner, act)
 # Outputs (to $GITHUB_OUTPUT with a random heredoc delimiter, and echoed to the log):
 #   plan:    venv, key, ready
 #   install: python, shipml, venv, key, reused
@@ -107,7 +112,33 @@ if ! interpreter="$(command -v -- "$python_in")"; then
 fi
 python_version="$("$interpreter" -I -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" \
   || die 2 "python $(quote "$interpreter") does not run"
-shipml_version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$SOURCE_ROOT/pyproject.toml" | head -n1)"
+installer_in="${SHIPML_SETUP_INSTALLER:-auto}"
+case "$installer_in" in
+  auto | uv | pip) ;;
+  *) die 2 "SHIPML_SETUP_INSTALLER=$(quote "$installer_in") must be auto, uv or pip" ;;
+esac
+
+# The version: setuptools-scm reads it from git, which a copy of the source to build from does not
+# carry, so the build gets it as .git_archival.txt: GitHub's tarball of a release (what a runner
+# downloads for `uses: OWNER/shipml@v1`) holds it filled in (export-subst, .gitattributes), a git
+# checkout of the action (`uses: ./`) fills it in here the way `git archive` would.
+archival() {  # print this source's .git_archival.txt, filled in; nothing when there is none
+  local top=""
+  if command -v git >/dev/null 2>&1; then
+    top="$(git -C "$SOURCE_ROOT" rev-parse --show-toplevel 2>/dev/null)" || top=""
+  fi
+  if [ -n "$top" ] && [ "$(cd "$top" && pwd -P)" = "$(cd "$SOURCE_ROOT" && pwd -P)" ]; then
+    # a git older than 2.32 leaves %(describe) as it is: no tag then, the commit still counts
+    git -C "$SOURCE_ROOT" log -1 --format='node: %H%nnode-date: %cI%ndescribe-name: %(describe:tags=true,match=v[0-9]*)' |
+      grep -v '%(describe' || true
+  elif [ -f "$SOURCE_ROOT/.git_archival.txt" ]; then
+    cat -- "$SOURCE_ROOT/.git_archival.txt"
+  fi
+}
+archival_text="$(archival)"
+# The release tag when this source is one (v1.2.0), else "dev": names the act venv and the key.
+shipml_version="$(printf '%s\n' "$archival_text" | sed -n 's/^describe-name: \(v[0-9][0-9.]*\)$/\1/p' | head -n1)"
+shipml_version="${shipml_version:-dev}"
 
 venv="${SHIPML_SETUP_VENV:-}"
 venv_from="input venv-path"
@@ -138,11 +169,61 @@ fi
 source_hash="$(
   cd "$SOURCE_ROOT" &&
   { find scripts/shipml -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
-      xargs -0 sha256sum; sha256sum pyproject.toml actions/setup/setup.sh; } | sha256sum | cut -c1-16
+      xargs -0 sha256sum; sha256sum pyproject.toml actions/setup/setup.sh
+    printf '%s\n' "$archival_text"; } | sha256sum | cut -c1-16
 )"
 os_name="${RUNNER_OS:-$(uname -s)}"
 arch="${RUNNER_ARCH:-$(uname -m)}"
 key="shipml-${shipml_version}-${source_hash}-${extras:-base}-py${python_version}-${os_name}-${arch}"
+
+pip_install() {  # pip_install ARGS...: pip of the venv, quiet, never prompting
+  "$venv/bin/python" -I -m pip install --disable-pip-version-check --no-input --progress-bar off \
+    --quiet "$@"
+}
+
+find_uv() {  # print a uv to install with: the one on PATH, else one pip installs from PyPI
+  local found
+  if found="$(command -v uv 2>/dev/null)" && "$found" --version >/dev/null 2>&1; then
+    printf '%s\n' "$found"
+    return 0
+  fi
+  # beside the build copy, so that the venv holds only shipml and what it needs
+  pip_install --target "$staging/uv" uv >&2 || return 1
+  [ -x "$staging/uv/bin/uv" ] || return 1
+  printf '%s\n' "$staging/uv/bin/uv"
+}
+
+install_with_uv() {  # install_with_uv REQUIREMENT: 0 when uv installed it, 1 to fall back to pip
+  [ "$installer_in" != pip ] || return 1
+  local uv
+  if ! uv="$(find_uv)"; then
+    if [ "$installer_in" = uv ]; then
+      die 3 "SHIPML_SETUP_INSTALLER=uv, but uv is not on PATH and pip could not install it (pip install uv)"
+    fi
+    echo "shipml setup: uv is not on PATH and pip could not install it; installing with pip"
+    return 1
+  fi
+  # uv reads neither pip.conf nor PIP_* variables: hand it the index, links and CA bundle the
+  # job gives pip (anything only pip.conf says is pip's fallback below)
+  [ -z "${PIP_INDEX_URL:-}" ] || export UV_INDEX_URL="${UV_INDEX_URL:-$PIP_INDEX_URL}"
+  [ -z "${PIP_EXTRA_INDEX_URL:-}" ] || export UV_EXTRA_INDEX_URL="${UV_EXTRA_INDEX_URL:-$PIP_EXTRA_INDEX_URL}"
+  [ -z "${PIP_FIND_LINKS:-}" ] || export UV_FIND_LINKS="${UV_FIND_LINKS:-$PIP_FIND_LINKS}"
+  [ -z "${PIP_CERT:-}" ] || export SSL_CERT_FILE="${SSL_CERT_FILE:-$PIP_CERT}"
+  echo "shipml setup: installing with $("$uv" --version) (cache $("$uv" cache dir 2>/dev/null || echo '?'))"
+  if "$uv" pip install --python "$venv/bin/python" --quiet "$1"; then
+    return 0
+  fi
+  if [ "$installer_in" = uv ]; then
+    die 3 "uv could not install shipml[${extras}]; see the log above"
+  fi
+  echo "shipml setup: uv could not install shipml[${extras}] (see above); installing with pip instead"
+  return 1
+}
+
+install_with_pip() {  # install_with_pip REQUIREMENT
+  echo "shipml setup: installing with pip $("$venv/bin/python" -I -m pip --version | cut -d' ' -f2)"
+  pip_install "$1" || die 3 "pip could not install shipml[${extras}]; see the log above"
+}
 
 venv_ready() {
   # Nothing in the venv is executed but its python binary (never a generated launcher script).
@@ -175,13 +256,13 @@ case "${1:-}" in
       # Build from a copy so that the action's checkout is never written to (build/, *.egg-info).
       staging="$(mktemp -d)"
       trap 'rm -rf -- "$staging"' EXIT
-      cp -R -- "$SOURCE_ROOT/pyproject.toml" "$SOURCE_ROOT/README.md" "$staging/"
-      mkdir -p "$staging/scripts"
-      cp -R -- "$SOURCE_ROOT/scripts/shipml" "$staging/scripts/"
-      requirement="$staging"
-      [ -z "$extras" ] || requirement="$staging[$extras]"
-      "$venv/bin/python" -I -m pip install --disable-pip-version-check --no-input --progress-bar off \
-        --quiet "$requirement" || die 3 "pip could not install shipml[${extras}]; see the log above"
+      mkdir -p "$staging/source/scripts"
+      cp -R -- "$SOURCE_ROOT/pyproject.toml" "$SOURCE_ROOT/README.md" "$staging/source/"
+      [ -z "$archival_text" ] || printf '%s\n' "$archival_text" >"$staging/source/.git_archival.txt"
+      cp -R -- "$SOURCE_ROOT/scripts/shipml" "$staging/source/scripts/"
+      requirement="$staging/source"
+      [ -z "$extras" ] || requirement="$staging/source[$extras]"
+      install_with_uv "$requirement" || install_with_pip "$requirement"
       "$venv/bin/python" -I -m shipml --version >/dev/null || die 3 "shipml was installed but does not run"
       printf '%s\n' "$key" >"$venv/$STAMP_NAME"
       emit reused false

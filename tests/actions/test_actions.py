@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.actions._act import copy_action_source
+
 REPO = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO / "actions" / "setup" / "setup.sh"
 ACTION_DIRS = sorted([REPO, *(path.parent for path in (REPO / "actions").glob("*/action.yml"))])
@@ -499,7 +501,8 @@ def test_plan_names_the_venv_and_a_key_of_version_extras_python_and_os(tmp_path:
     version = ".".join(str(part) for part in sys.version_info[:3])
     assert outputs["venv"] == str(tmp_path / "shipml-venv-validate-optimize")
     assert outputs["ready"] == "false"
-    assert re.fullmatch(rf"shipml-0\.1\.0-[0-9a-f]{{16}}-validate,optimize-py{version}-Linux-\w+",
+    # the label is the release tag when this checkout's HEAD is one, else dev
+    assert re.fullmatch(rf"shipml-(dev|v[0-9.]+)-[0-9a-f]{{16}}-validate,optimize-py{version}-Linux-\w+",
                         outputs["key"]), outputs["key"]
     other, raw_again = _plan(tmp_path, SHIPML_SETUP_EXTRAS="validate", RUNNER_OS="Linux")
     assert other["key"] != outputs["key"]
@@ -543,7 +546,8 @@ def test_setup_refuses_a_runner_temp_with_odd_characters(tmp_path: Path) -> None
 def test_under_act_the_venv_lives_in_the_cache_and_is_reused_across_runs(tmp_path: Path) -> None:
     outputs, _ = _plan(tmp_path, ACT="true", XDG_CACHE_HOME=str(tmp_path / "cache"),
                        SHIPML_SETUP_EXTRAS="validate")
-    assert outputs["venv"] == str(tmp_path / "cache" / "shipml" / "act-venv-0.1.0-validate")
+    label = outputs["key"].split("-")[1]
+    assert outputs["venv"] == str(tmp_path / "cache" / "shipml" / f"act-venv-{label}-validate")
     # an explicit venv-path still wins under act
     explicit, _ = _plan(tmp_path, ACT="true", SHIPML_SETUP_VENV=str(tmp_path / "v"))
     assert explicit["venv"] == str(tmp_path / "v")
@@ -592,3 +596,65 @@ def test_plan_says_ready_only_when_the_stamp_holds_the_same_key(tmp_path: Path) 
     assert _plan(tmp_path, SHIPML_SETUP_VENV=str(venv))[0]["ready"] == "true"
     (venv / ".shipml-setup-key").write_text(outputs["key"].replace("py", "py9") + "\n", encoding="utf-8")
     assert _plan(tmp_path, SHIPML_SETUP_VENV=str(venv))[0]["ready"] == "false"
+
+
+def _released_source(tmp_path: Path, tag: str) -> Path:
+    """A copy of the action as GitHub's tarball of ``tag`` holds it: no .git, and a
+    .git_archival.txt that git archive filled in (export-subst)."""
+    source = copy_action_source(tmp_path / "action")
+    (source / ".git_archival.txt").write_text(
+        f"node: {'a' * 40}\nnode-date: 2026-12-01T00:00:00+00:00\ndescribe-name: {tag}\n",
+        encoding="utf-8")
+    return source
+
+
+def _install(source: Path, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = _setup_env(tmp_path, SHIPML_SETUP_EXTRAS="", **extra)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_", "SHIPML_"))},
+           **env}
+    return subprocess.run(["bash", str(source / "actions" / "setup" / "setup.sh"), "install"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.slow
+def test_setup_installs_a_release_with_uv_under_its_tag_version(tmp_path: Path) -> None:
+    source = _released_source(tmp_path, "v1.2.3")
+    completed = _install(source, tmp_path, SHIPML_SETUP_VENV=str(tmp_path / "venv"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert re.search(r"^shipml setup: installing with uv \d+\.\d+\.\d+", completed.stdout, re.M), \
+        completed.stdout
+    assert "installing with pip" not in completed.stdout
+    outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs["key"].startswith("shipml-v1.2.3-")
+    version = subprocess.run([outputs["shipml"], "--version"], capture_output=True, text=True,
+                             check=True)
+    assert version.stdout == "shipml 1.2.3\n"
+    # uv was installed beside the build copy, not into the venv the user's steps run
+    assert not list((tmp_path / "venv").glob("lib/python*/site-packages/uv"))
+
+
+@pytest.mark.slow
+def test_setup_falls_back_to_pip_when_uv_fails_and_says_so(tmp_path: Path) -> None:
+    # uv for real, unable to install: offline, with an empty cache; pip (online) then installs
+    source = _released_source(tmp_path, "v1.2.4")
+    completed = _install(source, tmp_path, SHIPML_SETUP_VENV=str(tmp_path / "venv"), UV_OFFLINE="1",
+                         UV_CACHE_DIR=str(tmp_path / "empty-uv-cache"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert ("shipml setup: uv could not install shipml[] (see above); installing with pip instead\n"
+            "shipml setup: installing with pip ") in completed.stdout, completed.stdout
+    assert f"(cache {tmp_path / 'empty-uv-cache'})" in completed.stdout
+    version = subprocess.run([str(tmp_path / "venv" / "bin" / "shipml"), "--version"],
+                             capture_output=True, text=True, check=True)
+    assert version.stdout == "shipml 1.2.4\n"
+
+
+@pytest.mark.parametrize("installer", ["conda", "uv;id", ""])
+def test_setup_refuses_an_installer_it_does_not_know(tmp_path: Path, installer: str) -> None:
+    env = _setup_env(tmp_path, SHIPML_SETUP_INSTALLER=installer)
+    completed = subprocess.run(["bash", str(SETUP_SCRIPT), "plan"], env=env, capture_output=True,
+                               text=True, check=False)
+    if installer == "":  # unset and empty are the default, auto
+        assert completed.returncode == 0, completed.stderr
+        return
+    assert completed.returncode == 2
+    assert "must be auto, uv or pip" in completed.stderr
