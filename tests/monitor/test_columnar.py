@@ -20,7 +20,7 @@ import pytest
 from shipml.cli import main
 from shipml.monitor import _columnar
 from shipml.monitor._columnar import Lines, TooLong, read_block, split_lines
-from shipml.monitor._logs import Production, Window, read_logs
+from shipml.monitor._logs import Cancelled, Production, Window, read_logs
 from shipml.results import StageResult
 from tests.monitor.conftest import LABEL, copy_example, write_config
 
@@ -262,3 +262,31 @@ def test_a_production_table_past_max_rows_is_sampled_too(project: Path) -> None:
     result = StageResult.read(project / ".shipml" / "results" / "monitor.json")
     assert result.metrics["sampling"] == \
         "sampled 120 of 171 rows (uniform, seeded by monitor.random_state)"
+
+
+def test_the_reading_stops_when_the_caller_cancels_it(tmp_path: Path, small_blocks: None) -> None:
+    log = _write(tmp_path / "predictions.jsonl", _lines([_record(i) for i in range(400)]))
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled):
+        _read(log, cancelled=cancelled)
+    assert len(asked) == 4  # once per block, the fourth said stop
+
+
+@pytest.mark.deepchecks
+def test_a_mistake_in_the_checks_is_said_before_a_mistake_in_the_data(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = project / "logs" / "predictions.jsonl"
+    records = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    records[3]["inputs"]["mean_radius"] = ["abc"]
+    _write(log, _lines(records))
+    write_config(project, {"logs": {"path": "logs"}, "checks": [{"check": "FeatureDrfit"}]})
+    assert main(["monitor", "--config", str(project / "shipml.yaml"),
+                 "--output-dir", str(project / ".shipml")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "monitor.checks[0].check: unknown check 'FeatureDrfit'" in err
+    assert "mean_radius holds" not in err

@@ -36,7 +36,7 @@ from shipml.errors import ConfigError
 from shipml.monitor._columnar import Block, Lines, Part, TooLong, read_block, split_lines
 from shipml.monitor._values import NON_FINITE, Kind, conform
 
-__all__ = ["NON_FINITE", "Kind", "Production", "Window", "conform", "conform_table",
+__all__ = ["NON_FINITE", "Cancelled", "Kind", "Production", "Window", "conform", "conform_table",
            "find_log_files", "parse_time", "read_logs", "sample_table", "wrong_type"]
 
 _loads: Callable[[bytes], Any]
@@ -90,6 +90,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GLOB = re.compile(r"[*?\[]")
 #: how the result says that the rows were sampled
 SAMPLED = "sampled {kept:,} of {read:,} rows (uniform, seeded by monitor.random_state)"
+
+
+class Cancelled(Exception):
+    """The caller stopped the reading (``read_logs``' ``cancelled`` said so)."""
 
 
 @dataclass(frozen=True)
@@ -186,19 +190,21 @@ def _rotation(path: Path) -> int:
 def read_logs(files: Sequence[Path], key: str, window: Window, *, version: str | None,
               max_corrupt_rate: float, max_line_bytes: int = 64 * 2**20,
               expected: Mapping[str, Kind] | None = None, reference: str = "",
-              max_rows: int | None = None, seed: int = 0) -> Production:
+              max_rows: int | None = None, seed: int = 0,
+              cancelled: Callable[[], bool] = lambda: False) -> Production:
     """Read the prediction records of ``files`` within ``window`` (and of ``version``).
 
     A line longer than ``max_line_bytes`` is corrupt. ``expected`` gives the kind of each column
     the reference (``reference``, its name) has: a number column gets its non-finite strings as
     floats. Past ``max_rows`` rows a uniform sample of that many, drawn with ``seed``, is kept
-    (``sampled_from`` says of how many). Returns the rows with their logged outputs. Raises
+    (``sampled_from`` says of how many). ``cancelled`` is asked before each block: True stops
+    the reading with :class:`Cancelled`. Returns the rows with their logged outputs. Raises
     ConfigError when no record is left, when the share of corrupt lines is over
     ``max_corrupt_rate``, or when a column holds a value its kind does not take (naming the file
     and line).
     """
     reader = _Reader(window, version, max_line_bytes, key, expected or {}, reference,
-                     _Sample(max_rows, seed))
+                     _Sample(max_rows, seed), cancelled)
     for path in files:
         if window.since is not None and _modified(path) < window.since:
             continue  # written before the window opened: every record in it is older
@@ -285,7 +291,9 @@ class _Reader:
     records, the line reader for any other block (it says which line is wrong and why)."""
 
     def __init__(self, window: Window, version: str | None, max_line_bytes: int, key: str,
-                 expected: Mapping[str, Kind], reference: str, sample: _Sample) -> None:
+                 expected: Mapping[str, Kind], reference: str, sample: _Sample,
+                 cancelled: Callable[[], bool]) -> None:
+        self.cancelled = cancelled
         self.window = window
         self.version = version
         self.max_line_bytes = max_line_bytes
@@ -319,6 +327,8 @@ class _Reader:
         too_long = TOO_LONG.format(limit=self.max_line_bytes / 2**20)
         with path.open("rb") as stream:
             for lines in split_lines(stream, self.max_line_bytes):
+                if self.cancelled():
+                    raise Cancelled(path)
                 if isinstance(lines, TooLong):
                     self.lines += 1
                     self._corrupt(path, lines.number, too_long)

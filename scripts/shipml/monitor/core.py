@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,9 +103,12 @@ def run_monitor(config: Config, output_dir: Path, platform: Platform, token: str
         planned = pool.submit(_drift.build, config)
         try:
             inputs = _load_inputs(config)
-            production = _production(config, section, moment, inputs)
+            # a mistake in monitor.checks stops the reading: it is said first, as ever
+            production = _production(config, section, moment, inputs,
+                                     cancelled=lambda: planned.done()
+                                     and planned.exception() is not None)
         except BaseException:
-            planned.result()  # a mistake in monitor.checks is said first, as ever
+            planned.result()
             raise
         drift_plan = planned.result()
     checks: list[Check] = []
@@ -231,7 +234,8 @@ def _load_inputs(config: Config) -> _Inputs:
 
 
 def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
-                inputs: _Inputs) -> _logs.Production:
+                inputs: _Inputs, *, cancelled: Callable[[], bool] = lambda: False
+                ) -> _logs.Production:
     logs = section["logs"]
     if logs["path"] and section["production"]:
         raise ConfigError(_logs.BOTH_INPUTS.format(logs=config.where(STAGE, "logs", "path"),
@@ -258,7 +262,8 @@ def _production(config: Config, section: dict[str, Any], now: _dt.datetime,
                                  max_corrupt_rate=logs["max_corrupt_rate"],
                                  max_line_bytes=int(logs["max_line_mb"] * 2**20),
                                  expected=expected, reference=inputs.reference.source,
-                                 max_rows=section["max_rows"], seed=section["random_state"])
+                                 max_rows=section["max_rows"], seed=section["random_state"],
+                                 cancelled=cancelled)
     seconds = time.perf_counter() - started
     log.info("monitor: %d rows from %d records in %d files (%d corrupt lines skipped) in %.1f s%s",
              len(production.frame), production.records, len(files), production.corrupt,
