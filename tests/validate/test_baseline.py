@@ -271,3 +271,13 @@ def test_the_baseline_ref_and_max_drop_flags_set_the_keys(
     assert code == 0
     assert result["metrics"]["baseline"]["max_drop"] == 0.05
     assert result["metrics"]["baseline"]["source"] == "main:models/model.onnx"
+
+
+def test_a_latency_baseline_that_is_the_model_file_itself_is_no_comparison(
+        tmp_path: Path, quality: dict[str, Path]) -> None:
+    # The bundled example's latency times optimize's output against model.path itself.
+    config = pull_request(tmp_path, quality, "worse", {"latency": {"baseline": {
+        "path": "models/model.onnx"}}, "validate": {"suites": ["model_evaluation"]}})
+    _, result, _ = validate(config, tmp_path)
+    assert "baseline" not in result["metrics"]
+    assert all(check["group"] != "baseline" for check in result["checks"])

@@ -104,7 +104,7 @@ def baseline_section(config: Config) -> str | None:
 def compare_with_baseline(config: Config, inputs: ModelInputs, batch_size: int
                           ) -> BaselineComparison | None:
     """Return the candidate's quality against the configured baseline's on ``model.test``, or
-    None when no baseline is configured.
+    None when no baseline is configured or it is the candidate's own file.
 
     Raises ConfigError for a baseline that cannot be read (file, ref, git) or cannot answer the
     test rows, and for a test set without labels.
@@ -120,6 +120,12 @@ def compare_with_baseline(config: Config, inputs: ModelInputs, batch_size: int
         if found is None:  # baseline_section said it names one
             return None
         path, source = found
+        if path.resolve() == inputs.model.path.resolve():
+            # latency's baseline may be model.path itself (latency then times optimize's output
+            # against it): a model against itself says nothing of its quality.
+            log.info("validate: %s.baseline is model.path itself (%s): no comparison", section,
+                     source)
+            return None
         try:
             model = open_model(config, path, where, batch_size)
             binding = bind(config, model, inputs.train)
