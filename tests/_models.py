@@ -251,7 +251,7 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _export_sklearn(model: Any, sample: np.ndarray, path: Path, *, doc: str = "") -> Path:
+def export_sklearn(model: Any, sample: np.ndarray, path: Path, *, doc: str = "") -> Path:
     """Export a fitted scikit-learn model with ``skl2onnx.to_onnx`` as a user would (one ``X``
     input, ``zipmap: False`` for classifiers); ``doc`` changes the file's bytes, not its
     answers."""
@@ -305,20 +305,20 @@ def export_quality_classifiers(folder: Path, *, test_rows: int = 2000) -> dict[s
     frame[:-test_rows].to_csv(folder / "train.csv", index=False)
     frame[-test_rows:].to_csv(folder / "test.csv", index=False)
     stable = LogisticRegression(max_iter=500).fit(train_x, train_y)
-    paths = {"stable": _export_sklearn(stable, test_x, folder / "stable.onnx"),
-             "repackaged": _export_sklearn(stable, test_x, folder / "repackaged.onnx",
+    paths = {"stable": export_sklearn(stable, test_x, folder / "stable.onnx"),
+             "repackaged": export_sklearn(stable, test_x, folder / "repackaged.onnx",
                                            doc="re-exported")}
     better = GradientBoostingClassifier(random_state=0, n_estimators=150, max_depth=3)
-    paths["better"] = _export_sklearn(better.fit(train_x, train_y), test_x, folder / "better.onnx")
+    paths["better"] = export_sklearn(better.fit(train_x, train_y), test_x, folder / "better.onnx")
     accuracy = float((stable.predict(test_x) == test_y).mean())
     worse = LogisticRegression(max_iter=500).fit(train_x, train_y)
     for shift in np.arange(0.05, 10, 0.05):
         worse.intercept_ = stable.intercept_ + shift
         if accuracy - float((worse.predict(test_x) == test_y).mean()) >= 0.025:
             break
-    paths["worse"] = _export_sklearn(worse, test_x, folder / "worse.onnx")
+    paths["worse"] = export_sklearn(worse, test_x, folder / "worse.onnx")
     shifted = LogisticRegression(max_iter=500).fit(train_x, 1 - train_y)
-    paths["shifted"] = _export_sklearn(shifted, test_x, folder / "shifted.onnx")
+    paths["shifted"] = export_sklearn(shifted, test_x, folder / "shifted.onnx")
     return paths
 
 
@@ -346,8 +346,8 @@ def export_quality_regressors(folder: Path, *, test_rows: int = 2000) -> dict[st
         worse.intercept_ = stable.intercept_ + shift
         if float(np.abs(worse.predict(test_x) - test_y).mean()) >= 1.2 * error:
             break
-    return {"stable": _export_sklearn(stable, test_x, folder / "stable.onnx"),
-            "worse": _export_sklearn(worse, test_x, folder / "worse.onnx")}
+    return {"stable": export_sklearn(stable, test_x, folder / "stable.onnx"),
+            "worse": export_sklearn(worse, test_x, folder / "worse.onnx")}
 
 
 def export_base_branch_classifiers(folder: Path) -> dict[str, Path]:
@@ -391,3 +391,22 @@ def export_base_branch_classifiers(folder: Path) -> dict[str, Path]:
     frame[:3000].to_csv(folder / "train.csv", index=False)
     frame[3000:].to_csv(folder / "test.csv", index=False)
     return paths
+
+
+def build_model_image(folder: Path, model: Path, repository: str, tag: str, *, train: Path,
+                      test: Path, label: str, base_image: str) -> str:
+    """Build ``model`` into ``repository:tag`` with ``shipml build`` from the config a user
+    writes (``model: {path, train, test, label}``, no ``features``); return the image's tag.
+
+    Raises AssertionError when the build fails.
+    """
+    from shipml.cli import main
+
+    config = folder / f"build-{tag}.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"path": str(model), "train": str(train), "test": str(test), "label": label},
+        "build": {"image": repository, "base_image": base_image, "push": False,
+                  "tags": [{"type": "raw", "value": tag}]}}), encoding="utf-8")
+    assert main(["build", "--config", str(config), "--output-dir",
+                 str(folder / f".shipml-{tag}")]) == 0, f"shipml build of {model.name} failed"
+    return f"{repository}:{tag}"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from shipml.cli import main
-from tests._models import export_quality_classifiers, export_quality_regressors
+from tests._models import build_model_image, export_quality_classifiers, export_quality_regressors
 from tests.canary.conftest import BASE_IMAGE, SESSION, Load, Service, end_service, new_service
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -46,16 +46,8 @@ class Dataset:
 
 
 def _build(folder: Path, model: Path, repository: str, tag: str, train: Path) -> str:
-    """Build ``model`` into ``repository:tag`` with ``shipml build`` from a user's config."""
-    config = folder / f"build-{tag}.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"path": str(model), "train": str(train), "test": str(folder / "test.csv"),
-                  "label": "y"},
-        "build": {"image": repository, "base_image": BASE_IMAGE, "push": False,
-                  "tags": [{"type": "raw", "value": tag}]}}), encoding="utf-8")
-    assert main(["build", "--config", str(config), "--output-dir",
-                 str(folder / f".shipml-{tag}")]) == 0, f"shipml build of {model.name} failed"
-    return f"{repository}:{tag}"
+    return build_model_image(folder, model, repository, tag, train=train,
+                             test=folder / "test.csv", label="y", base_image=BASE_IMAGE)
 
 
 @pytest.fixture(scope="module")

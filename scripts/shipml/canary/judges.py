@@ -222,8 +222,8 @@ def paired_quality(name: str, outcomes: PairedOutcomes | None, *, max_drop: floa
 
     alpha = alpha_of(confidence, max(1, looks))
     if outcomes is None or not outcomes.canary:
-        sentence = (f"canary quality against the labels is not worse than stable's by more than "
-                    f"{max_drop:g} (paired, {confidence:g} confidence)")
+        sentence = (f"canary quality against the labels is at most {max_drop:g} below stable's "
+                    f"(paired, {confidence:.0%} confidence)")
         return MetricResult(name, sentence, "inconclusive", None, None, max_drop,
                             f"no canary data: {why_missing or 'no labelled pairs yet'}",
                             missing=True)
@@ -232,19 +232,22 @@ def paired_quality(name: str, outcomes: PairedOutcomes | None, *, max_drop: floa
                                          [bool(value) for value in outcomes.stable],
                                          max_drop=max_drop, alpha=alpha, confidence=confidence,
                                          complete=outcomes.complete)
-        bound = f"{max_drop * 100:g} accuracy points"
         counted = "discordant"
     else:
         judgement = judge_regression(outcomes.canary, outcomes.stable, max_drop=max_drop,
                                      alpha=alpha, confidence=confidence,
                                      complete=outcomes.complete)
-        bound = f"{max_drop * 100:g}% more mean absolute error"
         counted = "informative"
-    sentence = (f"canary {judgement.metric} is not worse than stable's by more than {bound} "
-                f"(paired, {confidence:g} confidence)")
+    accuracy = outcomes.task == "classification"
+    bound = (f"{_drop(max_drop, accuracy)} below" if accuracy
+             else f"{_drop(max_drop, accuracy)} above")
+    sentence = (f"canary {judgement.metric} is at most {bound} stable's (paired, "
+                f"{confidence:.0%} confidence)")
     shown = f"stable {_fmt(judgement.baseline)}"
     if judgement.low is not None and judgement.high is not None:
-        shown += f", drop in [{_fmt(judgement.low)}, {_fmt(judgement.high)}]"
+        low, high = judgement.low * 100, judgement.high * 100
+        shown += (f", drop in [{low:.3g}, {high:.3g}] points" if accuracy
+                  else f", drop in [{low:.3g}%, {high:.3g}%]")
     agreement = "" if outcomes.agreement is None else f"; agreement {outcomes.agreement:.4g}"
     figures: dict[str, float | int | None] = {
         "canary": judgement.candidate, "stable": judgement.baseline, "drop": judgement.drop,
@@ -255,6 +258,16 @@ def paired_quality(name: str, outcomes: PairedOutcomes | None, *, max_drop: floa
                         judgement.baseline, max_drop,
                         f"{judgement.metric}, {shown}; {judgement.detail}{agreement}",
                         figures=figures)
+
+
+def _drop(value: float, accuracy: bool) -> str:
+    """Return a drop as people say it: accuracy points (``1.5 points``), else a percentage."""
+    if not math.isfinite(value):
+        return "∞"
+    if accuracy:
+        points = round(value * 100, 2)
+        return f"{points:g} point{'' if abs(points) == 1 else 's'}"
+    return f"{value * 100:.3g}%"
 
 
 def figure(name: str, value: float | None, *, unit: str = "", why_missing: str = ""
