@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from shipml.canary.analysis import MetricSpec, analyse
-from shipml.canary.core import NO_LABELS, planned_analyses, read_settings
+from shipml.canary.core import NO_LABELS, QUALITY_NEEDS_PROBE, planned_analyses, read_settings
 from shipml.canary.plan import plan_from_section
 from shipml.canary.providers.probe import ProbeProvider, ProbeRecord, _same_label
 from shipml.config import load_config
@@ -194,3 +194,19 @@ def test_quality_on_without_labels_is_refused_naming_model_label(
     assert str(raised.value) == NO_LABELS
     assert NO_LABELS.startswith("canary.quality.enabled is true but the test set has no labels: "
                                 "set model.label")
+
+
+def test_quality_on_where_the_probe_cannot_run_is_refused(
+        tmp_path: Path, data: tuple[Path, dict[str, Path]]) -> None:
+    # the kubernetes target gives the probe no address of each revision
+    with pytest.raises(ConfigError) as raised:
+        _settings(tmp_path, data, quality={"enabled": True}, target={"type": "kubernetes"})
+    assert str(raised.value) == QUALITY_NEEDS_PROBE
+
+
+def test_quality_auto_is_off_where_the_probe_cannot_run(
+        tmp_path: Path, data: tuple[Path, dict[str, Path]]) -> None:
+    settings = _settings(tmp_path, data, target={"type": "kubernetes"},
+                         metrics=[{"name": "error-rate", "query": "error_rate", "max": 0.01}])
+    assert [spec.name for spec in settings.specs] == ["error-rate"]
+    assert settings.probe_rows == () and settings.probe_labels is None
