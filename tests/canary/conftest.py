@@ -33,6 +33,9 @@ FAULTS = {
     "slow": "import time\ntime.sleep(0.05)\n",
     "shuffled": "",
     "good": "",
+    # the shadow step's canaries: every answer a 500; every answer after 5 s
+    "failing": "raise RuntimeError('injected')\n",
+    "stalled": "import time\ntime.sleep(5)\n",
 }
 _SITECUSTOMIZE = '''
 import os
@@ -227,11 +230,14 @@ def new_service(folder: Path) -> Service:
 
 
 def end_service(docker_client: Any, service: Service) -> None:
-    """Stop the service's Prometheus and remove its containers (by its label)."""
+    """Stop the service's Prometheus and remove its containers (by its label) and its shadow
+    volume."""
     service.prometheus.stop()
     for container in docker_client.containers.list(
             all=True, filters={"label": f"dev.shipml.canary={service.name}"}):
         container.remove(force=True)
+    for volume in docker_client.volumes.list(filters={"name": f"{service.name}-shadow"}):
+        volume.remove(force=True)
 
 
 class Load:

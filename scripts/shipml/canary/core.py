@@ -220,6 +220,8 @@ class Runner:
         """Apply a decision to the target, then store its state there; return the state."""
         self.say(decision.line)
         target, canary = self.target, decision.state.canary
+        if decision.action != "hold":
+            self.shadow(decision.state)
         if decision.action == "set_weight":
             target.router.set_weight(decision.state.stable, canary, decision.weight)
         elif decision.action == "promote":
@@ -229,6 +231,24 @@ class Runner:
         target.store.write_state(decision.state)
         return decision.state
 
+    def shadow(self, state: RolloutState) -> None:
+        """Point the stable's shadow mirror at the canary while ``state`` is at a shadow step,
+        else switch it off (a plan without shadow steps touches nothing)."""
+        plan = self.settings.plan
+        if not plan.has_shadow:
+            return
+        step = plan.steps[state.step]
+        if state.phase == "progressing" and step.shadow:
+            self.target.workload.set_shadow(state.canary, step.sample, step.shadow_by)
+        else:
+            self.target.workload.set_shadow(None, 0.0, plan.steps[0].shadow_by)
+
+    def specs_for(self, state: RolloutState) -> tuple[MetricSpec, ...]:
+        """Return the metrics judged at ``state``'s step: the shadow series at a shadow step."""
+        from shipml.canary.shadow import shadow_specs
+
+        return shadow_specs(self.settings.specs, self.settings.plan.steps[state.step])
+
     def loop(self, state: RolloutState, lock: Lock) -> RolloutState:
         """Analyse every interval until the rollout ends or pauses; return the last state."""
         plan = self.settings.plan
@@ -237,7 +257,7 @@ class Runner:
             self.target.store.acquire(Lock(lock.holder, lock.host, lock.pid, self.now(), lock.lease_s),
                                 self.now())
             round_ = self.analyse(state)
-            state = self.apply(engine.decide(plan, state, round_.verdicts(self.settings.specs),
+            state = self.apply(engine.decide(plan, state, round_.verdicts(self.specs_for(state)),
                                              self.now()))
         return state
 
@@ -245,7 +265,7 @@ class Runner:
         """Run one analysis round of the canary against the stable."""
         providers = self.providers_for(state)
         stable = state.stable.revision if state.stable else ""
-        round_ = analyse(self.settings.specs, providers, canary=state.canary.revision,
+        round_ = analyse(self.specs_for(state), providers, canary=state.canary.revision,
                          stable=stable, window_s=self.settings.plan.window_s,
                          sample_window_s=max(self.settings.sample_window_s,
                                              self.now() - state.step_started_at),
@@ -279,7 +299,7 @@ def make_runner(settings: Settings, config: Config) -> Runner:
     """Return the runner of ``settings``: its target and providers."""
     target = build_target(settings.target_type, settings.service, settings.target, config.where)
     providers: dict[str, MetricProvider] = {}
-    if any(spec.provider == "prometheus" for spec in settings.specs):
+    if settings.plan.has_shadow or any(spec.provider == "prometheus" for spec in settings.specs):
         providers["prometheus"] = build_provider("prometheus", settings.prometheus)
     return Runner(settings=settings, target=target, providers=providers, lines=[], rounds=[])
 
@@ -305,6 +325,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
                        f"{stored.step + 1}/{len(settings.plan.steps)}, weight {stored.weight}%")
             if stored.phase == "progressing":
                 runner.target.router.set_weight(stored.stable, stored.canary, stored.weight)
+                runner.shadow(stored)
             return runner.loop(stored, lock)
         if image is None:
             raise ConfigError(NO_IMAGE)
@@ -329,6 +350,9 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
                                  step_started_at=now, updated_at=now,
                                  reason="already the stable revision")
             return state
+        for step in settings.plan.steps:
+            if step.shadow:
+                workload.check_shadow(step.shadow_by)
         workload.deploy_canary(canary)
         state = runner.apply(engine.begin(settings.plan, settings.service, canary, stable,
                                           runner.now()))

@@ -26,6 +26,24 @@ NO_STEPS = ("{where}: the plan has no steps; give at least one, e.g.\n"
 NOT_INCREASING = ("{where}: step {number} has weight {weight}, not above the {previous} of step "
                   "{before}; weights must increase step by step (e.g. 10, 50, 100)")
 OVER_100 = "{where}: step {number} has weight {weight}; a weight is a share of traffic, 1 to 100"
+SHADOW_AFTER_WEIGHT = ("{where}[{index}]: a shadow step comes after the weight step {before}; "
+                       "shadow steps go first, before any traffic moves, e.g.\n  canary:\n"
+                       "    steps:\n      - {{shadow: 2m, sample: 0.2}}\n"
+                       "      - {{weight: 10, pause: 1m}}\n      - {{weight: 100}}")
+SHADOW_ONLY = ("{where}: the plan has only shadow steps; a shadow step sends the canary no user "
+               "traffic, so weight steps must follow it, e.g. - {{weight: 10, pause: 1m}}")
+BAD_SAMPLE = ("{where}.sample: {value!r} is not a share of requests; give a number above 0 and at "
+              "most 1 (0.2: one request in five is mirrored)")
+BAD_SHADOW_KEY = ("{where}: {key!r} is not a key of a shadow step; valid: shadow, sample, "
+                  "min_agreement, shadow_by")
+#: who mirrors at a shadow step: the stable's own server, or the mesh (istio, gateway-api)
+SHADOW_BY = ("server", "mesh")
+BAD_SHADOW_BY = ("{where}.shadow_by: {value!r}; valid: server (the stable's server mirrors and "
+                 "compares) or mesh (the istio or gateway-api mirror of the kubernetes target)")
+BAD_MIN_AGREEMENT = ("{where}.min_agreement: {value!r}; give the share of mirrored requests the "
+                     "canary must answer like the stable, 0 to 1 (unset: agreement is a figure)")
+#: the share of live requests a shadow step mirrors when its ``sample`` is not given
+DEFAULT_SHADOW_SAMPLE = 0.1
 BAD_DURATION = ("{where}: {value!r} is not a duration; use seconds (30) or a number with a unit: "
                 "500ms, 30s, 2m, 1h")
 
@@ -33,10 +51,20 @@ BAD_DURATION = ("{where}: {value!r} is not a duration; use seconds (30) or a num
 @dataclass(frozen=True)
 class Step:
     """One step: the canary's share of traffic (1-100) and how long it holds there before the
-    next (seconds; None: until ``shipml canary resume`` or ``promote``)."""
+    next (seconds; None: until ``shipml canary resume`` or ``promote``).
+
+    A shadow step (``shadow``) gives the canary no user traffic (weight 0): the stable mirrors
+    ``sample`` of its live ``/predict`` requests to it off the request path, for ``pause_s``;
+    ``min_agreement`` (None: a figure only) is the share of answers that must match the stable's;
+    ``shadow_by`` says who mirrors: the stable's ``server``, or the ``mesh``.
+    """
 
     weight: int
     pause_s: float | None = 0.0
+    shadow: bool = False
+    sample: float = 0.0
+    min_agreement: float | None = None
+    shadow_by: str = "server"
 
     @property
     def manual(self) -> bool:
@@ -63,6 +91,11 @@ class Plan:
         return self.steps[step].weight
 
     @property
+    def has_shadow(self) -> bool:
+        """Return whether any step mirrors traffic to the canary (a shadow step)."""
+        return any(step.shadow for step in self.steps)
+
+    @property
     def last(self) -> int:
         """Return the index of the last step."""
         return len(self.steps) - 1
@@ -87,14 +120,21 @@ def parse_duration(value: Any, where: str, *, allow_zero: bool = True) -> float:
 
 
 def parse_steps(raw: Sequence[Any], where: str) -> tuple[Step, ...]:
-    """Return the steps of ``raw``: objects ``{weight, pause}`` or text ``WEIGHT[:PAUSE]``
-    (``10:30s``, ``50:manual``, ``100``). Raise ConfigError for no steps, a weight out of 1-100 or
-    not above the previous one, or a bad pause."""
+    """Return the steps of ``raw``: objects ``{weight, pause}``, text ``WEIGHT[:PAUSE]``
+    (``10:30s``, ``50:manual``, ``100``) or shadow steps ``{shadow: 2m, sample: 0.2}`` before the
+    weight steps. Raise ConfigError for no steps, a weight out of 1-100 or not above the previous
+    one, a bad pause, a shadow step after a weight step or a plan of shadow steps only."""
     if not raw:
         raise ConfigError(NO_STEPS.format(where=where))
     steps: list[Step] = []
     for number, item in enumerate(raw, 1):
         here = f"{where}[{number - 1}]"
+        if isinstance(item, Mapping) and "shadow" in item:
+            if steps and not steps[-1].shadow:
+                raise ConfigError(SHADOW_AFTER_WEIGHT.format(where=where, index=number - 1,
+                                                             before=number - 1))
+            steps.append(_shadow_step(item, here))
+            continue
         if isinstance(item, Mapping):
             weight, pause = item.get("weight"), item.get("pause", 0)
         elif isinstance(item, str) and (match := _STEP_TEXT.match(item)):
@@ -111,7 +151,35 @@ def parse_steps(raw: Sequence[Any], where: str) -> tuple[Step, ...]:
                                                     previous=steps[-1].weight, before=number - 1))
         manual = pause is None or (isinstance(pause, str) and pause.strip().lower() == "manual")
         steps.append(Step(weight, None if manual else parse_duration(pause, f"{here}.pause")))
+    if steps[-1].shadow:
+        raise ConfigError(SHADOW_ONLY.format(where=where))
     return tuple(steps)
+
+
+def _shadow_step(item: Mapping[str, Any], here: str) -> Step:
+    """Return the shadow step ``{shadow: DURATION | manual, sample, min_agreement}`` of ``item``;
+    raise ConfigError naming the key that is wrong."""
+    for key in item:
+        if key not in ("shadow", "sample", "min_agreement", "shadow_by"):
+            raise ConfigError(BAD_SHADOW_KEY.format(where=here, key=key))
+    duration = item["shadow"]
+    manual = duration is None or (isinstance(duration, str)
+                                  and duration.strip().lower() == "manual")
+    pause = None if manual else parse_duration(duration, f"{here}.shadow", allow_zero=False)
+    sample = item.get("sample", DEFAULT_SHADOW_SAMPLE)
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) \
+            or not 0 < float(sample) <= 1:
+        raise ConfigError(BAD_SAMPLE.format(where=here, value=sample))
+    agreement = item.get("min_agreement")
+    if agreement is not None and (isinstance(agreement, bool)
+                                  or not isinstance(agreement, (int, float))
+                                  or not 0 <= float(agreement) <= 1):
+        raise ConfigError(BAD_MIN_AGREEMENT.format(where=here, value=agreement))
+    by = item.get("shadow_by", "server")
+    if by not in SHADOW_BY:
+        raise ConfigError(BAD_SHADOW_BY.format(where=here, value=by))
+    return Step(0, pause, shadow=True, sample=float(sample),
+                min_agreement=None if agreement is None else float(agreement), shadow_by=str(by))
 
 
 def plan_from_section(section: Mapping[str, Any], where: Any) -> Plan:

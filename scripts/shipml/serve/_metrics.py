@@ -8,6 +8,12 @@ The request counter of every (endpoint, code) in :data:`COUNTED_AT_START` exists
 first scrape: a series born at its first error has no earlier sample, so ``increase`` over it
 reads nothing, and the first windows after a start would be blind to the errors.
 
+The shadow series (``shipml_serve_shadow_*``) are what this server measured while it mirrored a
+share of its ``/predict`` requests to another revision (:mod:`shipml.serve.shadow`); they carry
+``target``, the revision mirrored to, and are created at 0 when the server takes that target,
+before it mirrors the first request. The latency histogram's ``answered_by`` is the revision
+whose answer was timed (the target's round trip, or this server's own time for the same request).
+
 With several worker processes the values are shared through prometheus_client's multiprocess
 files (``PROMETHEUS_MULTIPROC_DIR``, set by the server before any worker starts).
 """
@@ -15,6 +21,7 @@ files (``PROMETHEUS_MULTIPROC_DIR``, set by the server before any worker starts)
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 #: request and inference latency buckets (seconds): resolve 0.5 ms to 1 s, then 2.5 s and 5 s
@@ -29,6 +36,19 @@ MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
 MODEL_ENDPOINTS = ("predict", "infer")
 MODEL_CODES = (200, 400, 401, 404, 405, 408, 413, 414, 415, 422, 431, 500, 503)
 COUNTED_AT_START = tuple((endpoint, code) for endpoint in MODEL_ENDPOINTS for code in MODEL_CODES)
+
+
+@dataclass(frozen=True)
+class ShadowSeries:
+    """The shadow series of one target, labels bound: counters and the two latency sides."""
+
+    requests: Any
+    errors: Any
+    dropped: Any
+    compared: Any
+    agreed: Any
+    target_seconds: Any
+    own_seconds: Any
 
 
 class ServerMetrics:
@@ -78,6 +98,27 @@ class ServerMetrics:
         for endpoint in MODEL_ENDPOINTS:
             self._duration_children[endpoint] = self.request_seconds.labels(
                 **labels, endpoint=endpoint)
+        shadow_labels = [*LABELS, "target"]
+        self.shadow_requests = Counter(
+            "shipml_serve_shadow_requests", "requests mirrored to the shadow target (answered or "
+            "not)", shadow_labels, registry=self.registry)
+        self.shadow_errors = Counter(
+            "shipml_serve_shadow_errors", "mirrored requests the shadow target did not answer "
+            "with 2xx (an error status, a timeout, no connection)", shadow_labels,
+            registry=self.registry)
+        self.shadow_dropped = Counter(
+            "shipml_serve_shadow_dropped", "sampled requests not mirrored because the shadow "
+            "queue was full", shadow_labels, registry=self.registry)
+        self.shadow_compared = Counter(
+            "shipml_serve_shadow_compared", "mirrored requests whose predictions were compared "
+            "with this server's", shadow_labels, registry=self.registry)
+        self.shadow_agreed = Counter(
+            "shipml_serve_shadow_agreed", "compared mirrored requests whose predictions matched "
+            "this server's", shadow_labels, registry=self.registry)
+        self.shadow_seconds = Histogram(
+            "shipml_serve_shadow_duration_seconds", "latency of the same mirrored requests: the "
+            "target's round trip and this server's own time, by answered_by",
+            [*shadow_labels, "answered_by"], buckets=LATENCY_BUCKETS, registry=self.registry)
         if not self.multiprocess:
             from prometheus_client import ProcessCollector
 
@@ -101,6 +142,19 @@ class ServerMetrics:
         """Record one onnxruntime call."""
         self.inference_seconds.observe(seconds)
         self.batch_rows.observe(rows)
+
+    def shadow(self, target: str) -> ShadowSeries:
+        """Return the shadow series of ``target`` (a revision), created at 0 now."""
+        labels = {**self._labels, "target": target}
+        return ShadowSeries(
+            requests=self.shadow_requests.labels(**labels),
+            errors=self.shadow_errors.labels(**labels),
+            dropped=self.shadow_dropped.labels(**labels),
+            compared=self.shadow_compared.labels(**labels),
+            agreed=self.shadow_agreed.labels(**labels),
+            target_seconds=self.shadow_seconds.labels(**labels, answered_by=target),
+            own_seconds=self.shadow_seconds.labels(**labels,
+                                                   answered_by=self._labels["revision"]))
 
     def reject(self, reason: str) -> None:
         """Count a request refused by a limit (``concurrency``, ``connections``, ``draining``)."""

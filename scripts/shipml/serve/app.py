@@ -43,6 +43,7 @@ class App:
         self._token_digests = [hashlib.sha256(token.encode()).digest() for token in settings.tokens]
         self.prediction_log: Any = None
         self.batcher: Any = None
+        self.shadow: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -74,6 +75,12 @@ class App:
             except OSError as exc:
                 raise ConfigError(LOG_NOT_WRITABLE.format(
                     path=path, reason=exc.strerror or first_line(exc))) from None
+        if self.settings.shadow_file is not None:
+            from shipml.serve.shadow import ShadowMirror
+
+            self.shadow = ShadowMirror(self.settings.shadow_file, self.metrics,
+                                       token=next(iter(self.settings.tokens), None))
+            self.shadow.start()
         self.model = model
         self.ready.set()
         self.metrics.ready.set(1)
@@ -88,6 +95,8 @@ class App:
     def close(self, deadline: float) -> None:
         """Stop the batcher and flush the prediction log, waiting for its writer until the
         ``time.monotonic()`` ``deadline`` (at least 0.1 s)."""
+        if self.shadow is not None:
+            self.shadow.close()
         if self.batcher is not None:
             self.batcher.close()
         if self.prediction_log is not None:
@@ -135,6 +144,12 @@ class App:
             raise RequestError(500, MODEL_FAILED) from None
         finally:
             self._slots.release()
+
+    def mirror(self, document: Any, predictions: Any, own_seconds: float) -> None:
+        """Offer an answered ``/predict`` request to the shadow mirror, if one is on (never
+        blocks, never raises for the mirror's sake)."""
+        if self.shadow is not None:
+            self.shadow.offer(document, predictions, own_seconds)
 
     def log_prediction(self, request_id: str, endpoint: str,
                        record: Callable[[], dict[str, Any]]) -> None:

@@ -10,6 +10,7 @@ return ``(status, body, content type)``; they never see HTTP framing. [KServe:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
@@ -132,7 +133,9 @@ def model_metadata(app: App, request: Request, params: Mapping[str, str]) -> Ans
 
 
 def predict(app: App, request: Request, params: Mapping[str, str]) -> Answer:
-    """``{"rows": [...]}`` in, predictions (and probabilities) out."""
+    """``{"rows": [...]}`` in, predictions (and probabilities) out; a sampled share is mirrored
+    to the shadow target, if one is on, after the answer is built."""
+    started = time.perf_counter()
     model = app.loaded()
     document = request.json_body()
     rows = _protocol.predict_rows(document, app.settings.max_rows)
@@ -141,6 +144,7 @@ def predict(app: App, request: Request, params: Mapping[str, str]) -> Answer:
     app.log_prediction(request.request_id, request.endpoint, lambda: {
         "inputs": prediction.inputs,
         "outputs": {key: body[key] for key in ("predictions", "probabilities") if key in body}})
+    app.mirror(document, body.get("predictions"), time.perf_counter() - started)
     return 200, body, JSON
 
 

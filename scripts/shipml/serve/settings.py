@@ -75,6 +75,9 @@ class ServeSettings:
     features_source: str = ""
     #: --debug: a 500's traceback goes to the log
     debug: bool = False
+    #: the shadow file ($SHIPML_SHADOW_FILE): where to mirror a share of /predict, re-read while
+    #: serving (:mod:`shipml.serve.shadow`); None: never mirror
+    shadow_file: Path | None = None
 
     @property
     def auth(self) -> bool:
@@ -144,6 +147,7 @@ def serve_settings(config: Config, environ: dict[str, str] | None = None,
         features=features,
         features_source=features_source,
         debug=debug,
+        shadow_file=Path(env["SHIPML_SHADOW_FILE"]) if env.get("SHIPML_SHADOW_FILE") else None,
     )
 
 

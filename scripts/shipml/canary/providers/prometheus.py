@@ -24,6 +24,24 @@ import requests
 from shipml.errors import ConfigError
 
 _PREDICT = 'revision="{revision}",endpoint=~"predict|infer"{selector}'
+#: the shadow series the stable exports while it mirrors to the canary {revision}
+#: (:mod:`shipml.serve.shadow`); the latency's ``answered_by`` is the revision timed, so
+#: ``shadow_p95_ms`` of the stable is its own time for the same mirrored requests
+_SHADOW = 'target="{revision}"{selector}'
+_SHADOW_TEMPLATES: Mapping[str, str] = {
+    "shadow_requests": "sum(increase(shipml_serve_shadow_requests_total{{{{target}}}}[{window}]))",
+    "shadow_dropped": "sum(increase(shipml_serve_shadow_dropped_total{{{{target}}}}[{window}]))",
+    "shadow_error_rate": (
+        "sum(increase(shipml_serve_shadow_errors_total{{{{target}}}}[{window}]))"
+        " / sum(increase(shipml_serve_shadow_requests_total{{{{target}}}}[{window}]))"),
+    "shadow_agreement": (
+        "sum(increase(shipml_serve_shadow_agreed_total{{{{target}}}}[{window}]))"
+        " / sum(increase(shipml_serve_shadow_compared_total{{{{target}}}}[{window}]))"),
+    "shadow_p95_ms": (
+        "1000 * histogram_quantile(0.95, sum by (le) (rate("
+        'shipml_serve_shadow_duration_seconds_bucket{{answered_by="{revision}"{selector}}}'
+        "[{window}])))"),
+}
 #: the PromQL of each built-in metric of ``shipml serve``
 TEMPLATES: Mapping[str, str] = {
     # the requests Prometheus saw between the window's first and last scrape, not extrapolated
@@ -45,10 +63,14 @@ TEMPLATES: Mapping[str, str] = {
         f"1000 * histogram_quantile(0.{q}, sum by (le) "
         "(rate(shipml_serve_request_duration_seconds_bucket{{" + _PREDICT + "}}[{window}])))")
        for q in ("50", "90", "95", "99")},
+    **{name: template.replace("{{target}}", _SHADOW) for name, template in _SHADOW_TEMPLATES.items()},
 }
 UNITS: Mapping[str, str] = {"requests": "", "error_rate": "ratio", "client_error_rate": "ratio",
                             "mean_ms": "ms", "p50_ms": "ms",
-                            "p90_ms": "ms", "p95_ms": "ms", "p99_ms": "ms"}
+                            "p90_ms": "ms", "p95_ms": "ms", "p99_ms": "ms",
+                            "shadow_requests": "", "shadow_dropped": "",
+                            "shadow_error_rate": "ratio", "shadow_agreement": "ratio",
+                            "shadow_p95_ms": "ms"}
 
 
 def promql(query: str, revision: str, window_s: float, selector: str = "") -> str:

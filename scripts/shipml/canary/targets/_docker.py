@@ -16,6 +16,20 @@ from typing import Any
 from shipml.errors import InfrastructureError, first_line
 
 LABEL = "dev.shipml.canary"
+#: where each revision container has the service's shadow volume, read-only
+SHADOW_MOUNT = "/run/shipml/shadow"
+SHADOW_FILE_ENV = "SHIPML_SHADOW_FILE"
+
+
+def shadow_volume(service: str) -> str:
+    """Return the name of the volume that holds the shadow file of each slot."""
+    return f"{service}-shadow"
+
+
+def shadow_holder_name(service: str) -> str:
+    """Return the name of the container (never started) through which the runner writes the
+    shadow volume: the revisions mount it read-only."""
+    return f"{service}-shadow-files"
 
 
 def router_name(service: str) -> str:

@@ -95,6 +95,17 @@ class Workload(Protocol):
         """Return the base URL of each running revision, by revision (what the probe calls)."""
         ...
 
+    def check_shadow(self, by: str) -> None:
+        """Raise ConfigError when a shadow step's mirror ``by`` (``server``: the stable's own
+        server; ``mesh``) cannot run here: before anything of the rollout starts."""
+        ...
+
+    def set_shadow(self, canary: Revision | None, sample: float, by: str) -> None:
+        """Mirror ``sample`` of the stable's live ``/predict`` requests to ``canary`` (None:
+        mirror nothing), ``by`` the stable's server or the mesh. Raises ConfigError when the
+        stable cannot mirror."""
+        ...
+
 
 @dataclass(frozen=True)
 class Target:

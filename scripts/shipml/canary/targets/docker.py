@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,17 @@ import requests
 from shipml.canary.engine import Revision
 from shipml.canary.targets._docker import (
     LABEL,
+    SHADOW_FILE_ENV,
+    SHADOW_MOUNT,
     SlotTable,
     container,
     other,
+    put,
     remove,
     router_image,
     router_name,
+    shadow_holder_name,
+    shadow_volume,
 )
 from shipml.canary.targets.base import Target, serving_environment
 from shipml.canary.targets.docker_store import DockerStore
@@ -43,6 +48,13 @@ NO_LOCAL_ID = ("canary.image: {image} names a local image id, and the engine has
 NOT_THAT_DIGEST = ("canary.image: the engine's image for {image} is {id}, which does not carry "
                    "that digest; refusing it (only the image with exactly that digest may run)")
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+NO_SHADOW_MOUNT = ("the stable {name} was started by a shipml without the shadow step (it has no "
+                   "{env} and no shadow volume), so it cannot mirror requests to a canary; "
+                   "promote once with a plan without a shadow step (its revisions then start "
+                   "with the volume), e.g.\n  canary:\n    steps:\n"
+                   "      - {{weight: 10, pause: 1m}}\n      - {{weight: 100}}")
+NO_MESH = ("canary.steps: shadow_by: mesh needs the mirror of a mesh (kubernetes with istio or "
+           "gateway-api); on the docker target the stable's server mirrors: shadow_by: server")
 NOT_READY = ("the {role} {revision} ({image}) did not become ready on 127.0.0.1:{port} within "
              "{timeout:g}s; its last log lines:\n{logs}")
 
@@ -65,6 +77,8 @@ class DockerWorkload:
     drain_s: float
     #: how messages name each port's key (``port``, ``admin_port``, slot ``a``, ``b``)
     port_keys: Mapping[str, str] = field(default_factory=dict)
+    #: the router image id: what the shadow volume's holder container is made of
+    holder_image: Callable[[], str] | None = None
 
     def describe(self) -> str:
         """Return how messages name this target."""
@@ -195,6 +209,74 @@ class DockerWorkload:
         revisions.pop(canary_slot, None)
         self.slots.write({"stable": stable_slot, "revisions": revisions})
 
+    # --- shadow ------------------------------------------------------------------------------
+
+    def check_shadow(self, by: str = "server") -> None:
+        """Raise ConfigError when the stable's container cannot mirror (started without the
+        shadow volume and ``SHIPML_SHADOW_FILE``: by a shipml before the shadow step), or for
+        ``by: mesh`` (no mesh here)."""
+        if by != "server":
+            raise ConfigError(NO_MESH)
+        slot = str(self.slots.read().get("stable", "a"))
+        found = container(self.client, self.slot_name(slot))
+        if found is None:
+            return
+        environment = found.attrs.get("Config", {}).get("Env") or []
+        mounts = [mount.get("Destination") for mount in found.attrs.get("Mounts") or []]
+        if not any(item.startswith(f"{SHADOW_FILE_ENV}=") for item in environment) \
+                or SHADOW_MOUNT not in mounts:
+            raise ConfigError(NO_SHADOW_MOUNT.format(name=self.slot_name(slot),
+                                                     env=SHADOW_FILE_ENV))
+
+    def set_shadow(self, canary: Revision | None, sample: float, by: str = "server") -> None:
+        """Point the stable's shadow file at ``canary``'s slot with ``sample`` (None: clear the
+        shadow file of both slots, so neither mirrors). Raises ConfigError when the stable
+        cannot mirror."""
+        if canary is None:
+            self._write_shadow({slot: {} for slot in SLOTS})
+            return
+        self.check_shadow(by)
+        stable_slot, canary_slot = self.slots.stable_and_canary()
+        target = {"url": f"http://127.0.0.1:{self.slot_ports[canary_slot]}", "sample": sample,
+                  "revision": canary.revision}
+        self._write_shadow({stable_slot: target, canary_slot: {}})
+
+    def _write_shadow(self, files: Mapping[str, Mapping[str, Any]]) -> None:
+        import json
+
+        put(self._shadow_holder(), {f"{slot}.json": json.dumps(record, sort_keys=True).encode()
+                                    for slot, record in files.items()})
+
+    def _shadow_holder(self) -> Any:
+        import docker
+
+        name = shadow_holder_name(self.service)
+        found = container(self.client, name)
+        if found is not None:
+            return found
+        volume = self._shadow_volume()
+        try:
+            return self.client.containers.create(
+                self.holder_image() if self.holder_image else str(self.router.image()),
+                command=["true"], name=name, volumes={volume: {"bind": "/shipml", "mode": "rw"}},
+                labels={LABEL: self.service, f"{LABEL}.role": "shadow"})
+        except docker.errors.APIError as exc:
+            if getattr(exc, "status_code", None) == 409:
+                return container(self.client, name)
+            raise InfrastructureError(f"cannot create {name}, which writes the shadow files: "
+                                      f"{first_line(exc)}") from None
+
+    def _shadow_volume(self) -> str:
+        import docker
+
+        name = shadow_volume(self.service)
+        try:
+            self.client.volumes.create(name, labels={LABEL: self.service})
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot create the volume {name}: "
+                                      f"{first_line(exc)}") from None
+        return name
+
     def endpoints(self) -> dict[str, str]:
         """Return each running slot's URL by revision."""
         found = {}
@@ -228,11 +310,15 @@ class DockerWorkload:
         defaults = serving_environment(revision.revision, self.bind, port)
         environment = {"SHIPML_MAX_CONNECTIONS_PER_CLIENT":
                        defaults.pop("SHIPML_MAX_CONNECTIONS_PER_CLIENT"),
-                       **self.environment, **defaults}
+                       **self.environment, **defaults,
+                       SHADOW_FILE_ENV: f"{SHADOW_MOUNT}/{slot}.json"}
+        # a slot starts mirroring nothing, whatever an earlier rollout left in its file
+        self._write_shadow({slot: {}})
         try:
             started = self.client.containers.run(
                 revision.image, name=self.slot_name(slot), detach=True, network_mode="host",
                 environment=environment,
+                volumes={shadow_volume(self.service): {"bind": SHADOW_MOUNT, "mode": "ro"}},
                 labels={LABEL: self.service, f"{LABEL}.slot": slot,
                         f"{LABEL}.revision": revision.revision})
         except docker.errors.APIError as exc:
@@ -316,7 +402,8 @@ def from_settings(service: str, settings: Mapping[str, Any], where: Any) -> Targ
                               admin_port=values["admin_port"], slot_ports=slot_ports,
                               bind=str(settings["bind"]), environment=dict(settings["env"]),
                               ready_timeout_s=float(settings["ready_timeout_s"]),
-                              drain_s=float(settings["drain_s"]), port_keys=keys)
+                              drain_s=float(settings["drain_s"]), port_keys=keys,
+                              holder_image=image)
     return Target(service=service, store=DockerStore(client, service, image), workload=workload,
                   router=router)
 

@@ -12,6 +12,11 @@ Methods:
   ``canary``, a VirtualService whose route destinations carry the weights;
 - ``kserve``: one InferenceService ``S`` whose predictor runs the image; ``canaryTrafficPercent``
   is the weight (KServe keeps the last ready revision as the stable).
+
+Shadow steps (``gateway-api`` and ``istio``): the stable's pods mount the ConfigMap
+``S-shadow`` read-only and mirror a share of ``/predict`` to the Service ``S-canary`` as its
+``shadow.json`` says (``shadow_by: server``); or the mesh mirrors (``shadow_by: mesh``): the
+VirtualService's ``mirror``/``mirrorPercentage``, the HTTPRoute's ``RequestMirror`` filter.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ _CRD_FILES = {
     ("serving.kserve.io", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
 }
 STATE_ANNOTATION = "shipml.dev/canary-state"
+#: where the stable's pods have the shadow ConfigMap, read-only
+SHADOW_MOUNT = "/etc/shipml/shadow"
+SHADOW_FILE = "shadow.json"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "shipml"}
 
 
@@ -61,11 +69,12 @@ def _labels(service: str, track: str, revision: str) -> dict[str, str]:
 
 
 def deployment(service: str, namespace: str, track: str, image: str, revision: str,
-               replicas: int, port: int) -> dict[str, Any]:
+               replicas: int, port: int, shadow: bool = False) -> dict[str, Any]:
     """Return the Deployment ``SERVICE-TRACK`` running ``image`` with its revision label and
-    readiness probe."""
+    readiness probe; with ``shadow``, its pods mount the ConfigMap ``SERVICE-shadow`` (optional:
+    absent, they mirror nothing) and read their shadow target from it."""
     selector = {"app": service, "track": track}
-    return {
+    found: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": f"{service}-{track}", "namespace": namespace,
                      "labels": _labels(service, track, revision)},
@@ -86,6 +95,31 @@ def deployment(service: str, namespace: str, track: str, image: str, revision: s
             },
         },
     }
+    if shadow:
+        pod = found["spec"]["template"]["spec"]
+        pod["volumes"] = [{"name": "shadow", "configMap": {"name": f"{service}-shadow",
+                                                           "optional": True}}]
+        container = pod["containers"][0]
+        container["volumeMounts"] = [{"name": "shadow", "mountPath": SHADOW_MOUNT,
+                                      "readOnly": True}]
+        container["env"].append({"name": "SHIPML_SHADOW_FILE",
+                                 "value": f"{SHADOW_MOUNT}/{SHADOW_FILE}"})
+    return found
+
+
+def shadow_config_map(service: str, namespace: str, target: Mapping[str, Any] | None
+                      ) -> dict[str, Any]:
+    """Return the ConfigMap ``SERVICE-shadow`` whose ``shadow.json`` names the shadow target
+    (``{url, sample, revision}``; None: ``{}``, mirror nothing)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"{service}-shadow", "namespace": namespace,
+                         "labels": dict(MANAGED_BY)},
+            "data": {SHADOW_FILE: json.dumps(dict(target or {}), sort_keys=True)}}
+
+
+def shadow_url(service: str, namespace: str, port: int) -> str:
+    """Return the in-cluster URL of the canary's own Service, where the stable mirrors to."""
+    return f"http://{service}-canary.{namespace}.svc:{port}"
 
 
 def service_object(name: str, namespace: str, selector: Mapping[str, str],
@@ -98,8 +132,9 @@ def service_object(name: str, namespace: str, selector: Mapping[str, str],
 
 
 def http_route(service: str, namespace: str, gateway: str, hosts: Sequence[str], port: int,
-               weight: int) -> dict[str, Any]:
-    """Return the HTTPRoute that splits traffic between ``SERVICE-stable`` and ``SERVICE-canary``."""
+               weight: int, mirror: float | None = None) -> dict[str, Any]:
+    """Return the HTTPRoute that splits traffic between ``SERVICE-stable`` and ``SERVICE-canary``
+    (``mirror``: that share of requests also mirrored to the canary by a RequestMirror filter)."""
     gateway_namespace, _, gateway_name = gateway.rpartition("/")
     parent: dict[str, Any] = {"name": gateway_name}
     if gateway_namespace:
@@ -109,6 +144,10 @@ def http_route(service: str, namespace: str, gateway: str, hosts: Sequence[str],
         "rules": [{"backendRefs": [
             {"name": f"{service}-stable", "port": port, "weight": 100 - weight},
             {"name": f"{service}-canary", "port": port, "weight": weight}]}]}
+    if mirror is not None:
+        spec["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"name": f"{service}-canary", "port": port},
+            "percent": max(1, round(mirror * 100))}}]
     if hosts:
         spec["hostnames"] = list(hosts)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -125,10 +164,11 @@ def destination_rule(service: str, namespace: str) -> dict[str, Any]:
                                  for track in ("stable", "canary")]}}
 
 
-def virtual_service(service: str, namespace: str, hosts: Sequence[str], weight: int
-                    ) -> dict[str, Any]:
-    """Return the VirtualService whose one route sends ``weight`` percent to subset canary."""
-    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+def virtual_service(service: str, namespace: str, hosts: Sequence[str], weight: int,
+                    mirror: float | None = None) -> dict[str, Any]:
+    """Return the VirtualService whose one route sends ``weight`` percent to subset canary
+    (``mirror``: that share of requests also mirrored to it, ``mirror``/``mirrorPercentage``)."""
+    found: dict[str, Any] = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY)},
             "spec": {"hosts": list(hosts) or [service],
                      "http": [{"name": "canary", "route": [
@@ -136,6 +176,10 @@ def virtual_service(service: str, namespace: str, hosts: Sequence[str], weight: 
                           "weight": 100 - weight},
                          {"destination": {"host": service, "subset": "canary"},
                           "weight": weight}]}]}}
+    if mirror is not None:
+        found["spec"]["http"][0]["mirror"] = {"host": service, "subset": "canary"}
+        found["spec"]["http"][0]["mirrorPercentage"] = {"value": round(mirror * 100, 3)}
+    return found
 
 
 def inference_service(service: str, namespace: str, image: str, revision: str, port: int,
@@ -175,7 +219,8 @@ def lease(service: str, namespace: str, holder: str | None, lease_s: int, renewe
 
 def kserve_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
                    canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
-                   gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+                   gateway: str | None, hosts: Sequence[str], mirror: float | None = None
+                   ) -> list[dict[str, Any]]:
     """Return the InferenceService of method ``kserve``: the canary's image while one is rolled
     out (``canaryTrafficPercent`` its weight, none at 100), else the stable's."""
     image, revision = canary or stable or ("", "")
@@ -185,7 +230,8 @@ def kserve_objects(service: str, namespace: str, *, stable: tuple[str, str] | No
 
 def replicas_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
                      canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
-                     gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+                     gateway: str | None, hosts: Sequence[str], mirror: float | None = None
+                     ) -> list[dict[str, Any]]:
     """Return the objects of method ``replicas``: the two Deployments sharing ``replicas`` pods
     by the weight (the stable keeps one until 100), behind one Service."""
     canary_pods = canary_replicas(replicas, weight) if canary is not None else 0
@@ -196,28 +242,35 @@ def replicas_objects(service: str, namespace: str, *, stable: tuple[str, str] | 
 
 def gateway_api_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
                         canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
-                        gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
-    """Return the objects of method ``gateway-api``: the two Deployments, a Service per track
-    and the HTTPRoute; raise ConfigError when no Gateway is set."""
+                        gateway: str | None, hosts: Sequence[str], mirror: float | None = None
+                        ) -> list[dict[str, Any]]:
+    """Return the objects of method ``gateway-api``: the two Deployments (the stable's pods
+    mount the shadow ConfigMap), a Service per track and the HTTPRoute (``mirror``: with a
+    RequestMirror filter); raise ConfigError when no Gateway is set."""
     if not gateway:
         raise ConfigError(NO_GATEWAY)
     return [*_deployments(service, namespace, stable, canary, replicas,
-                          replicas if canary is not None else 0, port),
+                          replicas if canary is not None else 0, port, shadow=True),
             *(service_object(f"{service}-{track}", namespace, {"app": service, "track": track},
                              port) for track in ("stable", "canary")),
-            http_route(service, namespace, gateway, hosts, port, weight)]
+            http_route(service, namespace, gateway, hosts, port, weight, mirror)]
 
 
 def istio_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,
                   canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
-                  gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
-    """Return the objects of method ``istio``: the two Deployments behind one Service, the
-    DestinationRule and the VirtualService."""
+                  gateway: str | None, hosts: Sequence[str], mirror: float | None = None
+                  ) -> list[dict[str, Any]]:
+    """Return the objects of method ``istio``: the two Deployments (the stable's pods mount
+    the shadow ConfigMap) behind one Service, the canary's own Service (what the stable's pods
+    mirror to), the DestinationRule and the VirtualService (``mirror``: with
+    ``mirror``/``mirrorPercentage``)."""
     return [*_deployments(service, namespace, stable, canary, replicas,
-                          replicas if canary is not None else 0, port),
+                          replicas if canary is not None else 0, port, shadow=True),
             service_object(service, namespace, {"app": service}, port),
+            service_object(f"{service}-canary", namespace, {"app": service, "track": "canary"},
+                           port),
             destination_rule(service, namespace),
-            virtual_service(service, namespace, hosts, weight)]
+            virtual_service(service, namespace, hosts, weight, mirror)]
 
 
 NO_GATEWAY = ("canary.target.kubernetes.gateway is not set; the gateway-api method attaches its "
@@ -233,20 +286,24 @@ METHODS = tuple(TRAFFIC_OBJECTS)
 
 def traffic_objects(method: str, service: str, namespace: str, *, stable: tuple[str, str] | None,
                     canary: tuple[str, str] | None, weight: int, replicas: int, port: int,
-                    gateway: str | None, hosts: Sequence[str]) -> list[dict[str, Any]]:
+                    gateway: str | None, hosts: Sequence[str], mirror: float | None = None
+                    ) -> list[dict[str, Any]]:
     """Return every object ``method`` applies for ``weight`` percent to the canary; ``stable`` and
-    ``canary`` are (image, revision) pairs or None. Raises ConfigError when a setting the method
-    needs is missing."""
+    ``canary`` are (image, revision) pairs or None; ``mirror``: the share the mesh mirrors to the
+    canary (istio, gateway-api). Raises ConfigError when a setting the method needs is
+    missing."""
     return TRAFFIC_OBJECTS[method](service, namespace, stable=stable, canary=canary,
                                    weight=weight, replicas=replicas, port=port, gateway=gateway,
-                                   hosts=hosts)
+                                   hosts=hosts, mirror=mirror)
 
 
 def _deployments(service: str, namespace: str, stable: tuple[str, str] | None,
                  canary: tuple[str, str] | None, stable_pods: int, canary_pods: int,
-                 port: int) -> list[dict[str, Any]]:
+                 port: int, shadow: bool = False) -> list[dict[str, Any]]:
+    # only the stable's pods mirror: the canary's never read a shadow file (it would name them)
     tracks = (("stable", stable, stable_pods), ("canary", canary, canary_pods))
-    return [deployment(service, namespace, track, *revision, pods, port)
+    return [deployment(service, namespace, track, *revision, pods, port,
+                       shadow=shadow and track == "stable")
             for track, revision, pods in tracks if revision is not None]
 
 

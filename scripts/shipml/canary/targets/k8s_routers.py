@@ -35,6 +35,9 @@ class KubeRouter:
     hosts: tuple[str, ...]
     ready_timeout_s: float
     poll_s: float = 1.0
+    #: the share of requests the mesh mirrors to the canary (a shadow step ``shadow_by: mesh``;
+    #: None: no mirror), carried by the objects of istio and gateway-api
+    mirror: float | None = None
 
     def objects(self, stable: Revision | None, canary: Revision | None, weight: int
                 ) -> list[dict[str, Any]]:
@@ -74,7 +77,7 @@ class KubeRouter:
         return builder(
             self.service, self.namespace, stable=_pair(stable), canary=_pair(canary),
             weight=weight, replicas=self.replicas, port=self.port, gateway=self.gateway,
-            hosts=self.hosts)
+            hosts=self.hosts, mirror=self.mirror if canary is not None else None)
 
 
 class _DeploymentsRouter(KubeRouter):

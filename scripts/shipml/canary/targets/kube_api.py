@@ -21,6 +21,7 @@ APPLY = "application/apply-patch+yaml"
 RESOURCES: Mapping[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
     "Service": ("v1", "services"),
+    "ConfigMap": ("v1", "configmaps"),
     "Lease": ("coordination.k8s.io/v1", "leases"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
     "DestinationRule": ("networking.istio.io/v1", "destinationrules"),

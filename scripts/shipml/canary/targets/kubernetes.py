@@ -17,6 +17,7 @@ from shipml.canary.targets.k8s_lease import LeaseStore
 from shipml.canary.targets.k8s_objects import check_method
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
 from shipml.canary.targets.kube_api import Conflict, KubeApi, object_path
+from shipml.errors import ConfigError
 
 __all__ = ["Conflict", "DeploymentWorkload", "InferenceServiceWorkload", "KubeApi", "build",
            "check_method", "from_settings", "object_path"]
@@ -56,8 +57,44 @@ class KubeWorkload:
         """Return no direct URLs: the probe cannot reach pods from outside the cluster."""
         return {}
 
+    def stable(self) -> Revision | None:
+        """Return the revision that serves the traffic now (each workload reads its own)."""
+        raise NotImplementedError
+
+    def check_shadow(self, by: str) -> None:
+        """Raise ConfigError unless the method keeps a canary with pods but no user traffic
+        (istio, gateway-api): replicas puts every canary pod behind the service's one Service,
+        and KServe routes its revisions itself."""
+        if self.method not in SHADOW_METHODS:
+            raise ConfigError(NO_SHADOW.format(method=self.method))
+
+    def set_shadow(self, canary: Revision | None, sample: float, by: str) -> None:
+        """Mirror ``sample`` of the stable's requests to ``canary`` (None: stop): ``by`` server,
+        the ConfigMap the stable's pods read their shadow file from (kubelet brings a change to
+        the pods within about a minute); ``by`` mesh, the route's own mirror."""
+        from shipml.canary.targets.k8s_objects import shadow_config_map, shadow_url
+
+        self.check_shadow(by)
+        target = None
+        if canary is not None and by == "server":
+            target = {"url": shadow_url(self.service, self.namespace, self.router.port),
+                      "sample": sample, "revision": canary.revision}
+        self.api.apply(shadow_config_map(self.service, self.namespace, target))
+        mirror = sample if canary is not None and by == "mesh" else None
+        if mirror != self.router.mirror:
+            # at a shadow step the canary has weight 0; off, the route names the stable alone
+            self.router.mirror = mirror
+            self.router.apply(self.stable(), canary, 0)
+
     def _wait_ready(self, kind: str, name: str, minimum: int | None = None) -> None:
         self.router.wait_ready(kind, name, minimum)
+
+
+#: the methods a shadow step runs on: a canary with pods of its own Service and no user traffic
+SHADOW_METHODS = ("gateway-api", "istio")
+NO_SHADOW = ("canary.steps: a shadow step needs a canary with pods but no user traffic; method "
+             "{method} cannot keep one (valid for a shadow step: gateway-api, istio); drop the "
+             "shadow step or change canary.target.kubernetes.method")
 
 
 class DeploymentWorkload(KubeWorkload):
