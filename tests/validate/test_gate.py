@@ -192,10 +192,12 @@ def test_a_threshold_condition_shows_the_value_it_saw_not_only_its_name(
     assert code == 1
     low, high = (c for c in result["checks"] if "Test Dataset" in c["name"])
     assert (low["status"], high["status"]) == ("fail", "pass")
-    assert low["detail"] == "Failed for metrics: ['accuracy']"
     seen = re.fullmatch(r"accuracy (0\.\d{3}) < 0\.85", low["observed"])
     assert seen is not None, low["observed"]
     assert high["observed"] == f"accuracy {seen.group(1)} > 0.1"
+    # the log line and the annotation show the detail, with the figure in it
+    assert low["detail"] == f"Failed for metrics: ['accuracy'] ({low['observed']})"
+    assert high["detail"] == f"Passed for all of the metrics ({high['observed']})"
     assert low["threshold"] == 0.85
 
 

@@ -272,13 +272,18 @@ def read_outcome(plan: SuitePlan, suite_result: Any) -> Outcome:
                 condition_result.category = ConditionCategory.WARN
             params = conditions[index].params if index < len(conditions) else {}
             threshold = _threshold(params, condition_result.name)
+            observed = _observed(condition_result.details, condition_result.name,
+                                 result.value, threshold)
+            detail = str(condition_result.details)
+            if observed not in _short(detail):
+                # the log line and the annotation show the detail: with the figure in it
+                detail = f"{detail.rstrip('.')} ({observed})"
             outcome.checks.append(Check(
                 name=f"{result.get_header()}: {condition_result.name}",
                 status=status,
-                observed=_observed(condition_result.details, condition_result.name,
-                                   result.value, threshold),
+                observed=observed,
                 threshold=threshold,
-                detail=condition_result.details,
+                detail=detail,
                 group=check_name,
             ))
     return outcome
