@@ -49,8 +49,10 @@ def _switch(path: Path, record: dict[str, object] | None, stable: object) -> Non
     """Write (or remove) the shadow file and wait until the stable has logged the switch."""
     event = "shadow_on" if record is not None else "shadow_off"
     seen = len(stable.events(event))  # type: ignore[attr-defined]
+    if record is None and not path.exists():
+        return  # off already
     if record is None:
-        path.unlink(missing_ok=True)
+        path.unlink()
     else:
         part = path.with_suffix(".part")
         part.write_text(json.dumps(record), encoding="utf-8")
