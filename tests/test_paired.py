@@ -108,3 +108,9 @@ def test_rows_of_unequal_length_are_refused() -> None:
         judge_classification([True], [], max_drop=0.0, alpha=0.05, confidence=0.95)
     with pytest.raises(ValueError):
         alpha_of(1.0)
+
+
+def test_one_point_is_said_in_the_singular() -> None:
+    judged = judge_classification([True] * 95 + [False] * 5, [True] * 100, max_drop=0.01,
+                                  alpha=0.05, confidence=0.95, complete=True)
+    assert "worse by 5 points > 1 point," in judged.detail, judged.detail

@@ -229,7 +229,8 @@ def _empty(metric: str, alpha: float, max_drop: float) -> PairedJudgement:
 
 def _points(value: float, metric: str) -> str:
     if metric == "accuracy":
-        return f"{value * 100:.2g} points"
+        shown = f"{value * 100:.2g}"
+        return f"{shown} point" if shown in ("1", "-1") else f"{shown} points"
     return "∞" if math.isinf(value) else f"{value * 100:.3g}%"
 
 
