@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from shipml.canary import judges
 from shipml.canary.analysis import MetricSpec, analyse
 from shipml.canary.core import NO_LABELS, QUALITY_NEEDS_PROBE, planned_analyses, read_settings
 from shipml.canary.plan import plan_from_section
@@ -210,3 +211,22 @@ def test_quality_auto_is_off_where_the_probe_cannot_run(
                          metrics=[{"name": "error-rate", "query": "error_rate", "max": 0.01}])
     assert [spec.name for spec in settings.specs] == ["error-rate"]
     assert settings.probe_rows == () and settings.probe_labels is None
+
+
+def test_agreement_without_a_threshold_is_a_figure_never_a_failure() -> None:
+    low = judges.figure("prediction-agreement", 0.5, unit="ratio")
+    assert (low.verdict, low.canary, low.missing) == ("pass", 0.5, False)
+    none = judges.figure("prediction-agreement", None, why_missing="x answered 422")
+    assert (none.verdict, none.missing) == ("inconclusive", True)
+    assert none.detail == "no canary data: x answered 422"
+
+
+def test_a_regressors_judgement_names_its_informative_pairs_and_its_drop_in_percent() -> None:
+    outcomes = judges.PairedOutcomes("regression", (1.2,) * 30, (1.0,) * 30, complete=True,
+                                     agreement=0.0)
+    result = judges.paired_quality("quality", outcomes, max_drop=0.01, confidence=0.95, looks=3)
+    assert result.verdict == "fail"
+    assert result.sentence == ("canary mean absolute error is at most 1% above stable's "
+                               "(paired, 95% confidence)")
+    assert result.figures["informative"] == 30 and result.figures["pairs"] == 30
+    assert "drop in [20%, 20%]" in result.detail, result.detail
