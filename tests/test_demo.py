@@ -55,7 +55,7 @@ def test_the_release_half_builds_signs_deploys_and_rolls_out_the_optimized_model
     assert scraped["scrape_configs"][0]["static_configs"][0]["targets"] == [
         f"127.0.0.1:{port}" for port in release["canary"]["target"]["docker"]["ports"]]
     sent = [line for line in out.splitlines() if line.startswith("shipml demo: the load sent ")]
-    assert sent and int(sent[0].split()[4]) > 0, out[-3000:]
+    assert sent and int(sent[0].split()[5]) > 0, out[-3000:]
     report = (folder / "report" / "report.md").read_text(encoding="utf-8")
     assert "ready to ship: 6 of 6 stages passed" in report
     assert "promoted to 100%" in report and (folder / "report" / "report.html").is_file()
