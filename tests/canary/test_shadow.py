@@ -116,6 +116,20 @@ def test_a_shadow_step_judges_the_shadow_series_with_the_configured_thresholds()
     assert shadow_specs(specs, Step(10, 0.0)) == specs
 
 
+def test_the_decision_lines_of_a_shadow_step_say_so() -> None:
+    from shipml.canary import engine
+    from shipml.canary.engine import Revision
+    from shipml.canary.plan import Plan
+
+    plan = Plan(parse_steps([{"shadow": "1m", "sample": 0.2}, {"weight": 10}, {"weight": 100}],
+                            "steps"), 10.0, 2, 5, "hold", 300.0, 10.0)
+    begun = engine.begin(plan, "churn", Revision("img@sha256:" + "b" * 64, "churn-b"),
+                         Revision("img@sha256:" + "a" * 64, "churn-a"), 0.0)
+    assert begun.line.startswith("canary churn step 1/3 shadow 20% weight 0%: start churn-b")
+    assert begun.line.endswith("→ weight 0%, the stable mirrors 20% of its requests to it")
+    assert begun.weight == 0
+
+
 # --- the docker target --------------------------------------------------------------------------
 
 

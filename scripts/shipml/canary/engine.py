@@ -240,6 +240,8 @@ def begin(plan: Plan, service: str, canary: Revision, stable: Revision | None,
                          updated_at=now, history=(StepRecord(0, plan.weight(0)),))
     line = (f"{_where(plan, state)}: start {canary.revision} ({canary.image}) against "
             f"{stable.revision if stable else 'no stable'} → weight {state.weight}%")
+    if plan.steps[0].shadow:
+        line += f", the stable mirrors {plan.steps[0].sample:.0%} of its requests to it"
     return Decision(state, "set_weight", line)
 
 
@@ -365,7 +367,10 @@ def _advance(plan: Plan, state: RolloutState, now: float, head: str) -> Decision
 
 
 def _where(plan: Plan, state: RolloutState) -> str:
-    return f"canary {state.service} step {state.step + 1}/{len(plan.steps)} weight {state.weight}%"
+    step = plan.steps[state.step] if state.step < len(plan.steps) else None
+    shadow = f" shadow {step.sample:.0%}" if step is not None and step.shadow else ""
+    return (f"canary {state.service} step {state.step + 1}/{len(plan.steps)}{shadow} "
+            f"weight {state.weight}%")
 
 
 def _at(state: RolloutState) -> str:
