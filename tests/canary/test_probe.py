@@ -230,3 +230,16 @@ def test_a_regressors_judgement_names_its_informative_pairs_and_its_drop_in_perc
                                "(paired, 95% confidence)")
     assert result.figures["informative"] == 30 and result.figures["pairs"] == 30
     assert "drop in [20%, 20%]" in result.detail, result.detail
+
+
+def test_one_round_takes_one_chunk_however_long_its_queries_take(
+        data: tuple[Path, dict[str, Path]], servers: dict[str, Server]) -> None:
+    rows, labels = _test_set(data[0])
+    record = ProbeRecord(STABLE, CANARY, total=len(rows), chunk=100)
+    probe = ProbeProvider(endpoints={STABLE: servers["stable"].url,
+                                     CANARY: servers["better"].url},
+                          rows=rows, labels=labels, record=record, max_age_s=0.0)
+    assert probe.query("agreement", CANARY, 1) is not None
+    outcomes = probe.outcomes(CANARY, STABLE)
+    assert outcomes is not None and len(outcomes.canary) == 100
+    assert record.cursor == 100
