@@ -285,3 +285,37 @@ def test_a_shadow_step_on_kubernetes_writes_the_config_map_or_the_mesh_mirror() 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _shadow_files(docker_client: Any, service: Service) -> dict[str, Any]:
+    """Return the shadow file of each slot, as the revisions read them."""
+    import io
+    import tarfile
+
+    holder = docker_client.containers.get(f"{service.name}-shadow-files")
+    found = {}
+    for slot in ("a", "b"):
+        stream, _ = holder.get_archive(f"/shipml/{slot}.json")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.next()
+            handle = archive.extractfile(member) if member is not None else None
+            found[slot] = json.loads(handle.read()) if handle is not None else None
+    return found
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_abort_stops_the_mirror_even_when_its_plan_has_no_shadow_step(
+        service: Service, images: dict[str, str], docker_client: Any) -> None:
+    assert _run(service.config(images["base"])) == 0
+    paused = [{"shadow": "manual", "sample": 0.5}, {"weight": 20}, {"weight": 100}]
+    with Load(f"http://127.0.0.1:{service.port}", sample_rows(service.folder)) as load:
+        assert _run(service.config(images["good"], steps=paused)) == 0
+        assert _result(service)["metrics"]["phase"] == "paused"
+        mirrored = _shadow_files(docker_client, service)
+        assert mirrored["a"]["url"] == f"http://127.0.0.1:{service.slots[1]}"
+        assert mirrored["a"]["sample"] == 0.5 and mirrored["b"] == {}
+        # the person who aborts gives a plan without the shadow step
+        assert _run(service.config(images["good"]), "abort") == 1
+    assert _shadow_files(docker_client, service) == {"a": {}, "b": {}}
+    assert load.failed() == []

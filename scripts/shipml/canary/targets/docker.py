@@ -178,16 +178,19 @@ class DockerWorkload:
         canary = other(str(slots["stable"]))
         self._check_free({canary})
         self.router.set_weight(self.stable(), revision, 0)
+        # the stable mirrors to a canary only at a shadow step (whatever an earlier run left)
+        self._write_shadow({slot: {} for slot in SLOTS})
         self._run_slot(canary, revision, "canary")
         slots.setdefault("revisions", {})[canary] = revision.to_dict()
         slots["canary"] = canary
         self.slots.write(slots)
 
     def promote(self, canary: Revision) -> None:
-        """All traffic to the canary, let the stable's requests finish, remove it, and record the
-        canary's slot as the stable one."""
+        """Stop any mirroring, all traffic to the canary, let the stable's requests finish, remove
+        it, and record the canary's slot as the stable one."""
         slots = self.slots.read()
         stable_slot, canary_slot = self.slots.stable_and_canary()
+        self._write_shadow({slot: {} for slot in SLOTS})
         if container(self.client, self.slot_name(canary_slot)) is None:
             return  # promoted already: the old stable's slot was emptied and the slots swapped
         self.router.set_weight(None, canary, 100)
@@ -198,9 +201,12 @@ class DockerWorkload:
         self.slots.write({"stable": canary_slot, "revisions": revisions})
 
     def rollback(self, canary: Revision) -> None:
-        """All traffic to the stable, let the canary's requests finish, remove it."""
+        """Stop any mirroring, all traffic to the stable, let the canary's requests finish,
+        remove it."""
         slots = self.slots.read()
         stable_slot, canary_slot = self.slots.stable_and_canary()
+        # nothing mirrors to a canary that goes: whatever plan the command was given
+        self._write_shadow({slot: {} for slot in SLOTS})
         self.router.set_weight(self.stable(), canary, 0)
         if container(self.client, self.slot_name(canary_slot)) is not None:
             time.sleep(self.drain_s)
