@@ -15,7 +15,8 @@
 # Inputs, all from the environment (composite actions get no INPUT_* variables):
 #   SHIPML_SETUP_EXTRAS  comma-separated extras, e.g. "validate" ("" = none: optimize, latency and report need no extra)
 #   SHIPML_SETUP_VENV    where the venv goes (default: $RUNNER_TEMP/shipml-venv-<extras>; under act
-#                        ${XDG_CACHE_HOME:-$HOME/.cache}/shipml/act-venv-<version>-<extras>, reused across runs)
+#                        ${XDG_CACHE_HOME:-$HOME/.cache}/shipml/act-venv-<version>-<extras>-<source hash>, reused
+#                        across runs; one unused for a week is removed by a later install)
 #   SHIPML_SETUP_PYTHON_VERSION  e.g. 3.11: the runner's tool cache or pythonX.Y on PATH
 #   SHIPML_SETUP_PYTHON  the interpreter that creates the venv (default: python3 on PATH)
 #   SHIPML_SETUP_ADD_TO_PATH  "true": put `shipml` (and only it, not the venv's python) on the
@@ -140,12 +141,22 @@ archival_text="$(archival)"
 shipml_version="$(printf '%s\n' "$archival_text" | sed -n 's/^describe-name: \(v[0-9][0-9.]*\)$/\1/p' | head -n1)"
 shipml_version="${shipml_version:-dev}"
 
+# The key changes whenever anything that decides the venv's content changes: the package source
+# (version and code), this script, the extras, the interpreter and the machine.
+source_hash="$(
+  cd "$SOURCE_ROOT" &&
+  { find scripts/shipml -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
+      xargs -0 sha256sum; sha256sum pyproject.toml actions/setup/setup.sh
+    printf '%s\n' "$archival_text"; } | sha256sum | cut -c1-16
+)"
 venv="${SHIPML_SETUP_VENV:-}"
 venv_from="input venv-path"
 if [ -z "$venv" ]; then
   if under_act; then
-    # act gives every run a new RUNNER_TEMP: keep one venv per version and extras across runs.
-    venv="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/shipml/act-venv-${shipml_version}-${extras:-base}"
+    # act gives every run a new RUNNER_TEMP: keep one venv per source and extras across runs. The
+    # source's hash is in the name, so that two runs of two checkouts at once (a clone on the side)
+    # never reinstall the venv the other is running from.
+    venv="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/shipml/act-venv-${shipml_version}-${extras:-base}-${source_hash:0:8}"
     venv_from="the act venv path (from XDG_CACHE_HOME or HOME)"
   else
     venv="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/shipml-venv-${extras:-base}"
@@ -164,14 +175,6 @@ if ! [[ "$venv" =~ $SAFE_PATH ]]; then
   die 2 "$venv_from=$(quote "$venv") holds a character outside $SAFE_PATH_HELP; give a plain path such as \${{ runner.temp }}/shipml-venv"
 fi
 
-# The key changes whenever anything that decides the venv's content changes: the package source
-# (version and code), this script, the extras, the interpreter and the machine.
-source_hash="$(
-  cd "$SOURCE_ROOT" &&
-  { find scripts/shipml -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
-      xargs -0 sha256sum; sha256sum pyproject.toml actions/setup/setup.sh
-    printf '%s\n' "$archival_text"; } | sha256sum | cut -c1-16
-)"
 os_name="${RUNNER_OS:-$(uname -s)}"
 arch="${RUNNER_ARCH:-$(uname -m)}"
 key="shipml-${shipml_version}-${source_hash}-${extras:-base}-py${python_version}-${os_name}-${arch}"
@@ -238,7 +241,15 @@ case "${1:-}" in
     if venv_ready; then emit ready true; else emit ready false; fi
     ;;
   install)
+    # Two jobs of one source at once (act runs a workflow's jobs in parallel) install one at a
+    # time; the second finds the venv ready. flock is util-linux's; without it, no lock.
+    if command -v flock >/dev/null 2>&1; then
+      mkdir -p -- "$(dirname -- "$venv")"
+      exec 9>"$venv.lock"
+      flock 9
+    fi
     if venv_ready; then
+      touch -- "$venv/$STAMP_NAME"  # last used: what pruning below goes by
       echo "shipml setup: reusing the cached venv at $venv (key $key); pip not run"
       emit reused true
     else
@@ -265,6 +276,15 @@ case "${1:-}" in
       install_with_uv "$requirement" || install_with_pip "$requirement"
       "$venv/bin/python" -I -m shipml --version >/dev/null || die 3 "shipml was installed but does not run"
       printf '%s\n' "$key" >"$venv/$STAMP_NAME"
+      if under_act && [ -z "${SHIPML_SETUP_VENV:-}" ]; then
+        # Venvs of earlier sources with the same extras, unused for a week, go.
+        for old in "${venv%-*}"-????????; do
+          [ "$old" != "$venv" ] && [ -f "$old/pyvenv.cfg" ] && [ -f "$old/$STAMP_NAME" ] || continue
+          [ -n "$(find "$old/$STAMP_NAME" -mtime +7 2>/dev/null)" ] || continue
+          echo "shipml setup: removing $old (unused for a week)"
+          rm -rf -- "$old" "$old.lock"
+        done
+      fi
       emit reused false
     fi
     if [ "${SHIPML_SETUP_ADD_TO_PATH:-false}" = true ]; then

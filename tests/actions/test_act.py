@@ -51,8 +51,8 @@ def installed(act_home: Path, action_source: Path, tmp_path_factory: pytest.Temp
 def test_setup_installs_into_the_act_venv_and_a_second_run_reuses_it(
     installed: ActRun, act_home: Path, action_source: Path, tmp_path: Path,
 ) -> None:
-    venv = act_home / "shipml" / "act-venv-dev-validate"
     first = installed.outputs("setup")
+    venv = act_home / "shipml" / f"act-venv-dev-validate-{first['key'].split('-')[2][:8]}"
     assert installed.outcome("setup") == "success"
     assert first["python"] == str(venv / "bin" / "python")
     assert first["shipml"] == str(venv / "bin" / "shipml")

@@ -546,11 +546,34 @@ def test_setup_refuses_a_runner_temp_with_odd_characters(tmp_path: Path) -> None
 def test_under_act_the_venv_lives_in_the_cache_and_is_reused_across_runs(tmp_path: Path) -> None:
     outputs, _ = _plan(tmp_path, ACT="true", XDG_CACHE_HOME=str(tmp_path / "cache"),
                        SHIPML_SETUP_EXTRAS="validate")
-    label = outputs["key"].split("-")[1]
-    assert outputs["venv"] == str(tmp_path / "cache" / "shipml" / f"act-venv-{label}-validate")
+    label, source_hash = outputs["key"].split("-")[1:3]
+    assert outputs["venv"] == str(tmp_path / "cache" / "shipml"
+                                  / f"act-venv-{label}-validate-{source_hash[:8]}")
     # an explicit venv-path still wins under act
     explicit, _ = _plan(tmp_path, ACT="true", SHIPML_SETUP_VENV=str(tmp_path / "v"))
     assert explicit["venv"] == str(tmp_path / "v")
+
+
+def test_under_act_two_sources_never_share_a_venv(tmp_path: Path) -> None:
+    # Two clones run at once (a second checkout beside this one) must not reinstall the venv the
+    # other runs from: a venv shared by version and extras alone lost onnxruntime mid-run.
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "actions", other / "actions")
+    shutil.copytree(REPO / "scripts" / "shipml", other / "scripts" / "shipml",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, other / name)
+    (other / "scripts" / "shipml" / "changed.py").write_text("# another source\n", encoding="utf-8")
+    env = {"ACT": "true", "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "SHIPML_SETUP_EXTRAS": "validate"}
+    here, _ = _plan(tmp_path, **env)
+    completed = subprocess.run(["bash", str(other / "actions" / "setup" / "setup.sh"), "plan"],
+                               env=_setup_env(tmp_path, **env), capture_output=True, text=True,
+                               check=False)
+    assert completed.returncode == 0, completed.stderr
+    there = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert here["venv"] != there["venv"]
+    assert Path(here["venv"]).parent == Path(there["venv"]).parent
 
 
 def test_python_version_comes_from_the_tool_cache(tmp_path: Path) -> None:
