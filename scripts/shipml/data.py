@@ -53,7 +53,7 @@ def load_table(path: Path, key: str) -> Table:
     except ImportError:
         raise ConfigError(
             f"{key}: reading Parquet ({path}) needs pyarrow: pip install pyarrow (or "
-            "'shipml[validate] @ git+https://github.com/OWNER/shipml@v1')"
+            "pip install \"shipml[validate]\")"
         ) from None
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{key}: data file {path} is empty (no header, no rows)") from None

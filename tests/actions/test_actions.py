@@ -451,7 +451,7 @@ def test_jenkinsfile_releases_main_and_tags_and_rolls_out_after_an_approval_one_
     release = _jenkins_stage(text, "Release: gates, build, push, sign, report")
     assert releases in release and ".shipml-venv/bin/shipml run" in release
     assert "SHIPML_ROLLOUT = 'false'" in release
-    assert "'shipml[validate,build,sign,canary] @ git+https://github.com/OWNER/shipml@v1'" in release
+    assert "SHIPML_RELEASE_REQUIREMENT = 'shipml[validate,build,sign,canary]'" in release
     # secrets only through withCredentials, which masks them; the key is a file, never inline
     assert "file(credentialsId: 'shipml-cosign-key', variable: 'SHIPML_SIGN_KEY')" in release
     assert "--password-stdin" in release
@@ -465,11 +465,11 @@ def test_jenkinsfile_releases_main_and_tags_and_rolls_out_after_an_approval_one_
 def test_install_commands_name_the_pypi_release_and_keep_the_git_form() -> None:
     from shipml.validate._pytest import PYTEST_MISSING
 
-    git_install = '"shipml[validate] @ git+https://github.com/OWNER/shipml@v1"'
     jenkinsfile = (REPO / "workflow-templates" / "Jenkinsfile.example").read_text(encoding="utf-8")
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert "'shipml[validate] @ git+https://github.com/OWNER/shipml@v1'" in jenkinsfile
-    assert git_install in PYTEST_MISSING
+    assert "SHIPML_REQUIREMENT = 'shipml[validate]'" in jenkinsfile
+    assert "'shipml[validate] @ git+https://github.com/OWNER/shipml@<commit>'" in jenkinsfile
+    assert 'pip install "shipml[validate]"' in PYTEST_MISSING
     # the README installs the release from PyPI (release.yml publishes every v* tag) and keeps the
     # git form for a commit not released yet
     assert re.search(r'^pip install "shipml\[validate\]"\s', readme, re.MULTILINE)

@@ -17,7 +17,7 @@ from shipml.results import Check
 PYTEST_MISSING = (
     "pytest is not installed in this environment; install it beside shipml: "
     "pip install pytest (the validate extra includes it: "
-    "pip install \"shipml[validate] @ git+https://github.com/OWNER/shipml@v1\")"
+    "pip install \"shipml[validate]\")"
 )
 
 #: Variables a pull request's test code must not read: tokens, keys and passwords by name, the

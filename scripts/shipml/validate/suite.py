@@ -26,7 +26,7 @@ from shipml.validate._params import check_parameters, parameters
 
 INSTALL_HINT = (
     "deepchecks is not installed in this environment; install the validate extra:\n"
-    '  pip install "shipml[validate] @ git+https://github.com/OWNER/shipml@v1"\n'
+    '  pip install "shipml[validate]"\n'
     "(the validate action does this in its own environment)"
 )
 REFUSED_PARAMETERS = "{where}: {owner} refused its parameters: {reason}"
