@@ -97,10 +97,6 @@ def test_demo_runs_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFix
     from shipml.commands.demo import RELEASE_HINT
 
     assert out.rstrip().splitlines()[-1] == RELEASE_HINT
-    # without --release it ends with the one line that says how to get the release half
-    from shipml.commands.demo import RELEASE_HINT
-
-    assert out.rstrip().splitlines()[-1] == RELEASE_HINT
     for name in ("model.onnx", "train.csv", "test.csv", "shipml.yaml"):
         assert (example_dir() / name).is_file()
 
