@@ -189,9 +189,9 @@ def test_apply_is_a_server_side_apply_patch_as_shipml(api_server: FakeApi) -> No
     target.workload.first_deploy(Revision(*STABLE))
     patches = [r for r in api_server.requests if r[0] == "PATCH"]
     assert [(r[1], r[2]) for r in patches] == [
-        ("/apis/apps/v1/namespaces/prod/deployments/churn-stable?fieldManager=shipml&force=true",
+        ("/apis/apps/v1/namespaces/prod/deployments/churn-stable?fieldManager=shipml",
          "application/apply-patch+yaml"),
-        ("/api/v1/namespaces/prod/services/churn?fieldManager=shipml&force=true",
+        ("/api/v1/namespaces/prod/services/churn?fieldManager=shipml",
          "application/apply-patch+yaml")]
     assert patches[0][3]["spec"]["template"]["spec"]["containers"][0]["image"] == STABLE[0]
     assert ("GET", "/apis/apps/v1/namespaces/prod/deployments/churn-stable", "", None) \

@@ -1,6 +1,7 @@
 """The Kubernetes API as the kubernetes target uses it: the official client's ``ApiClient``, every
 object validated against its official schema before it is sent, applied server-side
-(``PATCH …?fieldManager=shipml&force=true``, ``application/apply-patch+yaml``), created with POST
+(``PATCH …?fieldManager=shipml``, ``application/apply-patch+yaml``, never forced: a field
+another manager owns is exit 2 naming it), created with POST
 and replaced with PUT carrying its ``resourceVersion`` (409: :class:`Conflict`).
 """
 
@@ -28,6 +29,14 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "VirtualService": ("networking.istio.io/v1", "virtualservices"),
     "InferenceService": ("serving.kserve.io/v1beta1", "inferenceservices"),
 }
+
+
+#: a server-side apply met fields another field manager owns (the API server's message names the
+#: manager and each field)
+FIELD_CONFLICT = ("the Kubernetes API refused {kind}/{name}: {message}. shipml manages this "
+                  "object but does not take fields over from another field manager: undo that "
+                  "change, or hand the fields back (kubectl apply --server-side "
+                  "--field-manager=shipml --force-conflicts), then run again")
 
 
 class Conflict(Exception):
@@ -105,7 +114,8 @@ class KubeApi:
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``obj`` against its schema, then server-side apply it as field manager shipml
-        (forcing ownership of the fields it sets); return what the API server stored."""
+        (never forcing: a field another manager owns is theirs); return what the API server
+        stored. Raises ConfigError naming the other manager and its fields on a conflict."""
         problems = objects.validate(obj)
         if problems:
             raise ConfigError("shipml built an object its schema refuses (a bug or a bad "
@@ -113,8 +123,11 @@ class KubeApi:
         meta = obj["metadata"]
         status, document = self._call(
             "PATCH", object_path(str(obj["kind"]), meta["namespace"], meta["name"]),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=dict(obj),
-            content_type=APPLY)
+            query=[("fieldManager", FIELD_MANAGER)], body=dict(obj), content_type=APPLY)
+        if status == 409:
+            message = document.get("message") if isinstance(document, dict) else document
+            raise ConfigError(FIELD_CONFLICT.format(kind=obj["kind"], name=meta["name"],
+                                                    message=message))
         self._check(status, document, "PATCH", str(obj["kind"]), meta["name"])
         return dict(document)
 
@@ -150,6 +163,26 @@ class KubeApi:
         status, document = self._call("DELETE", object_path(kind, namespace, name))
         if status != 404:
             self._check(status, document, "DELETE", kind, name)
+
+    def denied(self, namespace: str, wanted: Mapping[str, Sequence[str]]) -> list[str]:
+        """Return each ``verb kind`` of ``wanted`` (verbs by kind) these credentials may not do
+        in ``namespace``, as the API server's authorizer answers a SelfSubjectAccessReview;
+        empty when all are allowed. Raises InfrastructureError when it does not answer."""
+        refused = []
+        for kind, verbs in wanted.items():
+            api_version, plural = RESOURCES[kind]
+            group = api_version.rpartition("/")[0]
+            for verb in verbs:
+                review = {"apiVersion": "authorization.k8s.io/v1",
+                          "kind": "SelfSubjectAccessReview",
+                          "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb,
+                                                          "group": group, "resource": plural}}}
+                status, document = self._call(
+                    "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
+                self._check(status, document, "POST", "SelfSubjectAccessReview", verb)
+                if not (document.get("status") or {}).get("allowed"):
+                    refused.append(f"{verb} {plural}" + (f".{group}" if group else ""))
+        return refused
 
     def _check(self, status: int, document: Any, method: str, kind: str, name: str) -> None:
         if 200 <= status < 300:

@@ -18,9 +18,10 @@ from shipml.canary.targets.k8s_objects import check_method
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
 from shipml.canary.targets.kube_api import Conflict, KubeApi, object_path
 from shipml.errors import ConfigError
+from shipml.errors import ConfigError
 
-__all__ = ["Conflict", "DeploymentWorkload", "InferenceServiceWorkload", "KubeApi", "build",
-           "check_method", "from_settings", "object_path"]
+__all__ = ["VERBS", "Conflict", "DeploymentWorkload", "InferenceServiceWorkload", "KubeApi",
+           "build", "check_access", "check_method", "from_settings", "object_path"]
 
 
 @dataclass
@@ -125,12 +126,14 @@ class DeploymentWorkload(KubeWorkload):
             self._wait_ready("Deployment", name, minimum=1)
 
     def promote(self, canary: Revision) -> None:
-        """Route all traffic to the canary, roll the stable Deployment to its image, route all
-        traffic back to the stable and remove the canary."""
-        self.router.apply(self.stable(), canary, 100)
+        """Route all traffic to the canary once its pods are ready, roll the stable Deployment to
+        its image, route all traffic back to the stable and remove the canary once the stable's
+        pods are ready (method replicas scales the stable up only at that last step)."""
+        self.router.set_weight(self.stable(), canary, 100)
         self.router.apply(canary, canary, 100)
         self._wait_ready("Deployment", f"{self.service}-stable")
         self.router.apply(canary, None, 0)
+        self._wait_ready("Deployment", f"{self.service}-stable")
         self.api.delete("Deployment", self.namespace, f"{self.service}-canary")
 
     def rollback(self, canary: Revision) -> None:
@@ -179,6 +182,31 @@ WORKLOADS: Mapping[str, type[DeploymentWorkload] | type[InferenceServiceWorkload
 }
 
 
+#: what the target does to each kind, by method: the Role it needs (docs/guide/kubernetes.md);
+#: a server-side apply that creates its object needs create as well as patch
+_LEASE = {"Lease": ("get", "create", "update")}
+_DEPLOYMENTS = {"Deployment": ("get", "create", "patch", "delete"),
+                "Service": ("create", "patch")}
+VERBS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "replicas": {**_LEASE, **_DEPLOYMENTS},
+    "gateway-api": {**_LEASE, **_DEPLOYMENTS, "HTTPRoute": ("get", "create", "patch")},
+    "istio": {**_LEASE, **_DEPLOYMENTS, "DestinationRule": ("create", "patch"),
+              "VirtualService": ("get", "create", "patch")},
+    "kserve": {**_LEASE, "InferenceService": ("get", "create", "patch")},
+}
+DENIED = ("the Kubernetes credentials may not {denied} in namespace {namespace}; method {method} "
+          "needs the Role in docs/guide/kubernetes.md (nothing was changed)")
+
+
+def check_access(api: KubeApi, namespace: str, method: str) -> None:
+    """Return when the credentials may do all that ``method`` does in ``namespace``; raise
+    ConfigError naming each verb and resource they may not, before anything is changed."""
+    denied = api.denied(namespace, VERBS[method])
+    if denied:
+        raise ConfigError(DENIED.format(denied=", ".join(denied), namespace=namespace,
+                                        method=method))
+
+
 def build(service: str, api: KubeApi, *, method: str, namespace: str, replicas: int, port: int,
           gateway: str | None, hosts: tuple[str, ...], ready_timeout_s: float,
           poll_s: float = 1.0) -> Target:
@@ -195,11 +223,13 @@ def build(service: str, api: KubeApi, *, method: str, namespace: str, replicas: 
 
 def from_settings(service: str, settings: Mapping[str, Any], where: Any) -> Target:
     """Return the target of ``canary.target.kubernetes``; raise ConfigError for an unknown
-    method or when there is no API to talk to."""
+    method, when there is no API to talk to, or when its credentials may not do all the method
+    does (:func:`check_access`)."""
     method = check_method(str(settings["method"]),
                           where("canary", "target", "kubernetes", "method"))
     api = KubeApi.connect(settings.get("api_server"), str(settings["token_env"]),
                           bool(settings["verify_tls"]))
+    check_access(api, str(settings["namespace"]), method)
     return build(service, api, method=method, namespace=str(settings["namespace"]),
                  replicas=int(settings["replicas"]), port=int(settings["port"]),
                  gateway=settings.get("gateway"), hosts=tuple(settings.get("hosts") or ()),
