@@ -179,3 +179,18 @@ def test_the_latest_passing_producer_hands_on(tmp_path: Path) -> None:
     assert handed_on(tmp_path, "image", {}) is None
     assert handed_on(tmp_path, "image", {producer: 1}) is None
     assert handed_on(tmp_path, "image", {producer: 0}) == handed
+
+
+def test_a_delta_without_a_value_round_trips(tmp_path: Path) -> None:
+    import math
+
+    from shipml.results import Delta
+
+    result = StageResult(stage="latency", status="pass", summary="", started_at="",
+                         duration_s=0.0, deltas=(Delta("p95", baseline=math.inf,
+                                                       candidate=math.nan, unit="ms",
+                                                       interval=(math.nan, 1.2)),))
+    back = StageResult.read(result.write(tmp_path))
+    delta = back.deltas[0]
+    assert math.isnan(delta.baseline) and math.isnan(delta.candidate)
+    assert delta.interval is not None and math.isnan(delta.interval[0])

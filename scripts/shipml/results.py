@@ -248,7 +248,7 @@ class Delta:
         return {"name": self.name, "baseline": _json_scalar(self.baseline),
                 "candidate": _json_scalar(self.candidate), "unit": self.unit,
                 "higher_is_better": self.higher_is_better,
-                "interval": list(self.interval) if self.interval else None,
+                "interval": [_json_scalar(v) for v in self.interval] if self.interval else None,
                 "note": self.note}
 
 
@@ -422,7 +422,7 @@ def _read_series(record: Mapping[str, Any]) -> Series:
     categories = tuple(str(c) for c in record["categories"])
     # a point without a value (a canary step that ended before its first analysis) is written
     # as null, as every non-finite figure is
-    values = tuple(math.nan if v is None else float(v) for v in record["values"])
+    values = tuple(_figure(v) for v in record["values"])
     if len(categories) != len(values):
         raise ValueError(f"series {record.get('title')!r} has {len(categories)} categories "
                          f"and {len(values)} values")
@@ -433,11 +433,16 @@ def _read_series(record: Mapping[str, Any]) -> Series:
 
 def _read_delta(record: Mapping[str, Any]) -> Delta:
     interval = record.get("interval")
-    return Delta(name=str(record["name"]), baseline=float(record["baseline"]),
-                 candidate=float(record["candidate"]), unit=str(record.get("unit") or ""),
+    return Delta(name=str(record["name"]), baseline=_figure(record["baseline"]),
+                 candidate=_figure(record["candidate"]), unit=str(record.get("unit") or ""),
                  higher_is_better=bool(record.get("higher_is_better", False)),
-                 interval=(float(interval[0]), float(interval[1])) if interval else None,
+                 interval=(_figure(interval[0]), _figure(interval[1])) if interval else None,
                  note=str(record.get("note") or ""))
+
+
+def _figure(value: Any) -> float:
+    """Return a written figure as a float: null (how every non-finite figure is written) is NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _scalar(value: Any) -> Scalar:
