@@ -56,17 +56,22 @@ def _bind(rollout: Rollout, account: str, verbs: Mapping[str, Sequence[str]]) ->
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
 
 
-def test_a_service_account_bound_to_the_role_rolls_out_to_promotion(rollout: Rollout) -> None:
+@pytest.mark.parametrize("method", ["replicas", "gateway-api", "istio"])
+def test_a_service_account_bound_to_the_role_rolls_out_to_promotion(rollout: Rollout,
+                                                                     method: str) -> None:
     rollout.metrics({"stable": 0.0, "canary": 0.0})
     account = "shipml-canary"
     kubeconfig = rollout.cluster.token_kubeconfig(rollout.folder, rollout.namespace, account)
-    _bind(rollout, account, VERBS["replicas"])
-    first = rollout.run(rollout.config("stable", kubeconfig=kubeconfig))
+    _bind(rollout, account, VERBS[method])
+    first = rollout.run(rollout.config("stable", method=method, kubeconfig=kubeconfig))
     assert first.returncode == 0, first.stdout + first.stderr
-    promoted = rollout.run(rollout.config("canary", kubeconfig=kubeconfig), output="canary")
+    promoted = rollout.run(rollout.config("canary", method=method, kubeconfig=kubeconfig),
+                           output="canary")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    assert rollout.replicas() == {revision(rollout.name, "canary"): 4}
     assert rollout.deployment("canary") is None
+    stable = rollout.deployment("stable")
+    assert stable is not None and stable["spec"]["replicas"] == 4
+    assert stable["metadata"]["labels"]["shipml.dev/revision"] == revision(rollout.name, "canary")
 
 
 @pytest.mark.parametrize(("kind", "verb"), [("Deployment", "delete"), ("Lease", "update"),
