@@ -269,6 +269,8 @@ case "${1:-}" in
       trap 'rm -rf -- "$staging"' EXIT
       mkdir -p "$staging/source/scripts"
       cp -R -- "$SOURCE_ROOT/pyproject.toml" "$SOURCE_ROOT/README.md" "$staging/source/"
+      # pyproject's license-files names it: setuptools refuses a missing one from 2027-02-18
+      [ ! -f "$SOURCE_ROOT/LICENSE" ] || cp -- "$SOURCE_ROOT/LICENSE" "$staging/source/"
       [ -z "$archival_text" ] || printf '%s\n' "$archival_text" >"$staging/source/.git_archival.txt"
       cp -R -- "$SOURCE_ROOT/scripts/shipml" "$staging/source/scripts/"
       requirement="$staging/source"

@@ -57,7 +57,7 @@ def copy_action_source(destination: Path) -> Path:
     """Copy what a release of the action repository holds into ``destination``; return it."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     destination.mkdir(parents=True)
-    for name in ("action.yml", "pyproject.toml", "README.md", ".git_archival.txt"):
+    for name in ("action.yml", "pyproject.toml", "README.md", "LICENSE", ".git_archival.txt"):
         shutil.copy2(REPO / name, destination / name)
     shutil.copytree(REPO / "actions", destination / "actions", ignore=ignore)
     shutil.copytree(REPO / "scripts" / "shipml", destination / "scripts" / "shipml", ignore=ignore)
