@@ -93,7 +93,11 @@ def test_parse_bool_is_strict() -> None:
      "100"),
     ("canary:\n  steps:\n    - 7\n",
      "canary.steps[0]: 7 is not valid; valid: {weight: 1 to 100, pause: 30s | manual} or "
-     "WEIGHT[:PAUSE], e.g. 10:30s"),
+     "{shadow: 2m | manual, sample: 0.2} before the weight steps"),
+    ("canary:\n  steps:\n    - shadow: 2m\n      sample: 2\n",
+     "canary.steps[0].sample: 2 is greater than the maximum of 1"),
+    ("canary:\n  steps:\n    - pause: 2m\n",
+     "canary.steps[0]: {'pause': '2m'} is not valid; valid: {weight: 1 to 100"),
     ("validate:\n  workers: 0\n",
      "validate.workers: 0 is less than the minimum of 1; valid: a whole number of at least 1"),
     ("validate:\n  workers: many\n",

@@ -189,6 +189,14 @@ NOT_A_STAGE: dict[tuple[str, str], str] = {
     ("generate/actions.py", "canary"): "the generator's per-action extras, keyed by action",
     ("generate/actions.py", "monitor"): "the generator's per-action extras, keyed by action",
     ("generate/actions.py", "report"): "the generator's per-action extras, keyed by action",
+    ("commands/_demo_release.py", "build"): "the command lines the demo runs, as a user types them",
+    ("commands/_demo_release.py", "sign"): "the command lines the demo runs, as a user types them",
+    ("commands/_demo_release.py", "canary"): "the command lines the demo runs and the canary "
+                                              "section of its config",
+    ("commands/_demo_release.py", "report"): "the command line the demo runs, as a user types it",
+    ("commands/demo.py", "report"): "the command line the demo runs, as a user types it",
+    ("paired.py", "canary"): "the judge's sentence names the two revisions it compares",
+    ("validate/_baseline.py", "latency"): "the config section a baseline is read from",
 }
 
 

@@ -353,8 +353,9 @@ def _deepest(error: Any) -> Any:
 
 
 def _wrong_kind(error: Any) -> bool:
-    # A type, const or enum refusal of the value itself: the branch is for another kind of value.
-    return not error.relative_path and error.validator in ("type", "const", "enum")
+    # A type, const or enum refusal of the value itself: the branch is for another kind of value;
+    # so is a mapping's branch whose required key the mapping lacks ({weight: 150} is no shadow step).
+    return not error.relative_path and error.validator in ("type", "const", "enum", "required")
 
 
 def _describe(error: Any, config: Config) -> str:
