@@ -18,7 +18,6 @@ from shipml.canary.targets.k8s_objects import check_method
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
 from shipml.canary.targets.kube_api import Conflict, KubeApi, object_path
 from shipml.errors import ConfigError
-from shipml.errors import ConfigError
 
 __all__ = ["VERBS", "Conflict", "DeploymentWorkload", "InferenceServiceWorkload", "KubeApi",
            "build", "check_access", "check_method", "from_settings", "object_path"]
