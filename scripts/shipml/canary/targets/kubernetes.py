@@ -186,10 +186,13 @@ WORKLOADS: Mapping[str, type[DeploymentWorkload] | type[InferenceServiceWorkload
 _LEASE = {"Lease": ("get", "create", "update")}
 _DEPLOYMENTS = {"Deployment": ("get", "create", "patch", "delete"),
                 "Service": ("create", "patch")}
+#: the shadow step's ConfigMap (gateway-api and istio keep canary pods without user traffic)
+_SHADOW = {"ConfigMap": ("create", "patch")}
 VERBS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "replicas": {**_LEASE, **_DEPLOYMENTS},
-    "gateway-api": {**_LEASE, **_DEPLOYMENTS, "HTTPRoute": ("get", "create", "patch")},
-    "istio": {**_LEASE, **_DEPLOYMENTS, "DestinationRule": ("create", "patch"),
+    "gateway-api": {**_LEASE, **_DEPLOYMENTS, **_SHADOW,
+                    "HTTPRoute": ("get", "create", "patch")},
+    "istio": {**_LEASE, **_DEPLOYMENTS, **_SHADOW, "DestinationRule": ("create", "patch"),
               "VirtualService": ("get", "create", "patch")},
     "kserve": {**_LEASE, "InferenceService": ("get", "create", "patch")},
 }
