@@ -42,6 +42,9 @@ _CRD_FILES = {
     ("serving.kserve.io", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
 }
 STATE_ANNOTATION = "shipml.dev/canary-state"
+#: the stable's image and revision on an InferenceService while its predictor is the canary's
+STABLE_IMAGE = "shipml.dev/stable-image"
+STABLE_REVISION = "shipml.dev/stable-revision"
 #: where the stable's pods have the shadow ConfigMap, read-only
 SHADOW_MOUNT = "/etc/shipml/shadow"
 SHADOW_FILE = "shadow.json"
@@ -183,18 +186,24 @@ def virtual_service(service: str, namespace: str, hosts: Sequence[str], weight: 
 
 
 def inference_service(service: str, namespace: str, image: str, revision: str, port: int,
-                      weight: int | None) -> dict[str, Any]:
+                      weight: int | None, stable: tuple[str, str] | None = None
+                      ) -> dict[str, Any]:
     """Return the InferenceService running ``image`` as a custom predictor; ``weight`` is its
-    ``canaryTrafficPercent`` (None: all traffic to the latest revision)."""
+    ``canaryTrafficPercent`` (None: all traffic to the latest revision). ``stable`` (image,
+    revision), while a canary is rolled out, is kept in annotations: the predictor names only
+    the canary then, and a rollback puts the stable back from them."""
     predictor: dict[str, Any] = {"containers": [{
         "name": "kserve-container", "image": image,
         "ports": [{"containerPort": port, "protocol": "TCP"}],
         "env": _env(revision, port)}]}
     if weight is not None:
         predictor["canaryTrafficPercent"] = weight
+    annotations = {"shipml.dev/revision": revision}
+    if stable is not None:
+        annotations[STABLE_IMAGE], annotations[STABLE_REVISION] = stable
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": service, "namespace": namespace, "labels": dict(MANAGED_BY),
-                         "annotations": {"shipml.dev/revision": revision}},
+                         "annotations": annotations},
             "spec": {"predictor": predictor}}
 
 
@@ -224,8 +233,9 @@ def kserve_objects(service: str, namespace: str, *, stable: tuple[str, str] | No
     """Return the InferenceService of method ``kserve``: the canary's image while one is rolled
     out (``canaryTrafficPercent`` its weight, none at 100), else the stable's."""
     image, revision = canary or stable or ("", "")
+    rolling = canary is not None and weight < 100
     return [inference_service(service, namespace, image, revision, port,
-                              weight if canary is not None and weight < 100 else None)]
+                              weight if rolling else None, stable if rolling else None)]
 
 
 def replicas_objects(service: str, namespace: str, *, stable: tuple[str, str] | None,

@@ -14,7 +14,7 @@ from typing import Any
 from shipml.canary.engine import Revision
 from shipml.canary.targets.base import Target
 from shipml.canary.targets.k8s_lease import LeaseStore
-from shipml.canary.targets.k8s_objects import check_method
+from shipml.canary.targets.k8s_objects import STABLE_IMAGE, STABLE_REVISION, check_method
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
 from shipml.canary.targets.kube_api import Conflict, KubeApi, object_path
 from shipml.errors import ConfigError
@@ -146,13 +146,17 @@ class InferenceServiceWorkload(KubeWorkload):
     last ready revision as the stable and starts the canary itself."""
 
     def stable(self) -> Revision | None:
-        """Return the InferenceService's predictor revision, or None when there is none."""
+        """Return the stable the InferenceService keeps while a canary is rolled out, else its
+        predictor's revision; None when there is no InferenceService."""
         found = self.api.get("InferenceService", self.namespace, self.service)
         if found is None:
             return None
+        annotations = found["metadata"].get("annotations") or {}
+        if annotations.get(STABLE_IMAGE) and annotations.get(STABLE_REVISION):
+            return Revision(str(annotations[STABLE_IMAGE]),
+                            str(annotations[STABLE_REVISION]))
         container = found["spec"]["predictor"]["containers"][0]
-        revision = found["metadata"].get("annotations", {}).get("shipml.dev/revision", "")
-        return Revision(str(container["image"]), str(revision))
+        return Revision(str(container["image"]), str(annotations.get("shipml.dev/revision", "")))
 
     def first_deploy(self, revision: Revision) -> None:
         """Apply the InferenceService of ``revision``; wait until it is Ready."""
