@@ -141,7 +141,7 @@ def test_kserve_every_step_as_the_api_server_reports_it(rollout: Rollout,
     isvc = rollout.cluster.admin.get(rollout.path("InferenceService"))
     assert isvc is not None
     assert isvc["spec"]["predictor"]["containers"][0]["image"] == image("canary")
-    wait_until(lambda: _state(rollout)["phase"] == "promoted", 5, "the Lease says promoted")
+    wait_until(lambda: _state(rollout)["phase"] == "promoted", what="the Lease says promoted")
 
 
 # --- the Lease, the verbs and other field managers, per method ---------------------------------
@@ -216,7 +216,7 @@ def test_status_resume_and_promote_by_hand(rollout: Rollout, method: str,
     promoted = rollout.run(config, "promote", output="promote")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     _assert_promoted(rollout, method)
-    wait_until(lambda: _state(rollout)["phase"] == "promoted", 5, "the Lease says promoted")
+    wait_until(lambda: _state(rollout)["phase"] == "promoted", what="the Lease says promoted")
 
 
 @pytest.mark.parametrize("method", METHODS)
