@@ -217,16 +217,9 @@ class ProbeProvider:
         return sum(self._same(a, b) for a, b in pairs) / len(pairs)
 
     def _same(self, first: Any, second: Any) -> bool:
-        if first is None:
-            return False
-        if isinstance(first, (int, float)) and isinstance(second, (int, float)) \
-                and not isinstance(first, bool):
-            return math.isclose(float(first), float(second), rel_tol=self.tolerance,
-                                abs_tol=self.tolerance)
-        if isinstance(first, list) and isinstance(second, list):
-            return len(first) == len(second) and all(self._same(a, b)
-                                                     for a, b in zip(first, second, strict=True))
-        return bool(first == second)
+        from shipml.serve.shadow import same_predictions
+
+        return same_predictions(first, second, self.tolerance)
 
     def _answers(self, revision: str) -> list[ProbeAnswer]:
         # With a record, one probe per round (the runner builds a probe per round): a second
