@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from shipml.canary import engine
 from shipml.canary.analysis import AnalysisRound, MetricSpec, analyse, metric_specs
 from shipml.canary.engine import Decision, RolloutState, Verdicts
-from shipml.canary.lock import Lock, me
+from shipml.canary.lock import Heartbeat, me
 from shipml.canary.plan import Plan, plan_from_section
 from shipml.canary.providers import MetricProvider, build_provider
 from shipml.canary.providers.probe import ProbeRecord
@@ -46,6 +47,8 @@ NO_LABELS = ("canary.quality.enabled is true but the test set has no labels: set
 QUALITY_NEEDS_PROBE = ("canary.quality.enabled is true but the probe is off, and the quality judge "
                        "compares the probe's answers with the labels; set probe.enabled: auto "
                        "(docker) and model.test, or quality.enabled: auto")
+#: the shortest canary.lease: renewed every third of it, one slow answer must not lose it
+MIN_LEASE_S = 10.0
 #: the most rows one analysis sends to each revision, however large the test set
 MAX_PROBE_CHUNK = 10000
 PROBE_NEEDS_URLS = ("canary.probe.enabled is true but the kubernetes target gives the probe no "
@@ -115,9 +118,10 @@ def read_settings(config: Config) -> Settings:
         raise ConfigError(NO_METRICS.format(where=where("canary", "metrics")))
     service = str(section["service"] or _default_service(config))
     lease = parse_duration(section["lease"], where("canary", "lease"), allow_zero=False)
-    if lease < plan.interval_s * 2:
-        raise ConfigError(f"{where('canary', 'lease')}: {section['lease']!r} is shorter than two "
-                          "analysis intervals; the holder renews it once per interval")
+    if lease < MIN_LEASE_S:
+        raise ConfigError(f"{where('canary', 'lease')}: {section['lease']!r} is shorter than "
+                          f"{MIN_LEASE_S:.0f}s; the holder renews it every third of it, and one "
+                          "slow answer of the target must not cost it the lock")
     return Settings(service=service, plan=plan, specs=specs, target_type=kind,
                     target=target.get(kind) or {}, prometheus=section["prometheus"], probe=probe,
                     probe_rows=rows, lease_s=lease, probe_labels=labels, probe_chunk=chunk,
@@ -208,6 +212,8 @@ class Runner:
     rounds: list[AnalysisRound] | None = None
     #: the probe's paired record of each (stable, canary) pair of revisions, across rounds
     records: dict[tuple[str, str], ProbeRecord] = field(default_factory=dict)
+    #: the lock's renewal while this runner holds it (see :func:`held`)
+    heartbeat: Heartbeat | None = None
 
     def say(self, line: str) -> None:
         """Print one decision line, once (stdout only: a runner or act that shows both streams
@@ -217,7 +223,10 @@ class Runner:
             self.lines.append(line)
 
     def apply(self, decision: Decision) -> RolloutState:
-        """Apply a decision to the target, then store its state there; return the state."""
+        """Apply a decision to the target, then store its state there; return the state.
+        Raises LockHeld or InfrastructureError first when this runner lost the lock."""
+        if self.heartbeat is not None:
+            self.heartbeat.check()
         self.say(decision.line)
         target, canary = self.target, decision.state.canary
         if decision.action != "hold":
@@ -249,13 +258,13 @@ class Runner:
 
         return shadow_specs(self.settings.specs, self.settings.plan.steps[state.step])
 
-    def loop(self, state: RolloutState, lock: Lock) -> RolloutState:
+    def loop(self, state: RolloutState) -> RolloutState:
         """Analyse every interval until the rollout ends or pauses; return the last state."""
         plan = self.settings.plan
         while state.phase == "progressing":
             self.sleep(plan.interval_s)
-            self.target.store.acquire(Lock(lock.holder, lock.host, lock.pid, self.now(), lock.lease_s),
-                                self.now())
+            if self.heartbeat is not None:
+                self.heartbeat.check()
             round_ = self.analyse(state)
             state = self.apply(engine.decide(plan, state, round_.verdicts(self.specs_for(state)),
                                              self.now()))
@@ -304,6 +313,22 @@ def make_runner(settings: Settings, config: Config) -> Runner:
     return Runner(settings=settings, target=target, providers=providers, lines=[], rounds=[])
 
 
+@contextmanager
+def held(runner: Runner) -> Iterator[None]:
+    """Hold the service's rollout lock for the block: take it (LockHeld names a live holder),
+    renew it from a heartbeat while the block runs, whatever it waits for, and release it."""
+    store = runner.target.store
+    lock = me(runner.settings.lease_s, runner.now())
+    store.acquire(lock, runner.now())
+    try:
+        with Heartbeat(store, lock, runner.settings.service, runner.now) as beat:
+            runner.heartbeat = beat
+            yield
+    finally:
+        runner.heartbeat = None
+        store.release(lock)
+
+
 def roll_out(runner: Runner, image: str | None) -> RolloutState:
     """Run (or continue) the rollout of ``image`` to its end or a pause; return the final state.
 
@@ -311,9 +336,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
     progress is refused. With no stable revision yet the image is deployed plainly.
     """
     settings, store, workload = runner.settings, runner.target.store, runner.target.workload
-    lock = me(settings.lease_s, runner.now())
-    store.acquire(lock, runner.now())
-    try:
+    with held(runner):
         stored = store.read_state()
         if stored is not None and not stored.final:
             if image is not None and workload.resolve(image).revision != stored.canary.revision:
@@ -326,7 +349,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
             if stored.phase == "progressing":
                 runner.target.router.set_weight(stored.stable, stored.canary, stored.weight)
                 runner.shadow(stored)
-            return runner.loop(stored, lock)
+            return runner.loop(stored)
         if image is None:
             raise ConfigError(NO_IMAGE)
         canary = workload.resolve(image)
@@ -356,18 +379,14 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
         workload.deploy_canary(canary)
         state = runner.apply(engine.begin(settings.plan, settings.service, canary, stable,
                                           runner.now()))
-        return runner.loop(state, lock)
-    finally:
-        store.release(lock)
+        return runner.loop(state)
 
 
 def manual(runner: Runner, verb: engine.Command) -> RolloutState:
     """Apply ``promote``, ``abort`` or ``resume`` to the stored rollout; resume continues the
     loop in this process. Raises ConfigError when there is no rollout to act on."""
     settings, target = runner.settings, runner.target
-    lock = me(settings.lease_s, runner.now())
-    target.store.acquire(lock, runner.now())
-    try:
+    with held(runner):
         stored = target.store.read_state()
         if stored is None:
             raise ConfigError(f"there is no rollout of {settings.service} to {verb} on "
@@ -375,9 +394,7 @@ def manual(runner: Runner, verb: engine.Command) -> RolloutState:
         if verb != "abort":
             _check_pinned(stored)
         state = runner.apply(engine.command(settings.plan, stored, verb, runner.now()))
-        return runner.loop(state, lock) if state.phase == "progressing" else state
-    finally:
-        target.store.release(lock)
+        return runner.loop(state) if state.phase == "progressing" else state
 
 
 def _check_pinned(stored: RolloutState) -> None:

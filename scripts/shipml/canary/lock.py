@@ -1,6 +1,8 @@
 """One rollout per service at a time: a lock with a lease, kept on the target.
 
-The holder renews the lease while it works. A second run finds the lock held and fails fast,
+The holder renews the lease while it works, every third of it, from a thread of its own
+(:class:`Heartbeat`): a long wait for a revision to become ready or a slow analysis round never
+lets the lease run out under a live holder. A second run finds the lock held and fails fast,
 naming the holder; a holder that stopped renewing (killed, its runner gone) is taken over once
 its lease expires, or at once when it ran on this very host and its process is gone.
 The targets store :class:`Lock` records with an atomic create and a compare-and-swap update;
@@ -11,16 +13,22 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from shipml.ci import repository_url
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, InfrastructureError, first_line
 
 HELD = ("another shipml canary holds the rollout of {service}: {holder}, lease renewed "
         "{age:.0f}s ago, expires in {left:.0f}s. Wait for it to finish, or if it died, run again "
         "after the lease (canary.lease) expires")
+
+
+LOST = ("the rollout lock of {service} could not be renewed for {age:.0f}s, longer than its "
+        "lease ({lease:.0f}s): another run may hold it now, so this one stops without touching the "
+        "target again. Last error: {error}")
 
 
 class LockHeld(ConfigError):
@@ -101,3 +109,66 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class Renews(Protocol):
+    """What the heartbeat needs of a state store: taking or renewing the lock."""
+
+    def acquire(self, lock: Lock, now: float) -> None:
+        """Take or renew ``lock``; raise LockHeld when a live holder has it."""
+
+
+class Heartbeat:
+    """Renew ``lock`` on ``store`` every ``lease_s / 3`` seconds from a thread of its own, from
+    ``with`` until its end; :meth:`check` raises once the lock is lost.
+
+    The store is used from this thread and the caller's at once: its methods serialise their
+    read-then-write pairs (the Lease's resourceVersion would refuse one of two interleaved PUTs).
+    """
+
+    def __init__(self, store: Renews, lock: Lock, service: str,
+                 now: Callable[[], float]) -> None:
+        self.store, self.lock, self.service, self.now = store, lock, service, now
+        self.renewed_at = now()
+        self.error: Exception | None = None
+        self.lost: LockHeld | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"shipml-lease-{service}",
+                                        daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lock.lease_s / 3):
+            self.renew()
+            if self.lost is not None:
+                return
+
+    def renew(self) -> None:
+        """Renew the lock once; keep what went wrong for :meth:`check`."""
+        at = self.now()
+        try:
+            self.store.acquire(replace(self.lock, renewed_at=at), at)
+        except LockHeld as exc:
+            self.lost = exc
+        except Exception as exc:  # kept for check(); the next beat tries again
+            self.error = exc
+        else:
+            self.renewed_at, self.error = at, None
+
+    def check(self) -> None:
+        """Raise LockHeld when another run took the lock, InfrastructureError when it could not
+        be renewed for longer than its lease; before the target is touched again."""
+        if self.lost is not None:
+            raise self.lost
+        age = self.now() - self.renewed_at
+        if self.error is not None and age > self.lock.lease_s:
+            raise InfrastructureError(LOST.format(service=self.service, age=age,
+                                                  lease=self.lock.lease_s,
+                                                  error=first_line(self.error)))

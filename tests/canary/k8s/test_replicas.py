@@ -4,9 +4,13 @@ Lease as the lock and the state, and the API server's own refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import signal
 import subprocess
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -143,17 +147,25 @@ def test_a_second_run_is_refused_naming_the_holder(rollout: Rollout) -> None:
     rollout.metrics({"stable": 0.0, "canary": 0.0})
     _first_deploy(rollout)
     canary = revision(rollout.name, "canary")
-    config = rollout.config("canary", steps=[{"weight": 25, "pause": "120s"}, {"weight": 100}])
-    first = subprocess.Popen(rollout.command(config, output="first"), env=rollout.environment(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a lease of 10s, renewed by the first run's heartbeat every 3s, during every wait of its own
+    config = rollout.config("canary", lease="10s",
+                            steps=[{"weight": 25, "pause": "120s"}, {"weight": 100}])
+    log = rollout.folder / "first.log"
+    with log.open("w", encoding="utf-8") as out:
+        first = subprocess.Popen(rollout.command(config, output="first"),
+                                 env=rollout.environment(), stdout=out, stderr=out)
     try:
         wait_until(lambda: rollout.replicas().get(canary) == 1, seconds=120,
                    what="the first run's canary at 25%")
+        time.sleep(12)  # longer than the lease: only renewals keep it
         second = rollout.run(config, output="second")
+        running = first.poll() is None
     finally:
         first.kill()
         first.wait()
-    assert second.returncode == 2, second.stdout + second.stderr
+    told = f"{second.stdout}{second.stderr}\nthe first run:\n{log.read_text(encoding='utf-8')}"
+    assert running, told
+    assert second.returncode == 2, told
     assert f"another shipml canary holds the rollout of {rollout.name}: " in second.stderr
     assert f"pid {first.pid}" in second.stderr
     assert rollout.replicas().get(canary) == 1  # the second run moved nothing
@@ -231,3 +243,46 @@ def test_a_field_another_manager_owns_is_exit_2_naming_the_manager_and_the_field
     # before any traffic moved: no canary, the stable as the other manager left it
     assert rollout.deployment("canary") is None
     assert rollout.replicas() == {revision(rollout.name, "stable"): 6}
+
+
+def test_the_heartbeat_and_the_runs_own_writes_share_the_lease_without_a_conflict(
+        rollout: Rollout, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the heartbeat renews the Lease from its thread while the run writes its state into the same
+    # object: each GET-then-PUT (with its resourceVersion) must not interleave with the other's
+    from shipml.canary import engine
+    from shipml.canary.engine import Revision
+    from shipml.canary.lock import me
+    from shipml.canary.plan import Plan, Step
+    from shipml.canary.targets.k8s_lease import LeaseStore
+    from shipml.canary.targets.kube_api import KubeApi
+
+    monkeypatch.setenv("KUBECONFIG", str(rollout.cluster.kubeconfig))
+    store = LeaseStore(KubeApi.connect(None, "", verify_tls=True), rollout.name,
+                       rollout.namespace)
+    lock = me(10.0, time.time())
+    store.acquire(lock, time.time())
+    plan = Plan((Step(10, 0.0), Step(100, 0.0)), 1.0, 1, 0, "hold", 10.0, 1.0)
+    state = engine.begin(plan, rollout.name, Revision(image("canary"), "churn-b"),
+                         Revision(image("stable"), "churn-a"), time.time()).state
+    failed: list[BaseException] = []
+
+    def renew() -> None:
+        try:
+            for _ in range(30):
+                store.acquire(dataclasses.replace(lock, renewed_at=time.time()), time.time())
+        except BaseException as exc:  # reported by the assertion below
+            failed.append(exc)
+
+    beat = threading.Thread(target=renew)
+    beat.start()
+    try:
+        for written in range(30):
+            store.write_state(dataclasses.replace(state, updated_at=float(written)))
+    finally:
+        beat.join()
+    assert failed == []
+    stored = store.read_state()
+    assert stored is not None and stored.updated_at == 29.0
+    assert json.loads(rollout.lease()["spec"]["holderIdentity"])["pid"] == os.getpid()  # type: ignore[index]
+    store.release(lock)
+    assert rollout.lease()["spec"].get("holderIdentity") is None  # type: ignore[index]

@@ -1,11 +1,13 @@
 """The docker target's state store, kept on the engine: the lock is a container that never runs,
 named after the service (creating a name is atomic, so two runs cannot both take it), holding
-``/shipml/lock.json``; the rollout state is ``/shipml/state.json`` in the router container."""
+``/shipml/lock.json``; the rollout state is ``/shipml/state.json`` in the router container. The
+heartbeat renews the lock from a thread of its own; each method holds the store's guard."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.canary.engine import RolloutState
@@ -22,6 +24,7 @@ class DockerStore:
     client: Any
     service: str
     router_image: Callable[[], str]
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def lock_name(self) -> str:
@@ -31,6 +34,10 @@ class DockerStore:
     def acquire(self, lock: Lock, now: float) -> None:
         """Take the lock container's name, or take over an expired or dead holder's; raise
         LockHeld naming a live holder, InfrastructureError when the engine refuses."""
+        with self.guard:
+            self._acquire(lock, now)
+
+    def _acquire(self, lock: Lock, now: float) -> None:
         import docker
 
         for _ in range(3):
@@ -58,6 +65,10 @@ class DockerStore:
 
     def release(self, lock: Lock) -> None:
         """Remove the lock container when it is ours."""
+        with self.guard:
+            self._release(lock)
+
+    def _release(self, lock: Lock) -> None:
         existing = container(self.client, self.lock_name)
         if existing is None:
             return
@@ -76,6 +87,10 @@ class DockerStore:
     def write_state(self, state: RolloutState) -> None:
         """Write the state into the router container; raise InfrastructureError when it is
         gone."""
+        with self.guard:
+            self._write_state(state)
+
+    def _write_state(self, state: RolloutState) -> None:
         name = router_name(self.service)
         router = container(self.client, name)
         if router is None:

@@ -2,15 +2,18 @@
 
 Its ``holderIdentity``/``renewTime`` are the lock, the annotation ``shipml.dev/canary-state`` the
 rollout state. It is created with POST (409: someone else holds it) and updated with PUT carrying
-its ``resourceVersion`` (409: it changed under us), so two runs cannot both take it.
+its ``resourceVersion`` (409: it changed under us), so two runs cannot both take it. Within one
+run the heartbeat renews it from a thread of its own: each read-then-write pair holds the store's
+guard, so the run's own writes never refuse each other.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.canary.engine import RolloutState
@@ -28,6 +31,7 @@ class LeaseStore:
     api: KubeApi
     service: str
     namespace: str
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -40,6 +44,10 @@ class LeaseStore:
     def acquire(self, lock: Lock, now: float) -> None:
         """Take or renew the Lease; raise LockHeld naming a live holder, InfrastructureError when
         it changed under us three times."""
+        with self.guard:
+            self._acquire(lock, now)
+
+    def _acquire(self, lock: Lock, now: float) -> None:
         for _ in range(3):
             current = self._lease()
             if current is None:
@@ -64,6 +72,10 @@ class LeaseStore:
 
     def release(self, lock: Lock) -> None:
         """Clear the Lease's holder when it is us."""
+        with self.guard:
+            self._release(lock)
+
+    def _release(self, lock: Lock) -> None:
         current = self._lease()
         held = _lock_of(current) if current is not None else None
         if current is not None and held is not None and held.host == lock.host \
@@ -90,6 +102,10 @@ class LeaseStore:
     def write_state(self, state: RolloutState) -> None:
         """Write the state into the Lease's annotation, keeping the holder; raise
         InfrastructureError when the Lease is gone."""
+        with self.guard:
+            self._write_state(state)
+
+    def _write_state(self, state: RolloutState) -> None:
         current = self._lease()
         if current is None:
             raise InfrastructureError(f"the Lease {self.namespace}/{self.name} is gone")
