@@ -130,10 +130,15 @@ def read_settings(config: Config) -> Settings:
 
 
 def _default_service(config: Config) -> str:
+    """Return the service name the model file's stem gives: what ``canary.service`` allows (a
+    letter first, lower-case letters, digits and dashes, at most 42)."""
     import re
 
     model = config.section("model").get("path") or "model"
-    return re.sub(r"[^a-z0-9-]+", "-", Path(str(model)).stem.lower()).strip("-") or "model"
+    name = re.sub(r"[^a-z0-9-]+", "-", Path(str(model)).stem.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = f"model-{name}"
+    return name[:42].strip("-")
 
 
 def _probe_rows(config: Config) -> tuple[tuple[Mapping[str, Any], ...], tuple[Any, ...] | None]:

@@ -106,13 +106,20 @@ class LeaseStore:
             self._write_state(state)
 
     def _write_state(self, state: RolloutState) -> None:
-        current = self._lease()
-        if current is None:
-            raise InfrastructureError(f"the Lease {self.namespace}/{self.name} is gone")
-        spec = current.get("spec") or {}
-        self._put(current, holder=spec.get("holderIdentity"),
-                  lease_s=int(spec.get("leaseDurationSeconds") or 60),
-                  renewed=spec.get("renewTime"), state=state.to_dict())
+        for _ in range(3):
+            current = self._lease()
+            if current is None:
+                raise InfrastructureError(f"the Lease {self.namespace}/{self.name} is gone")
+            spec = current.get("spec") or {}
+            try:
+                self._put(current, holder=spec.get("holderIdentity"),
+                          lease_s=int(spec.get("leaseDurationSeconds") or 60),
+                          renewed=spec.get("renewTime"), state=state.to_dict())
+                return
+            except Conflict:
+                continue  # changed by someone else (kubectl annotate): read it again
+        raise InfrastructureError(f"the Lease {self.namespace}/{self.name} kept changing; could "
+                                  "not store the rollout state in 3 tries")
 
     def _put(self, current: Mapping[str, Any], *, holder: str | None, lease_s: int,
              renewed: str | None, state: Mapping[str, Any] | None = None) -> None:
