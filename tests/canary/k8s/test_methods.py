@@ -347,3 +347,36 @@ def test_kserve_a_failing_canary_is_rolled_back_to_the_stable(rollout: Rollout,
     assert isvc is not None
     assert isvc["spec"]["predictor"]["containers"][0]["image"] == image("stable")
     assert "shipml.dev/stable-image" not in isvc["metadata"]["annotations"]
+
+
+def _shadow_target(rollout: Rollout) -> dict[str, Any] | None:
+    """Return what the stable's pods read from the shadow ConfigMap (None: there is none)."""
+    found = rollout.cluster.admin.get(rollout.path("ConfigMap", f"{rollout.name}-shadow"))
+    return None if found is None else dict(json.loads(found["data"]["shadow.json"]))
+
+
+@pytest.mark.parametrize("method", ["gateway-api", "istio"])
+def test_a_shadow_step_points_the_stable_at_the_canary_and_an_abort_without_it_stops_that(
+        rollout: Rollout, method: str, request: pytest.FixtureRequest) -> None:
+    rollout.metrics({"stable": 0.0, "canary": 0.0})
+    _deploy_stable(rollout, method, request)
+    config = rollout.config("canary", method=method, steps=[
+        {"shadow": "120s", "sample": 0.5}, {"weight": 25}, {"weight": 100}])
+    first = subprocess.Popen(rollout.command(config, output="shadow"), env=rollout.environment(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _shadow_target(rollout) and _state(rollout)["phase"] == "progressing",
+                   seconds=120, what="the stable pointed at the canary, the Lease at the step")
+        target = _shadow_target(rollout)
+    finally:
+        first.kill()
+        first.wait()
+    assert target == {"url": f"http://{rollout.name}-canary.{rollout.namespace}.svc:8080",
+                      "sample": 0.5, "revision": revision(rollout.name, "canary")}
+    assert _canary_weight(rollout, method) == 0
+    # the person who aborts gives a plan without the shadow step
+    aborted = rollout.run(rollout.config("canary", method=method), "abort", output="abort")
+    assert aborted.returncode in (0, 1), aborted.stdout + aborted.stderr
+    assert _state(rollout)["phase"] == "aborted"
+    assert _shadow_target(rollout) == {}
+    _assert_stable_alone(rollout, method)

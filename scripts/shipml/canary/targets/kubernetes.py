@@ -14,7 +14,13 @@ from typing import Any
 from shipml.canary.engine import Revision
 from shipml.canary.targets.base import Target
 from shipml.canary.targets.k8s_lease import LeaseStore
-from shipml.canary.targets.k8s_objects import STABLE_IMAGE, STABLE_REVISION, check_method
+from shipml.canary.targets.k8s_objects import (
+    STABLE_IMAGE,
+    STABLE_REVISION,
+    check_method,
+    shadow_config_map,
+    shadow_url,
+)
 from shipml.canary.targets.k8s_routers import ROUTERS, KubeRouter
 from shipml.canary.targets.kube_api import Conflict, KubeApi, object_path
 from shipml.errors import ConfigError
@@ -72,8 +78,6 @@ class KubeWorkload:
         """Mirror ``sample`` of the stable's requests to ``canary`` (None: stop): ``by`` server,
         the ConfigMap the stable's pods read their shadow file from (kubelet brings a change to
         the pods within about a minute); ``by`` mesh, the route's own mirror."""
-        from shipml.canary.targets.k8s_objects import shadow_config_map, shadow_url
-
         self.check_shadow(by)
         target = None
         if canary is not None and by == "server":
@@ -118,6 +122,7 @@ class DeploymentWorkload(KubeWorkload):
     def deploy_canary(self, revision: Revision) -> None:
         """Apply the canary's objects at weight 0 and wait until one of its pods is ready (when
         the method runs any at weight 0: replicas runs none yet)."""
+        self._shadow_off()
         applied = self.router.apply(self.stable(), revision, 0)
         name = f"{self.service}-canary"
         if any(obj["kind"] == "Deployment" and obj["metadata"]["name"] == name
@@ -128,6 +133,7 @@ class DeploymentWorkload(KubeWorkload):
         """Route all traffic to the canary once its pods are ready, roll the stable Deployment to
         its image, route all traffic back to the stable and remove the canary once the stable's
         pods are ready (method replicas scales the stable up only at that last step)."""
+        self._shadow_off()
         self.router.set_weight(self.stable(), canary, 100)
         self.router.apply(canary, canary, 100)
         self._wait_ready("Deployment", f"{self.service}-stable")
@@ -137,8 +143,16 @@ class DeploymentWorkload(KubeWorkload):
 
     def rollback(self, canary: Revision) -> None:
         """Route all traffic to the stable and remove the canary."""
+        self._shadow_off()
         self.router.apply(self.stable(), None, 0)
         self.api.delete("Deployment", self.namespace, f"{self.service}-canary")
+
+    def _shadow_off(self) -> None:
+        """Empty the stable's shadow ConfigMap (gateway-api, istio) whatever plan this command
+        was given: nothing mirrors to a canary that goes, or that has not reached a shadow step
+        (a rollout aborted with a plan without its shadow step would leave it mirroring)."""
+        if self.method in SHADOW_METHODS:
+            self.api.apply(shadow_config_map(self.service, self.namespace, None))
 
 
 class InferenceServiceWorkload(KubeWorkload):
