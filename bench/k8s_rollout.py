@@ -1,14 +1,17 @@
 """Figures of shipml canary on the kubernetes target against the real control plane of .ci/k8s
 (bash .ci/services), per method, in one run: a canary answering 500 on half its requests (a
 stand-in exporter per revision, scraped by a real Prometheus, as in tests/canary/k8s) is rolled
-back after ``failure_limit: 2``.
+back after ``failure_limit: 6``.
 
 - API requests per analysis round: every request the target sends, counted in the process by a
-  wrapper of ``KubeApi._call``, between the starts of consecutive analysis rounds (median);
+  wrapper of ``KubeApi._call``, between the starts of consecutive analysis rounds (median and
+  mean: the heartbeat renews the Lease every third of ``canary.lease``, not every round);
 - seconds from the failed analysis (the end of the round that reached the failure limit) to the
   canary at weight 0 as the API server reports it (polled every 0.1 s from outside the run).
 
-    .venv/bin/python bench/k8s_rollout.py [--methods replicas,gateway-api,istio]
+    .venv/bin/python bench/k8s_rollout.py [--methods replicas,gateway-api,istio,kserve]
+
+KServe's controller does not run here: the tests' stand-in marks each InferenceService Ready.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from tests.canary.k8s.conftest import Cluster, Kube, Rollout, _kubeconfig_path  # noqa: E402
+from tests.canary.k8s.test_methods import KServeStandIn  # noqa: E402
+from tests.canary.k8s.test_methods import _canary_weight as kserve_weight  # noqa: E402
 
 #: loaded by the shipml canary process (PYTHONPATH): one line per API request and per round
 _SITECUSTOMIZE = '''
@@ -56,6 +61,9 @@ if hasattr(core, "analyse"):
 
 def _canary_weight(rollout: Rollout, method: str) -> int | None:
     admin = rollout.cluster.admin
+    if method == "kserve":
+        return None if admin.get(rollout.path("InferenceService")) is None else (
+            kserve_weight(rollout, method))
     if method == "replicas":
         deployment = rollout.deployment("canary")
         return None if deployment is None else int(deployment["spec"]["replicas"])
@@ -73,6 +81,7 @@ def _canary_weight(rollout: Rollout, method: str) -> int | None:
 def measure(cluster: Cluster, method: str, folder: Path) -> dict[str, Any]:
     """Return the figures of one rolled-back rollout of ``method``."""
     rollout = Rollout(cluster=cluster, namespace=cluster.namespace(), folder=folder)
+    ready = KServeStandIn(rollout) if method == "kserve" else None
     try:
         rollout.metrics({"stable": 0.0, "canary": 0.5})
         first = rollout.run(rollout.config("stable", method=method))
@@ -83,7 +92,8 @@ def measure(cluster: Cluster, method: str, folder: Path) -> dict[str, Any]:
         log = folder / "api.log"
         env = {**rollout.environment(), "PYTHONPATH": f"{hooks}:{ROOT / 'scripts'}",
                "SHIPML_BENCH_LOG": str(log)}
-        config = rollout.config("canary", method=method,
+        # six failed rounds before the rollback: five intervals to count requests in
+        config = rollout.config("canary", method=method, failure_limit=6,
                                 steps=[{"weight": 25, "pause": "60s"}, {"weight": 100}])
         zero_at: list[float] = []
         seen_up = threading.Event()
@@ -112,17 +122,22 @@ def measure(cluster: Cluster, method: str, folder: Path) -> dict[str, Any]:
         last_end = max(float(e[0]) for e in events if e[1] == "round-end")
         return {"method": method, "rounds": len(starts),
                 "api_requests_per_round": statistics.median(per_round) if per_round else None,
+                "api_requests_per_round_mean": round(statistics.mean(per_round), 2)
+                if per_round else None,
                 "api_requests_whole_run": sum(1 for e in events if e[1] == "api"),
                 "failed_analysis_to_weight_0_s": round(zero_at[0] - last_end, 2)
                 if zero_at else None}
     finally:
+        if ready is not None:
+            ready.stop.set()
+            ready.thread.join()
         rollout.end()
         cluster.admin.call("DELETE", f"/api/v1/namespaces/{rollout.namespace}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="replicas,gateway-api,istio")
+    parser.add_argument("--methods", default="replicas,gateway-api,istio,kserve")
     args = parser.parse_args()
     kubeconfig = _kubeconfig_path()
     assert kubeconfig is not None, "bash .ci/services first (it starts .ci/k8s)"

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -295,6 +295,32 @@ class Rollout:
         return subprocess.run(self.command(config, *argv, output=output), capture_output=True,
                               text=True, timeout=600, check=False, cwd=REPO,
                               env=self.environment())
+
+    def second_run(self, method: str, at_25: Callable[[], bool]) -> None:
+        """Start a rollout with a lease of 10s (its heartbeat renews it every 3s) and a long
+        pause at 25%; once ``at_25()`` says the API has the canary there, wait past the lease and
+        run a second one. Assert it is refused naming the first (its pid), the first still
+        running; the first run's output is in every failure's message."""
+        config = self.config("canary", method=method, lease="10s",
+                             steps=[{"weight": 25, "pause": "120s"}, {"weight": 100}])
+        log = self.folder / "first.log"
+        with log.open("w", encoding="utf-8") as out:
+            first = subprocess.Popen(self.command(config, output="first"),
+                                     env=self.environment(), stdout=out, stderr=out)
+        try:
+            wait_until(at_25, seconds=120, what="the first run's canary at 25%")
+            time.sleep(12)  # longer than the lease: only renewals keep it
+            second = self.run(config, output="second")
+            running = first.poll() is None
+        finally:
+            first.kill()
+            first.wait()
+        told = f"{second.stdout}{second.stderr}\nthe first run:\n{log.read_text(encoding='utf-8')}"
+        assert running, told
+        assert second.returncode == 2, told
+        assert f"another shipml canary holds the rollout of {self.name}: " in second.stderr, told
+        assert f"pid {first.pid}" in second.stderr, told
+        assert at_25(), "the second run moved the canary"
 
     def end(self) -> None:
         """Stop the Prometheus and the exporters."""

@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -271,28 +270,7 @@ def test_a_second_run_is_refused_naming_the_holder(rollout: Rollout, method: str
                                                    request: pytest.FixtureRequest) -> None:
     rollout.metrics({"stable": 0.0, "canary": 0.0})
     _deploy_stable(rollout, method, request)
-    # a lease of 10s, renewed by the first run's heartbeat every 3s, during every wait of its own
-    config = rollout.config("canary", method=method, lease="10s",
-                            steps=[{"weight": 25, "pause": "120s"}, {"weight": 100}])
-    log = rollout.folder / "first.log"
-    with log.open("w", encoding="utf-8") as out:
-        first = subprocess.Popen(rollout.command(config, output="first"),
-                                 env=rollout.environment(), stdout=out, stderr=out)
-    try:
-        wait_until(lambda: _canary_weight(rollout, method) == 25, seconds=120,
-                   what="the first run's canary at 25%")
-        time.sleep(12)  # longer than the lease: only renewals keep it
-        second = rollout.run(config, output="second")
-        running = first.poll() is None
-    finally:
-        first.kill()
-        first.wait()
-    told = f"{second.stdout}{second.stderr}\nthe first run:\n{log.read_text(encoding='utf-8')}"
-    assert running, told
-    assert second.returncode == 2, told
-    assert f"another shipml canary holds the rollout of {rollout.name}: " in second.stderr
-    assert f"pid {first.pid}" in second.stderr
-    assert _canary_weight(rollout, method) == 25  # the second run moved nothing
+    rollout.second_run(method, lambda: _canary_weight(rollout, method) == 25)
 
 
 def _taken_by_kubectl(rollout: Rollout, method: str) -> str:
