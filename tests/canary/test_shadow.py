@@ -242,49 +242,16 @@ def test_the_stable_pods_mount_the_shadow_config_map_and_the_mesh_mirror_is_vali
             "backendRef": {"name": "churn-canary", "port": 8080}, "percent": 20}}]
 
 
-def test_a_shadow_step_on_kubernetes_writes_the_config_map_or_the_mesh_mirror() -> None:
-    import threading as _threading
-
-    from shipml.canary.engine import Revision
-    from shipml.canary.targets import k8s_objects as objects
+@pytest.mark.parametrize("method", ["replicas", "kserve"])
+def test_a_shadow_step_on_a_method_without_a_canary_of_its_own_is_refused(method: str) -> None:
+    # what the API server stores at a shadow step, and after it: tests/canary/k8s/test_methods.py
     from shipml.canary.targets import kubernetes
     from shipml.canary.targets.kube_api import KubeApi
-    from tests.canary.test_kubernetes import FakeApi
 
-    server = FakeApi()
-    _threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = KubeApi.connect(f"http://127.0.0.1:{server.server_address[1]}", "NO_SUCH_TOKEN",
-                              False)
-
-        def target(method: str) -> Any:
-            return kubernetes.build("churn", api, method=method, namespace="prod", replicas=2,
-                                    port=8080, gateway="infra/public", hosts=(),
-                                    ready_timeout_s=5, poll_s=0.05)
-
-        istio = target("istio")
-        istio.workload.first_deploy(Revision(*STABLE))
-        istio.workload.deploy_canary(Revision(*CANARY))
-        istio.workload.set_shadow(Revision(*CANARY), 0.2, "server")
-        config_map = server.stored["/api/v1/namespaces/prod/configmaps/churn-shadow"]
-        assert json.loads(config_map["data"]["shadow.json"]) == {
-            "url": "http://churn-canary.prod.svc:8080", "sample": 0.2, "revision": CANARY[1]}
-        istio.workload.set_shadow(Revision(*CANARY), 0.2, "mesh")
-        virtual = server.stored["/apis/networking.istio.io/v1/namespaces/prod/virtualservices/churn"]
-        assert virtual["spec"]["http"][0]["mirrorPercentage"] == {"value": 20}
-        config_map = server.stored["/api/v1/namespaces/prod/configmaps/churn-shadow"]
-        assert json.loads(config_map["data"]["shadow.json"]) == {}
-        istio.workload.set_shadow(None, 0.0, "mesh")
-        virtual = server.stored["/apis/networking.istio.io/v1/namespaces/prod/virtualservices/churn"]
-        assert "mirror" not in virtual["spec"]["http"][0]
-        for verb, _, _, body in server.requests:
-            if verb == "PATCH":
-                assert objects.validate(body) == []
-        with pytest.raises(ConfigError, match="method replicas cannot keep one"):
-            target("replicas").workload.check_shadow("server")
-    finally:
-        server.shutdown()
-        server.server_close()
+    target = kubernetes.build("churn", KubeApi(api_client=None), method=method, namespace="prod",
+                              replicas=2, port=8080, gateway=None, hosts=(), ready_timeout_s=5)
+    with pytest.raises(ConfigError, match=f"method {method} cannot keep one"):
+        target.workload.check_shadow("server")
 
 
 def _shadow_files(docker_client: Any, service: Service) -> dict[str, Any]:

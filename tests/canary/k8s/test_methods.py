@@ -333,28 +333,56 @@ def _shadow_target(rollout: Rollout) -> dict[str, Any] | None:
     return None if found is None else dict(json.loads(found["data"]["shadow.json"]))
 
 
+def _mirror(rollout: Rollout, method: str) -> dict[str, Any] | None:
+    """Return the mesh's mirror as the route the API server stored has it (None: none)."""
+    admin = rollout.cluster.admin
+    if method == "istio":
+        virtual = admin.get(rollout.path("VirtualService"))
+        assert virtual is not None
+        http = virtual["spec"]["http"][0]
+        return ({"to": http["mirror"], "percent": http["mirrorPercentage"]["value"]}
+                if "mirror" in http else None)
+    route = admin.get(rollout.path("HTTPRoute"))
+    assert route is not None
+    filters = route["spec"]["rules"][0].get("filters") or []
+    mirror = next((f["requestMirror"] for f in filters if f["type"] == "RequestMirror"), None)
+    return None if mirror is None else {"to": mirror["backendRef"], "percent": mirror["percent"]}
+
+
+@pytest.mark.parametrize("by", ["server", "mesh"])
 @pytest.mark.parametrize("method", ["gateway-api", "istio"])
 def test_a_shadow_step_points_the_stable_at_the_canary_and_an_abort_without_it_stops_that(
-        rollout: Rollout, method: str, request: pytest.FixtureRequest) -> None:
+        rollout: Rollout, method: str, by: str, request: pytest.FixtureRequest) -> None:
     rollout.metrics({"stable": 0.0, "canary": 0.0})
     _deploy_stable(rollout, method, request)
     config = rollout.config("canary", method=method, steps=[
-        {"shadow": "120s", "sample": 0.5}, {"weight": 25}, {"weight": 100}])
+        {"shadow": "120s", "sample": 0.2, "shadow_by": by}, {"weight": 25}, {"weight": 100}])
     first = subprocess.Popen(rollout.command(config, output="shadow"), env=rollout.environment(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mirrored = (lambda: _shadow_target(rollout)) if by == "server" else (
+        lambda: _mirror(rollout, method))
     try:
-        wait_until(lambda: _shadow_target(rollout) and _state(rollout)["phase"] == "progressing",
-                   seconds=120, what="the stable pointed at the canary, the Lease at the step")
-        target = _shadow_target(rollout)
+        wait_until(lambda: mirrored() and _state(rollout)["phase"] == "progressing",
+                   seconds=120, what=f"the {by} mirroring to the canary, the Lease at the step")
     finally:
         first.kill()
         first.wait()
-    assert target == {"url": f"http://{rollout.name}-canary.{rollout.namespace}.svc:8080",
-                      "sample": 0.5, "revision": revision(rollout.name, "canary")}
+    canary = f"{rollout.name}-canary"
+    if by == "server":
+        assert _shadow_target(rollout) == {
+            "url": f"http://{canary}.{rollout.namespace}.svc:8080", "sample": 0.2,
+            "revision": revision(rollout.name, "canary")}
+        assert _mirror(rollout, method) is None
+    else:
+        assert _mirror(rollout, method) == (
+            {"to": {"host": rollout.name, "subset": "canary"}, "percent": 20} if method == "istio"
+            else {"to": {"group": "", "kind": "Service", "name": canary, "port": 8080},
+                  "percent": 20})
+        assert not _shadow_target(rollout)
     assert _canary_weight(rollout, method) == 0
     # the person who aborts gives a plan without the shadow step
     aborted = rollout.run(rollout.config("canary", method=method), "abort", output="abort")
     assert aborted.returncode in (0, 1), aborted.stdout + aborted.stderr
     assert _state(rollout)["phase"] == "aborted"
-    assert _shadow_target(rollout) == {}
+    assert _shadow_target(rollout) == {} and _mirror(rollout, method) is None
     _assert_stable_alone(rollout, method)
