@@ -25,7 +25,7 @@ from shipml.errors import InfrastructureError
 
 STABLE, CANARY = Revision("img@sha256:" + "a" * 64, "svc-a"), Revision("img@sha256:" + "b" * 64,
                                                                        "svc-b")
-LEASE_S = 0.3
+LEASE_S = 1.0
 
 
 class MemoryStore:
@@ -113,8 +113,9 @@ def test_a_wait_three_leases_long_keeps_the_lock_from_another_live_run() -> None
     workload = SlowWorkload(store, ready_s=3 * LEASE_S)
     with pytest.raises(_Stop):
         core.roll_out(_runner(store, workload, Router()), "img:v2")
-    # renewed every third of the lease: at least the first take and six beats in three leases
-    assert store.renewals >= 1 + 6
+    # renewed every third of the lease: the first take and nine beats in three leases (four
+    # at least, however loaded the machine: a lease is lost only after three missed beats)
+    assert store.renewals >= 1 + 4
     assert workload.another_run_could_take is False
     assert store.lock is None  # released when the run ended, by an exception or not
 
