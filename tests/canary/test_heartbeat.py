@@ -141,6 +141,28 @@ def test_a_holder_that_lost_its_lock_never_touches_the_target_again() -> None:
     assert store.lock is not None and store.lock.holder == "job 8 (pid 1)"  # theirs, untouched
 
 
+class TakenDuringPromote(SlowWorkload):
+    """A promote during which another run takes the lock (this one paused past its lease)."""
+
+    runner: core.Runner
+
+    def promote(self, canary: Revision) -> None:
+        self.store.lock = Lock("job 9 (pid 1)", "elsewhere", 1, time.time() + 60, 60.0)
+        _wait_for(lambda: self.runner.heartbeat is not None
+                  and self.runner.heartbeat.lost is not None)
+
+
+def test_a_lock_lost_during_a_long_promote_leaves_the_other_runs_state_alone() -> None:
+    store, router = MemoryStore(), Router()
+    workload = TakenDuringPromote(store, 0.0)
+    runner = workload.runner = _runner(store, workload, router)
+    theirs = engine.begin(runner.settings.plan, "svc", CANARY, STABLE, time.time()).state
+    store.state = theirs
+    with core.held(runner), pytest.raises(LockHeld, match=r"job 9 \(pid 1\)"):
+        runner.apply(engine.command(runner.settings.plan, theirs, "promote", time.time()))
+    assert store.state is theirs
+
+
 def test_a_renewal_that_fails_for_less_than_a_lease_is_tried_again() -> None:
     store = MemoryStore()
     lock = Lock("me", socket.gethostname(), os.getpid(), time.time(), LEASE_S)

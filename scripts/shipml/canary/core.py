@@ -230,8 +230,7 @@ class Runner:
     def apply(self, decision: Decision) -> RolloutState:
         """Apply a decision to the target, then store its state there; return the state.
         Raises LockHeld or InfrastructureError first when this runner lost the lock."""
-        if self.heartbeat is not None:
-            self.heartbeat.check()
+        self.check_lock()
         self.say(decision.line)
         target, canary = self.target, decision.state.canary
         if decision.action != "hold":
@@ -242,8 +241,20 @@ class Runner:
             target.workload.promote(canary)
         elif decision.action == "rollback":
             target.workload.rollback(canary)
-        target.store.write_state(decision.state)
+        self.store(decision.state)
         return decision.state
+
+    def check_lock(self) -> None:
+        """Raise LockHeld or InfrastructureError when this runner lost the rollout lock (see
+        :func:`held`): before it touches the target or its stored state."""
+        if self.heartbeat is not None:
+            self.heartbeat.check()
+
+    def store(self, state: RolloutState) -> None:
+        """Store ``state`` on the target, unless this runner lost the lock meanwhile (a long
+        wait for readiness lies behind most writes: another run's state is not overwritten)."""
+        self.check_lock()
+        self.target.store.write_state(state)
 
     def shadow(self, state: RolloutState) -> None:
         """Point the stable's shadow mirror at the canary while ``state`` is at a shadow step,
@@ -268,8 +279,7 @@ class Runner:
         plan = self.settings.plan
         while state.phase == "progressing":
             self.sleep(plan.interval_s)
-            if self.heartbeat is not None:
-                self.heartbeat.check()
+            self.check_lock()
             round_ = self.analyse(state)
             state = self.apply(engine.decide(plan, state, round_.verdicts(self.specs_for(state)),
                                              self.now()))
@@ -368,7 +378,7 @@ def roll_out(runner: Runner, image: str | None) -> RolloutState:
                                  canary=canary, stable=None, started_at=now, step_started_at=now,
                                  updated_at=runner.now(),
                                  reason="first deploy: a plain rollout, no stable to compare with")
-            store.write_state(state)
+            runner.store(state)
             return state
         if stable.revision == canary.revision:
             runner.say(f"canary {settings.service}: {canary.revision} is already the stable "
