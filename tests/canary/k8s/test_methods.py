@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.canary.k8s.conftest import Rollout, image, revision, wait_until
 
@@ -386,3 +387,43 @@ def test_a_shadow_step_points_the_stable_at_the_canary_and_an_abort_without_it_s
     assert _state(rollout)["phase"] == "aborted"
     assert _shadow_target(rollout) == {} and _mirror(rollout, method) is None
     _assert_stable_alone(rollout, method)
+
+
+def _cordon(rollout: Rollout, unschedulable: bool) -> None:
+    """Mark every node (un)schedulable, as ``kubectl cordon`` does: new pods stay Pending."""
+    admin = rollout.cluster.admin
+    for node in admin.ok("GET", "/api/v1/nodes")["items"]:
+        admin.ok("PATCH", f"/api/v1/nodes/{node['metadata']['name']}",
+                 json.dumps({"spec": {"unschedulable": unschedulable}}),
+                 content_type="application/merge-patch+json")
+
+
+def test_promote_keeps_the_canary_serving_until_every_pod_of_the_new_stable_is_ready(
+        rollout: Rollout) -> None:
+    # while the stable Deployment rolls to the canary's image its old pods are still Ready:
+    # counting them, promote used to route all traffic back to the stable (the old model, mostly)
+    # and remove the canary at once
+    rollout.metrics({"stable": 0.0, "canary": 0.0})
+    assert rollout.run(rollout.config("stable", method="gateway-api")).returncode == 0
+    config = rollout.config("canary", method="gateway-api", steps=MANUAL_STEPS)
+    assert rollout.run(config).returncode == 0
+    assert _canary_weight(rollout, "gateway-api") == 25
+    short = yaml.safe_load(config.read_text(encoding="utf-8"))
+    short["canary"]["target"]["kubernetes"]["ready_timeout_s"] = 10
+    config.write_text(yaml.safe_dump(short), encoding="utf-8")
+    _cordon(rollout, True)
+    try:
+        stuck = rollout.run(config, "promote", output="stuck")
+    finally:
+        _cordon(rollout, False)
+    assert stuck.returncode == 3, stuck.stdout + stuck.stderr
+    assert f"Deployment {rollout.namespace}/{rollout.name}-stable did not become ready" \
+        in stuck.stderr
+    # the canary still serves everything; nothing of it was removed
+    assert _weights(rollout, "gateway-api") == {"stable": 0, "canary": 100}
+    assert rollout.deployment("canary") is not None
+    promoted = rollout.run(config, "promote", output="promote")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    _assert_promoted(rollout, "gateway-api")
+    stable = rollout.deployment("stable")
+    assert stable is not None and stable["status"].get("updatedReplicas") == 4

@@ -201,7 +201,8 @@ class KubeApi:
 def wait_ready(api: KubeApi, kind: str, namespace: str, name: str, *, timeout_s: float,
                poll_s: float, minimum: int | None = None) -> None:
     """Return once the Deployment has ``minimum`` ready pods (all it asks for when None) of its
-    latest generation, or the InferenceService is Ready; raise InfrastructureError after
+    latest pod template, and, when all, no pod of an older one left (what ``kubectl rollout
+    status`` waits for), or once the InferenceService is Ready; raise InfrastructureError after
     ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -219,7 +220,13 @@ def _ready(found: Mapping[str, Any], minimum: int | None) -> bool:
     if found.get("kind") == "InferenceService":
         return any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in status.get("conditions") or [])
+    if int(status.get("observedGeneration") or 0) < int(
+            (found.get("metadata") or {}).get("generation") or 0):
+        return False  # the controller has not seen the latest spec yet
     wanted = minimum if minimum is not None else int((found.get("spec") or {}).get("replicas", 1))
-    return int(status.get("readyReplicas") or 0) >= wanted and \
-        int(status.get("observedGeneration") or 0) >= int(
-            (found.get("metadata") or {}).get("generation") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    # readyReplicas counts the pods of the old template too: while a rolling update runs, the old
+    # pods alone would make a Deployment of the new image look ready
+    ready = min(updated, int(status.get("readyReplicas") or 0))
+    old_left = int(status.get("replicas") or 0) > updated
+    return ready >= wanted and not (minimum is None and old_left)
