@@ -427,3 +427,23 @@ def test_promote_keeps_the_canary_serving_until_every_pod_of_the_new_stable_is_r
     _assert_promoted(rollout, "gateway-api")
     stable = rollout.deployment("stable")
     assert stable is not None and stable["status"].get("updatedReplicas") == 4
+
+
+def test_kserve_a_ready_condition_of_an_older_generation_is_not_ready(
+        rollout: Rollout, kserve: KServeStandIn) -> None:
+    # KServe's Ready condition describes the generation it observed: after the canary's spec is
+    # applied, a Ready of the stable's generation says nothing of the canary yet
+    rollout.metrics({"stable": 0.0, "canary": 0.0})
+    assert rollout.run(rollout.config("stable", method="kserve")).returncode == 0
+    kserve.stop.set()
+    kserve.thread.join(timeout=10)
+    config = rollout.config("canary", method="kserve", steps=MANUAL_STEPS)
+    short = yaml.safe_load(config.read_text(encoding="utf-8"))
+    short["canary"]["target"]["kubernetes"]["ready_timeout_s"] = 8
+    config.write_text(yaml.safe_dump(short), encoding="utf-8")
+    stale = rollout.run(config)
+    assert stale.returncode == 3, stale.stdout + stale.stderr
+    assert f"InferenceService {rollout.namespace}/{rollout.name} did not become ready" \
+        in stale.stderr
+    isvc = rollout.cluster.admin.get(rollout.path("InferenceService"))
+    assert isvc is not None and isvc["status"]["observedGeneration"] < isvc["metadata"]["generation"]

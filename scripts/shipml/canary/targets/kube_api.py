@@ -217,12 +217,12 @@ def wait_ready(api: KubeApi, kind: str, namespace: str, name: str, *, timeout_s:
 
 def _ready(found: Mapping[str, Any], minimum: int | None) -> bool:
     status = found.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(
+            (found.get("metadata") or {}).get("generation") or 0):
+        return False  # the controller has not seen the latest spec yet: its Ready is stale
     if found.get("kind") == "InferenceService":
         return any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in status.get("conditions") or [])
-    if int(status.get("observedGeneration") or 0) < int(
-            (found.get("metadata") or {}).get("generation") or 0):
-        return False  # the controller has not seen the latest spec yet
     wanted = minimum if minimum is not None else int((found.get("spec") or {}).get("replicas", 1))
     updated = int(status.get("updatedReplicas") or 0)
     # readyReplicas counts the pods of the old template too: while a rolling update runs, the old
