@@ -129,10 +129,15 @@ class _Handler(BaseHTTPRequestHandler):
         stored = {**body, "metadata": {**body["metadata"],
                                        "resourceVersion": self.server.next_version(),
                                        "generation": 1}}
+        # the status of a settled rollout of generation 1, as the controllers report it
         if body["kind"] in ("Deployment",):
-            stored["status"] = {"readyReplicas": body["spec"]["replicas"], "observedGeneration": 1}
+            count = body["spec"]["replicas"]
+            stored["status"] = {"observedGeneration": 1, "replicas": count,
+                                "updatedReplicas": count, "readyReplicas": count,
+                                "availableReplicas": count}
         if body["kind"] == "InferenceService":
-            stored["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+            stored["status"] = {"observedGeneration": 1,
+                                "conditions": [{"type": "Ready", "status": "True"}]}
         self.server.stored[path] = stored
         self._answer(200, stored)
 
