@@ -255,7 +255,8 @@ class Rollout:
         self.prometheus = start_prometheus(self.folder, [e.port for e in self.exporters])
 
     def config(self, which: str, *, method: str = "replicas", kubeconfig: Path | None = None,
-               steps: Sequence[Mapping[str, Any]] | None = None, **canary: Any) -> Path:
+               steps: Sequence[Mapping[str, Any]] | None = None, ready_timeout_s: float = 90,
+               **canary: Any) -> Path:
         """Write the shipml.yaml that rolls out ``image(which)``; return its path."""
         section: dict[str, Any] = {
             "image": image(which), "service": self.name,
@@ -265,7 +266,7 @@ class Rollout:
             "step_timeout": "60s", "lease": "30s",
             "target": {"type": "kubernetes", "kubernetes": {
                 "method": method, "namespace": self.namespace, "replicas": 4,
-                "gateway": "infra/public-gateway", "ready_timeout_s": 90}},
+                "gateway": "infra/public-gateway", "ready_timeout_s": ready_timeout_s}},
             "metrics": [{"name": "error-rate", "query": "error_rate", "max": 0.05}],
             "probe": {"enabled": False},
             **canary,

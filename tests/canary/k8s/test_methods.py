@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.canary.k8s.conftest import Rollout, image, revision, wait_until
 
@@ -408,9 +407,8 @@ def test_promote_keeps_the_canary_serving_until_every_pod_of_the_new_stable_is_r
     config = rollout.config("canary", method="gateway-api", steps=MANUAL_STEPS)
     assert rollout.run(config).returncode == 0
     assert _canary_weight(rollout, "gateway-api") == 25
-    short = yaml.safe_load(config.read_text(encoding="utf-8"))
-    short["canary"]["target"]["kubernetes"]["ready_timeout_s"] = 10
-    config.write_text(yaml.safe_dump(short), encoding="utf-8")
+    config = rollout.config("canary", method="gateway-api", steps=MANUAL_STEPS,
+                            ready_timeout_s=10)
     _cordon(rollout, True)
     try:
         stuck = rollout.run(config, "promote", output="stuck")
@@ -437,10 +435,7 @@ def test_kserve_a_ready_condition_of_an_older_generation_is_not_ready(
     assert rollout.run(rollout.config("stable", method="kserve")).returncode == 0
     kserve.stop.set()
     kserve.thread.join(timeout=10)
-    config = rollout.config("canary", method="kserve", steps=MANUAL_STEPS)
-    short = yaml.safe_load(config.read_text(encoding="utf-8"))
-    short["canary"]["target"]["kubernetes"]["ready_timeout_s"] = 8
-    config.write_text(yaml.safe_dump(short), encoding="utf-8")
+    config = rollout.config("canary", method="kserve", steps=MANUAL_STEPS, ready_timeout_s=8)
     stale = rollout.run(config)
     assert stale.returncode == 3, stale.stdout + stale.stderr
     assert f"InferenceService {rollout.namespace}/{rollout.name} did not become ready" \
